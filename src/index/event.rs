@@ -1,0 +1,77 @@
+//! The events the index is a fold of. Everything the index knows arrives as
+//! one of these, time included, so replaying the same events gives the same
+//! index.
+
+use std::sync::Arc;
+
+use crate::model::{Heartbeat, ResultKind};
+use crate::paths::QueueDir;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The clock, in Unix seconds. Liveness and ages are judged against it.
+    Tick(i64),
+    /// One scanning round of one node: what each queue directory showed.
+    Round(Round),
+    /// The heartbeat directory was read.
+    Heartbeats(HeartbeatRound),
+    /// Listing the lease's top-level directories (node discovery) failed or
+    /// recovered; `None` is healthy.
+    LeaseScan(Option<String>),
+    /// A spec was read (or could not be).
+    SpecRead { node: Arc<str>, name: Arc<str>, outcome: Result<SpecSummary, String> },
+    /// A result was read (or could not be).
+    ResultRead { node: Arc<str>, name: Arc<str>, kind: ResultKind, outcome: Result<ResultSummary, String> },
+    /// `control/<node>/pause.json` is present or not.
+    NodePaused { node: Arc<str>, paused: bool },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Round {
+    pub node: Arc<str>,
+    /// In listing order.
+    pub dirs: Vec<(QueueDir, DirOutcome)>,
+}
+
+/// What one directory listing gave, against the previous listing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DirOutcome {
+    /// Listed; names added and removed since the last listing, each sorted.
+    Changed { added: Vec<String>, removed: Vec<String> },
+    /// Listed, or skipped because its mtime had not changed: same as before.
+    Unchanged,
+    /// The listing failed; the previous listing stays in force.
+    Failed(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeartbeatRound {
+    /// Every node with a heartbeat file, and what reading it gave.
+    pub beats: Vec<(Arc<str>, Result<Heartbeat, String>)>,
+    /// Set when the `hb/` directory itself could not be listed; `beats` is
+    /// then empty and the previous heartbeats stay in force.
+    pub dir_error: Option<String>,
+}
+
+/// The parts of a TaskSpec the index keeps. The `env` map is deliberately
+/// absent: it is large and read on demand.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpecSummary {
+    pub created_at: i64,
+    pub command: Arc<str>,
+    pub cwd: Arc<str>,
+    pub gpus: u32,
+}
+
+/// The parts of a TaskResult the index keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultSummary {
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub exit_code: i32,
+    pub runtime_s: f64,
+    pub stdout: Arc<str>,
+    pub stderr: Arc<str>,
+    pub command: Option<Arc<str>>,
+    pub gpus_assigned: Option<Arc<str>>,
+}

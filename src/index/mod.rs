@@ -1,0 +1,517 @@
+//! The task index: a pure, deterministic fold of [`Event`]s.
+//!
+//! Owns: every task and node the listings ever showed, their derived state,
+//! ordered views, exact counts and the transition feed. Must not do I/O or
+//! read the clock: time arrives as [`Event::Tick`]. Built on `imbl`
+//! persistent maps, so [`Index::clone`] is O(1) and a snapshot shares
+//! structure with the index it came from.
+
+mod event;
+mod feed;
+mod node;
+mod state;
+mod task;
+mod views;
+
+use std::cmp::Reverse;
+use std::sync::Arc;
+
+use imbl::{HashMap, OrdSet, Vector};
+
+pub use event::{DirOutcome, Event, HeartbeatRound, ResultSummary, Round, SpecSummary};
+pub use feed::{Transition, COMPLETION_MINUTES, FEED_LEN};
+pub use node::{HeartbeatSeen, Node, NodeHealth};
+pub use state::{derive_state, Presence, StateSet, TaskState, LOST_AFTER_ROUNDS};
+pub use task::{NodeId, ReadStatus, Task, TaskExtra, TaskId};
+pub use views::{Order, ViewSpec};
+
+use crate::model::{parse_entry, EntryKind, ResultKind};
+use crate::paths::QueueDir;
+use feed::Feed;
+use views::{Placement, Views};
+
+/// Tasks waiting for a background read, newest first.
+type ReadKey = (Reverse<i64>, Reverse<TaskId>);
+
+#[derive(Debug, Clone)]
+pub struct Index {
+    now: i64,
+    stale_after_s: i64,
+    /// Number of events applied; changes whenever anything may have changed.
+    revision: u64,
+    tasks: Vector<Task>,
+    by_name: HashMap<Arc<str>, TaskId>,
+    nodes: Vector<Node>,
+    node_by_name: HashMap<Arc<str>, NodeId>,
+    views: Views,
+    to_read: OrdSet<ReadKey>,
+    /// Tasks with no result that are in neither inbox nor claimed.
+    unaccounted: OrdSet<(NodeId, TaskId)>,
+    counts: [u64; TaskState::COUNT],
+    feed: Feed,
+    lease_error: Option<Arc<str>>,
+    /// Interned working directories: thousands of tasks share a few.
+    cwds: HashMap<Arc<str>, Arc<str>>,
+}
+
+/// One change to a task's presence, from one directory of one round.
+struct Sighting {
+    dir: QueueDir,
+    spec: bool,
+    result: Option<ResultKind>,
+    added: bool,
+}
+
+impl Index {
+    /// An empty index; `stale_after_s` is `ui.hb_stale_s`.
+    pub fn new(stale_after_s: u64) -> Index {
+        Index {
+            now: 0,
+            stale_after_s: stale_after_s as i64,
+            revision: 0,
+            tasks: Vector::new(),
+            by_name: HashMap::new(),
+            nodes: Vector::new(),
+            node_by_name: HashMap::new(),
+            views: Views::default(),
+            to_read: OrdSet::new(),
+            unaccounted: OrdSet::new(),
+            counts: [0; TaskState::COUNT],
+            feed: Feed::default(),
+            lease_error: None,
+            cwds: HashMap::new(),
+        }
+    }
+
+    /// Folds one event into the index.
+    pub fn apply(&mut self, event: Event) {
+        self.revision += 1;
+        match event {
+            Event::Tick(now) => self.tick(now),
+            Event::Round(round) => self.apply_round(round),
+            Event::Heartbeats(beats) => self.apply_heartbeats(beats),
+            Event::LeaseScan(error) => self.lease_error = error.map(Arc::from),
+            Event::SpecRead { node, name, outcome } => self.apply_spec(&node, &name, outcome),
+            Event::ResultRead { node, name, kind, outcome } => self.apply_result(&node, &name, kind, outcome),
+            Event::NodePaused { node, paused } => {
+                let id = self.intern_node(&node);
+                self.nodes[id as usize].paused = paused;
+            }
+        }
+    }
+
+    // ----- queries -------------------------------------------------------
+
+    pub fn now(&self) -> i64 {
+        self.now
+    }
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+    pub fn stale_after_s(&self) -> i64 {
+        self.stale_after_s
+    }
+    pub fn task_count(&self) -> usize {
+        self.tasks.len()
+    }
+    pub fn task(&self, id: TaskId) -> Option<&Task> {
+        self.tasks.get(id as usize)
+    }
+    pub fn find(&self, name: &str) -> Option<TaskId> {
+        self.by_name.get(name).copied()
+    }
+    pub fn nodes(&self) -> impl Iterator<Item = (NodeId, &Node)> {
+        self.nodes.iter().enumerate().map(|(i, n)| (i as NodeId, n))
+    }
+    pub fn node(&self, id: NodeId) -> Option<&Node> {
+        self.nodes.get(id as usize)
+    }
+    pub fn find_node(&self, name: &str) -> Option<NodeId> {
+        self.node_by_name.get(name).copied()
+    }
+    pub fn node_name(&self, id: NodeId) -> &str {
+        self.nodes.get(id as usize).map_or("?", |n| &n.name)
+    }
+    /// Exact number of tasks in a state.
+    pub fn count(&self, state: TaskState) -> u64 {
+        self.counts[state.index()]
+    }
+    /// Exact number of tasks a view shows.
+    pub fn view_total(&self, view: &ViewSpec) -> u64 {
+        let per_state = |s: TaskState| match view.node {
+            None => self.count(s),
+            Some(n) => self.node(n).map_or(0, |node| u64::from(node.count(s))),
+        };
+        view.states.iter().map(per_state).sum()
+    }
+    pub fn lease_error(&self) -> Option<&str> {
+        self.lease_error.as_deref()
+    }
+    /// Tasks whose spec or result is still to be read.
+    pub fn unread_count(&self) -> usize {
+        self.to_read.len()
+    }
+    /// Up to `limit` tasks owing a read, newest first, skipping `skip`.
+    pub fn unread(&self, limit: usize, skip: impl Fn(TaskId) -> bool) -> Vec<TaskId> {
+        self.to_read.iter().map(|k| k.1 .0).filter(|&id| !skip(id)).take(limit).collect()
+    }
+    /// Tasks currently unaccounted for (vanished, lagging or lost).
+    pub fn unaccounted_count(&self) -> usize {
+        self.unaccounted.len()
+    }
+    pub fn feed(&self) -> impl Iterator<Item = &Transition> {
+        self.feed.recent()
+    }
+    pub fn completions_per_minute(&self, minutes: usize) -> Vec<u64> {
+        self.feed.completions_per_minute(self.now, minutes)
+    }
+
+    /// A page of `view`: up to `limit` ids after (or before) `anchor`'s
+    /// position; `inclusive` includes the anchor itself when it is in view.
+    pub fn page(
+        &self,
+        view: &ViewSpec,
+        anchor: Option<TaskId>,
+        forward: bool,
+        inclusive: bool,
+        limit: usize,
+    ) -> Vec<TaskId> {
+        let anchor = anchor.and_then(|id| self.task(id).map(|t| (id, t)));
+        let state_of = |id: TaskId| self.tasks[id as usize].state;
+        self.views.page(view, anchor, forward, inclusive, limit, &state_of)
+    }
+
+    /// Ids of every task in view order (for one-shot commands; O(n)).
+    pub fn all_in_view(&self, view: &ViewSpec) -> Vec<TaskId> {
+        self.page(view, None, true, true, usize::MAX)
+    }
+
+    // ----- events --------------------------------------------------------
+
+    fn tick(&mut self, now: i64) {
+        self.now = now;
+        self.feed.prune(now);
+        self.judge_all_nodes();
+    }
+
+    fn apply_round(&mut self, round: Round) {
+        let node = self.intern_node(&round.node);
+        for (dir, outcome) in round.dirs {
+            let slot = dir_slot(dir);
+            match outcome {
+                DirOutcome::Unchanged => self.nodes[node as usize].scan_errors[slot] = None,
+                DirOutcome::Failed(reason) => {
+                    self.nodes[node as usize].scan_errors[slot] = Some(Arc::from(reason))
+                }
+                DirOutcome::Changed { added, removed } => {
+                    self.nodes[node as usize].scan_errors[slot] = None;
+                    self.apply_names(node, dir, &removed, false);
+                    self.apply_names(node, dir, &added, true);
+                }
+            }
+        }
+        self.end_round(node);
+    }
+
+    /// Applies a sorted list of file names; a spec and its result are
+    /// adjacent in sorted order and are applied to their task together.
+    fn apply_names(&mut self, node: NodeId, dir: QueueDir, names: &[String], added: bool) {
+        let mut i = 0;
+        while i < names.len() {
+            let Some((stem, kind)) = parse_entry(&names[i]) else {
+                if !names[i].starts_with('.') {
+                    let n = &mut self.nodes[node as usize];
+                    n.unrecognised =
+                        if added { n.unrecognised + 1 } else { n.unrecognised.saturating_sub(1) };
+                }
+                i += 1;
+                continue;
+            };
+            let mut sighting = Sighting { dir, spec: false, result: None, added };
+            let mark = |kind: EntryKind, s: &mut Sighting| match kind {
+                EntryKind::Spec => s.spec = true,
+                EntryKind::Result(r) => s.result = Some(r),
+            };
+            mark(kind, &mut sighting);
+            let mut j = i + 1;
+            while let Some((next_stem, next_kind)) = names.get(j).and_then(|n| parse_entry(n)) {
+                if next_stem != stem {
+                    break;
+                }
+                mark(next_kind, &mut sighting);
+                j += 1;
+            }
+            self.apply_sighting(node, stem, sighting);
+            i = j;
+        }
+    }
+
+    fn apply_sighting(&mut self, node: NodeId, stem: &str, s: Sighting) {
+        let first_round = self.nodes[node as usize].rounds == 0;
+        let change = |task: &mut Task| {
+            let p = &mut task.presence;
+            match s.dir {
+                QueueDir::Inbox if s.spec => p.inbox = s.added,
+                QueueDir::Claimed if s.spec => p.claimed = s.added,
+                QueueDir::Done if s.spec => p.done_spec = s.added,
+                _ => {}
+            }
+            // Results never move and never change: a later listing that no
+            // longer shows one is lagging, not news.
+            if let (Some(kind), true) = (s.result, s.added) {
+                p.result.get_or_insert(kind);
+            }
+            if !p.is_unaccounted() {
+                task.missing_rounds = 0;
+            }
+        };
+        match self.by_name.get(stem) {
+            Some(&id) => self.update_task(id, !first_round, change),
+            None if s.added => self.insert_task(node, stem, !first_round, change),
+            None => {}
+        }
+    }
+
+    fn insert_task(&mut self, node: NodeId, stem: &str, report: bool, change: impl FnOnce(&mut Task)) {
+        let id = self.tasks.len() as TaskId;
+        let name: Arc<str> = Arc::from(stem);
+        let mut task = Task::new(name.clone(), node);
+        change(&mut task);
+        let alive = self.nodes[node as usize].health.is_alive();
+        task.state = derive_state(&task.presence, task.exit_code, alive, task.missing_rounds, None);
+        let at = Placement::of(&task);
+        self.by_name.insert(name, id);
+        self.tasks.push_back(task);
+        self.place(id, &at);
+        if report {
+            self.feed.record(Transition { task: id, from: None, to: at.state, at: self.now });
+        }
+    }
+
+    /// Counts a round for the node's unaccounted tasks; those unaccounted
+    /// for long enough become LOST?.
+    fn end_round(&mut self, node: NodeId) {
+        let range = (node, 0)..=(node, TaskId::MAX);
+        let missing: Vec<TaskId> = self.unaccounted.range(range).map(|k| k.1).collect();
+        let first_round = self.nodes[node as usize].rounds == 0;
+        for id in missing {
+            self.update_task(id, !first_round, |task| {
+                task.missing_rounds = task.missing_rounds.saturating_add(1);
+            });
+        }
+        self.nodes[node as usize].rounds += 1;
+    }
+
+    fn apply_heartbeats(&mut self, round: HeartbeatRound) {
+        if let Some(error) = round.dir_error {
+            for node in self.nodes.iter_mut() {
+                node.heartbeat_error = Some(Arc::from(error.as_str()));
+            }
+            return;
+        }
+        let mut seen = vec![false; self.nodes.len()];
+        for (name, outcome) in round.beats {
+            let id = self.intern_node(&name) as usize;
+            seen.resize(self.nodes.len(), false);
+            seen[id] = true;
+            let node = &mut self.nodes[id];
+            match outcome {
+                Ok(hb) => {
+                    node.heartbeat = HeartbeatSeen::Present(hb);
+                    node.heartbeat_error = None;
+                }
+                Err(reason) => {
+                    if node.heartbeat == HeartbeatSeen::NotYetRead {
+                        node.heartbeat = HeartbeatSeen::Missing;
+                    }
+                    node.heartbeat_error = Some(Arc::from(reason));
+                }
+            }
+        }
+        for (id, was_seen) in seen.into_iter().enumerate() {
+            if !was_seen {
+                self.nodes[id].heartbeat = HeartbeatSeen::Missing;
+                self.nodes[id].heartbeat_error = None;
+            }
+        }
+        self.judge_all_nodes();
+    }
+
+    /// Re-judges liveness; tasks in `claimed/` on nodes that died or came
+    /// back move between RUNNING and STUCK.
+    fn judge_all_nodes(&mut self) {
+        for id in 0..self.nodes.len() {
+            let node = &self.nodes[id];
+            let health = node.judge(self.now, self.stale_after_s);
+            if health == node.health {
+                continue;
+            }
+            let liveness_changed = health.is_alive() != node.health.is_alive();
+            self.nodes[id].health = health;
+            if liveness_changed {
+                let node = id as NodeId;
+                let lo = (node, TaskState::Running, Reverse(i64::MAX), 0);
+                let hi = (node, TaskState::Stuck, Reverse(i64::MIN), TaskId::MAX);
+                let live: Vec<TaskId> = self.views.by_node.range(lo..=hi).map(|k| k.3).collect();
+                for task in live {
+                    self.update_task(task, true, |_| {});
+                }
+            }
+        }
+    }
+
+    fn apply_spec(&mut self, _node: &str, name: &str, outcome: Result<SpecSummary, String>) {
+        let Some(id) = self.find(name) else { return };
+        if self.tasks[id as usize].spec_read != ReadStatus::Unread {
+            return; // immutable: the first read stands
+        }
+        let cwd = outcome.as_ref().ok().map(|s| self.intern_cwd(&s.cwd));
+        self.update_task(id, true, |task| match outcome {
+            Ok(spec) => {
+                task.spec_read = ReadStatus::Read;
+                task.created_at = spec.created_at;
+                task.gpus = spec.gpus;
+                task.command = Some(spec.command);
+                task.cwd = cwd;
+            }
+            Err(reason) => {
+                task.spec_read = ReadStatus::Failed;
+                task.extra_mut().problem = Some(format!("spec: {reason}"));
+            }
+        });
+    }
+
+    fn apply_result(
+        &mut self,
+        _node: &str,
+        name: &str,
+        kind: ResultKind,
+        outcome: Result<ResultSummary, String>,
+    ) {
+        let Some(id) = self.find(name) else { return };
+        if self.tasks[id as usize].result_read != ReadStatus::Unread {
+            return;
+        }
+        let now = self.now;
+        let mut finished_at = None;
+        self.update_task(id, true, |task| {
+            task.presence.result.get_or_insert(kind);
+            match outcome {
+                Ok(result) => {
+                    task.result_read = ReadStatus::Read;
+                    task.started_at = result.started_at;
+                    task.finished_at = result.finished_at;
+                    task.exit_code = Some(result.exit_code);
+                    task.runtime_s = result.runtime_s as f32;
+                    if task.command.is_none() {
+                        task.command = result.command;
+                    }
+                    let task_id = task.task_id().to_string();
+                    let default_out = format!("logs/{task_id}.out");
+                    let default_err = format!("logs/{task_id}.err");
+                    if *result.stdout != *default_out || *result.stderr != *default_err {
+                        let extra = task.extra_mut();
+                        extra.stdout = Some(result.stdout);
+                        extra.stderr = Some(result.stderr);
+                    }
+                    if let Some(gpus) = result.gpus_assigned {
+                        task.extra_mut().gpus_assigned = Some(gpus);
+                    }
+                    if kind == ResultKind::Ran {
+                        finished_at = Some(result.finished_at);
+                    }
+                }
+                Err(reason) => {
+                    task.result_read = ReadStatus::Failed;
+                    task.extra_mut().problem = Some(format!("result: {reason}"));
+                }
+            }
+        });
+        if let Some(at) = finished_at {
+            self.feed.count_completion(at, now);
+        }
+    }
+
+    // ----- the one place a task changes ----------------------------------
+
+    /// Applies `change` to a task, re-derives its state and keeps every
+    /// view, set, count and the feed in step. `report` records a state
+    /// change in the feed (off during a node's first round: history loading
+    /// is not news).
+    fn update_task(&mut self, id: TaskId, report: bool, change: impl FnOnce(&mut Task)) {
+        let task = &self.tasks[id as usize];
+        let before = Placement::of(task);
+        let node_alive = self.nodes[task.node as usize].health.is_alive();
+        let task = &mut self.tasks[id as usize];
+        change(task);
+        task.state =
+            derive_state(&task.presence, task.exit_code, node_alive, task.missing_rounds, Some(before.state));
+        let after = Placement::of(task);
+        if before == after {
+            return;
+        }
+        self.unplace(id, &before);
+        self.place(id, &after);
+        if report && before.state != after.state {
+            let from = Some(before.state);
+            self.feed.record(Transition { task: id, from, to: after.state, at: self.now });
+        }
+    }
+
+    /// Puts a task in the views, sets and counts its placement calls for.
+    fn place(&mut self, id: TaskId, at: &Placement) {
+        self.views.insert(id, at);
+        self.counts[at.state.index()] += 1;
+        self.nodes[at.node as usize].counts[at.state.index()] += 1;
+        if at.needs_read {
+            self.to_read.insert((Reverse(at.time), Reverse(id)));
+        }
+        if at.unaccounted {
+            self.unaccounted.insert((at.node, id));
+        }
+    }
+
+    fn unplace(&mut self, id: TaskId, at: &Placement) {
+        self.views.remove(id, at);
+        self.counts[at.state.index()] -= 1;
+        self.nodes[at.node as usize].counts[at.state.index()] -= 1;
+        if at.needs_read {
+            self.to_read.remove(&(Reverse(at.time), Reverse(id)));
+        }
+        if at.unaccounted {
+            self.unaccounted.remove(&(at.node, id));
+        }
+    }
+
+    fn intern_node(&mut self, name: &str) -> NodeId {
+        if let Some(&id) = self.node_by_name.get(name) {
+            return id;
+        }
+        let id = self.nodes.len() as NodeId;
+        let name: Arc<str> = Arc::from(name);
+        let mut node = Node::new(name.clone());
+        node.health = node.judge(self.now, self.stale_after_s);
+        self.nodes.push_back(node);
+        self.node_by_name.insert(name, id);
+        id
+    }
+
+    fn intern_cwd(&mut self, cwd: &Arc<str>) -> Arc<str> {
+        if let Some(existing) = self.cwds.get(cwd) {
+            return existing.clone();
+        }
+        self.cwds.insert(cwd.clone(), cwd.clone());
+        cwd.clone()
+    }
+}
+
+fn dir_slot(dir: QueueDir) -> usize {
+    match dir {
+        QueueDir::Inbox => 0,
+        QueueDir::Claimed => 1,
+        QueueDir::Done => 2,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,106 @@
+//! What the index keeps per node: its heartbeat, liveness, scan health and
+//! exact task counts per state.
+
+use std::sync::Arc;
+
+use super::state::TaskState;
+use crate::model::Heartbeat;
+
+/// What is known of a node's heartbeat file.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum HeartbeatSeen {
+    /// The `hb/` directory has not been read yet.
+    #[default]
+    NotYetRead,
+    /// `hb/` was read and this node has no heartbeat file.
+    Missing,
+    Present(Heartbeat),
+}
+
+/// A node's health as the nodes pane shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeHealth {
+    Ok { age_s: i64 },
+    Stale { age_s: i64 },
+    NoHeartbeat,
+    Unknown,
+}
+
+impl NodeHealth {
+    pub fn label(self) -> &'static str {
+        match self {
+            NodeHealth::Ok { .. } => "OK",
+            NodeHealth::Stale { .. } => "STALE",
+            NodeHealth::NoHeartbeat => "NO-HB",
+            NodeHealth::Unknown => "?",
+        }
+    }
+
+    /// Tasks in `claimed/` on a node that is not alive are STUCK.
+    pub fn is_alive(self) -> bool {
+        matches!(self, NodeHealth::Ok { .. } | NodeHealth::Unknown)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub name: Arc<str>,
+    pub heartbeat: HeartbeatSeen,
+    /// The last heartbeat read failed (the previous one, if any, is kept).
+    pub heartbeat_error: Option<Arc<str>>,
+    pub health: NodeHealth,
+    /// Exact number of tasks of this node per state.
+    pub counts: [u32; TaskState::COUNT],
+    /// Per queue directory (inbox, claimed, done): the last listing error.
+    pub scan_errors: [Option<Arc<str>>; 3],
+    /// Completed scanning rounds.
+    pub rounds: u64,
+    /// Files in its queue directories whose names are not task files.
+    pub unrecognised: u32,
+    /// `control/<node>/pause.json` is present.
+    pub paused: bool,
+}
+
+impl Node {
+    pub fn new(name: Arc<str>) -> Node {
+        Node {
+            name,
+            heartbeat: HeartbeatSeen::NotYetRead,
+            heartbeat_error: None,
+            health: NodeHealth::Unknown,
+            counts: [0; TaskState::COUNT],
+            scan_errors: Default::default(),
+            rounds: 0,
+            unrecognised: 0,
+            paused: false,
+        }
+    }
+
+    pub fn count(&self, state: TaskState) -> u32 {
+        self.counts[state.index()]
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.iter().map(|&c| u64::from(c)).sum()
+    }
+
+    pub fn has_scan_error(&self) -> bool {
+        self.heartbeat_error.is_some() || self.scan_errors.iter().any(Option::is_some)
+    }
+
+    /// Health judged at `now` against the staleness threshold.
+    pub fn judge(&self, now: i64, stale_after_s: i64) -> NodeHealth {
+        match &self.heartbeat {
+            HeartbeatSeen::NotYetRead => NodeHealth::Unknown,
+            HeartbeatSeen::Missing => NodeHealth::NoHeartbeat,
+            HeartbeatSeen::Present(hb) => {
+                let age_s = (now - hb.ts).max(0);
+                if age_s <= stale_after_s {
+                    NodeHealth::Ok { age_s }
+                } else {
+                    NodeHealth::Stale { age_s }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! What the index keeps per task: identity, where the listings saw it, its
+//! derived state, and the few hydrated fields the views need.
+
+use std::sync::Arc;
+
+use super::state::{Presence, TaskState};
+use crate::model::TaskName;
+
+/// Dense id of a task inside one index, assigned in order of discovery.
+pub type TaskId = u32;
+/// Dense id of a node inside one index.
+pub type NodeId = u16;
+
+/// Whether an immutable file was read yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadStatus {
+    #[default]
+    Unread,
+    Read,
+    /// Unreadable or unparsable; the reason is in [`Task::problem`].
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    /// The file stem `<seq>_<task_id>_<uuid>`: the identity.
+    pub name: Arc<str>,
+    pub node: NodeId,
+    pub seq: u64,
+    pub presence: Presence,
+    /// Consecutive rounds of its node in which it was unaccounted for.
+    pub missing_rounds: u8,
+    pub state: TaskState,
+    pub spec_read: ReadStatus,
+    pub result_read: ReadStatus,
+    /// Unix seconds; 0 while unknown.
+    pub created_at: i64,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub exit_code: Option<i32>,
+    pub runtime_s: f32,
+    pub gpus: u32,
+    pub command: Option<Arc<str>>,
+    pub cwd: Option<Arc<str>>,
+    /// Rarely set fields, boxed so the common task stays small.
+    pub extra: Option<Box<TaskExtra>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskExtra {
+    /// Why a file of this task could not be read or parsed.
+    pub problem: Option<String>,
+    /// Log paths a result named, when not the default `logs/<task_id>.*`.
+    pub stdout: Option<Arc<str>>,
+    pub stderr: Option<Arc<str>>,
+    pub gpus_assigned: Option<Arc<str>>,
+}
+
+impl Task {
+    pub fn new(name: Arc<str>, node: NodeId) -> Task {
+        let seq = TaskName::parse(&name).map_or(0, |n| n.seq);
+        Task {
+            name,
+            node,
+            seq,
+            presence: Presence::default(),
+            missing_rounds: 0,
+            state: TaskState::Lost,
+            spec_read: ReadStatus::Unread,
+            result_read: ReadStatus::Unread,
+            created_at: 0,
+            started_at: 0,
+            finished_at: 0,
+            exit_code: None,
+            runtime_s: 0.0,
+            gpus: 0,
+            command: None,
+            cwd: None,
+            extra: None,
+        }
+    }
+
+    /// The task id inside the name (not unique: see ON-DISK.md).
+    pub fn task_id(&self) -> &str {
+        TaskName::parse(&self.name).map_or(&self.name, |n| n.task_id)
+    }
+
+    /// The time the default order sorts by, newest first: when it started,
+    /// else when it was submitted, else the seq when it is Unix microseconds.
+    pub fn sort_time(&self) -> i64 {
+        const MICROS_SINCE_2001: u64 = 1_000_000_000_000_000;
+        if self.started_at != 0 {
+            self.started_at
+        } else if self.created_at != 0 {
+            self.created_at
+        } else if self.seq >= MICROS_SINCE_2001 {
+            (self.seq / 1_000_000) as i64
+        } else {
+            0
+        }
+    }
+
+    /// Whether a background read of its spec or result is still owed.
+    pub fn needs_read(&self) -> bool {
+        let spec_located = self.presence.inbox || self.presence.claimed || self.presence.done_spec;
+        (self.spec_read == ReadStatus::Unread && spec_located)
+            || (self.presence.result.is_some() && self.result_read == ReadStatus::Unread)
+    }
+
+    pub fn problem(&self) -> Option<&str> {
+        self.extra.as_ref().and_then(|e| e.problem.as_deref())
+    }
+
+    pub fn extra_mut(&mut self) -> &mut TaskExtra {
+        self.extra.get_or_insert_with(Default::default)
+    }
+
+    /// The stdout path relative to the run dir: what the result named, else
+    /// the default the runner uses.
+    pub fn stdout_path(&self) -> String {
+        self.extra
+            .as_ref()
+            .and_then(|e| e.stdout.as_deref())
+            .map_or_else(|| format!("logs/{}.out", self.task_id()), str::to_string)
+    }
+
+    pub fn stderr_path(&self) -> String {
+        self.extra
+            .as_ref()
+            .and_then(|e| e.stderr.as_deref())
+            .map_or_else(|| format!("logs/{}.err", self.task_id()), str::to_string)
+    }
+}

@@ -1,0 +1,253 @@
+use super::*;
+use crate::model::Heartbeat;
+
+const U: &str = "00000000-0000-4000-8000-0000000000";
+
+fn stem(seq: u32) -> String {
+    format!("{seq:06}_T{seq:03}_{U}{seq:02}")
+}
+fn spec(seq: u32) -> String {
+    format!("{}.json", stem(seq))
+}
+fn result(seq: u32) -> String {
+    format!("{}.result.json", stem(seq))
+}
+
+fn changed(dir: QueueDir, added: Vec<String>, removed: Vec<String>) -> (QueueDir, DirOutcome) {
+    let (mut added, mut removed) = (added, removed);
+    added.sort();
+    removed.sort();
+    (dir, DirOutcome::Changed { added, removed })
+}
+
+fn round(node: &str, dirs: Vec<(QueueDir, DirOutcome)>) -> Event {
+    Event::Round(Round { node: node.into(), dirs })
+}
+
+fn state(index: &Index, seq: u32) -> TaskState {
+    index.task(index.find(&stem(seq)).unwrap()).unwrap().state
+}
+
+fn hb(node: &str, ts: i64) -> Event {
+    let beat = Heartbeat {
+        node: node.into(),
+        ts,
+        running_task_id: None,
+        pending_estimate: 0,
+        runner_pid: 1,
+        version: "t".into(),
+    };
+    Event::Heartbeats(HeartbeatRound { beats: vec![(node.into(), Ok(beat))], dir_error: None })
+}
+
+fn done_ok(seq: u32, exit_code: i32) -> Event {
+    Event::ResultRead {
+        node: "a".into(),
+        name: stem(seq).into(),
+        kind: ResultKind::Ran,
+        outcome: Ok(ResultSummary {
+            started_at: 100 + i64::from(seq),
+            finished_at: 200 + i64::from(seq),
+            exit_code,
+            runtime_s: 1.0,
+            stdout: format!("logs/T{seq:03}.out").into(),
+            stderr: format!("logs/T{seq:03}.err").into(),
+            command: None,
+            gpus_assigned: None,
+        }),
+    }
+}
+
+/// Node `a`: tasks 1-2 pending, 3 running, 4-5 done.
+fn small_index() -> Index {
+    let mut index = Index::new(60);
+    index.apply(Event::Tick(1000));
+    index.apply(hb("a", 1000));
+    index.apply(round(
+        "a",
+        vec![
+            changed(QueueDir::Claimed, vec![spec(3)], vec![]),
+            changed(QueueDir::Inbox, vec![spec(1), spec(2)], vec![]),
+            changed(QueueDir::Done, vec![spec(4), result(4), spec(5), result(5)], vec![]),
+        ],
+    ));
+    index
+}
+
+fn assert_counts_match_rows(index: &Index) {
+    for state in TaskState::ALL {
+        let view = ViewSpec { states: StateSet::of(&[state]), ..ViewSpec::default() };
+        assert_eq!(index.all_in_view(&view).len() as u64, index.count(state), "{state}");
+        for (node, _) in index.nodes() {
+            let view = ViewSpec { node: Some(node), ..view };
+            assert_eq!(index.all_in_view(&view).len() as u64, index.view_total(&view));
+        }
+    }
+    assert_eq!(index.all_in_view(&ViewSpec::default()).len(), index.task_count());
+}
+
+#[test]
+fn names_only_build_derives_states_and_counts() {
+    let index = small_index();
+    assert_eq!(index.task_count(), 5);
+    assert_eq!(state(&index, 1), TaskState::Pending);
+    assert_eq!(state(&index, 3), TaskState::Running);
+    assert_eq!(state(&index, 4), TaskState::Done);
+    assert_eq!(index.count(TaskState::Done), 2);
+    assert_eq!(index.node(0).unwrap().count(TaskState::Pending), 2);
+    assert!(index.feed().next().is_none(), "loading history is not news");
+    assert_counts_match_rows(&index);
+}
+
+#[test]
+fn a_move_within_one_round_is_a_transition() {
+    let mut index = small_index();
+    index.apply(round(
+        "a",
+        vec![
+            changed(QueueDir::Claimed, vec![spec(1)], vec![spec(3)]),
+            changed(QueueDir::Inbox, vec![], vec![spec(1)]),
+            changed(QueueDir::Done, vec![spec(3), result(3)], vec![]),
+        ],
+    ));
+    assert_eq!(state(&index, 1), TaskState::Running);
+    assert_eq!(state(&index, 3), TaskState::Done);
+    index.apply(done_ok(3, 2));
+    assert_eq!(state(&index, 3), TaskState::Failed);
+    let feed: Vec<_> = index.feed().map(|t| (t.task, t.from, t.to)).collect();
+    let t3 = index.find(&stem(3)).unwrap();
+    assert!(feed.contains(&(t3, Some(TaskState::Running), TaskState::Failed)), "{feed:?}");
+    assert_eq!(index.unaccounted_count(), 0);
+    assert_counts_match_rows(&index);
+}
+
+#[test]
+fn vanished_from_claimed_is_lost_after_two_rounds_and_recovers() {
+    let mut index = small_index();
+    index.apply(round("a", vec![changed(QueueDir::Claimed, vec![], vec![spec(3)])]));
+    assert_eq!(state(&index, 3), TaskState::Running, "one round is not enough");
+    index.apply(round("a", vec![(QueueDir::Claimed, DirOutcome::Unchanged)]));
+    assert_eq!(state(&index, 3), TaskState::Lost);
+    assert_counts_match_rows(&index);
+    index.apply(round("a", vec![changed(QueueDir::Done, vec![result(3)], vec![])]));
+    assert_eq!(state(&index, 3), TaskState::Done);
+    assert_eq!(index.unaccounted_count(), 0);
+}
+
+#[test]
+fn a_lagging_listing_never_leaves_a_terminal_state() {
+    let mut index = small_index();
+    index.apply(done_ok(4, 0));
+    index.apply(round(
+        "a",
+        vec![
+            changed(QueueDir::Done, vec![], vec![spec(4), result(4)]),
+            changed(QueueDir::Claimed, vec![spec(4)], vec![]),
+        ],
+    ));
+    assert_eq!(state(&index, 4), TaskState::Finished);
+}
+
+#[test]
+fn a_failed_listing_keeps_the_previous_one() {
+    let mut index = small_index();
+    for _ in 0..3 {
+        index.apply(round("a", vec![(QueueDir::Claimed, DirOutcome::Failed("ESTALE".into()))]));
+    }
+    assert_eq!(state(&index, 3), TaskState::Running);
+    assert!(index.node(0).unwrap().has_scan_error());
+    index.apply(round("a", vec![(QueueDir::Claimed, DirOutcome::Unchanged)]));
+    assert!(!index.node(0).unwrap().has_scan_error());
+}
+
+#[test]
+fn stale_or_missing_heartbeat_makes_running_stuck() {
+    let mut index = small_index();
+    index.apply(Event::Tick(1061));
+    assert_eq!(state(&index, 3), TaskState::Stuck);
+    assert!(matches!(index.node(0).unwrap().health, NodeHealth::Stale { age_s: 61 }));
+    index.apply(hb("a", 1060));
+    assert_eq!(state(&index, 3), TaskState::Running);
+    index.apply(Event::Heartbeats(HeartbeatRound { beats: vec![], dir_error: None }));
+    assert_eq!(state(&index, 3), TaskState::Stuck, "no heartbeat file");
+    assert_counts_match_rows(&index);
+}
+
+#[test]
+fn unreadable_files_keep_the_task_with_a_reason() {
+    let mut index = small_index();
+    index.apply(Event::SpecRead {
+        node: "a".into(),
+        name: stem(1).into(),
+        outcome: Err("expected value at line 1 column 7".into()),
+    });
+    let task = index.task(index.find(&stem(1)).unwrap()).unwrap();
+    assert_eq!(task.state, TaskState::Pending);
+    assert!(task.problem().unwrap().contains("line 1"));
+}
+
+#[test]
+fn hydration_queue_is_newest_first_and_drains() {
+    let mut index = small_index();
+    assert_eq!(index.unread_count(), 5);
+    for seq in 1..=5 {
+        index.apply(Event::SpecRead {
+            node: "a".into(),
+            name: stem(seq).into(),
+            outcome: Ok(SpecSummary {
+                created_at: i64::from(seq),
+                command: "echo".into(),
+                cwd: "/w".into(),
+                gpus: 0,
+            }),
+        });
+    }
+    let unread: Vec<_> = index.unread(10, |_| false);
+    assert_eq!(unread, vec![index.find(&stem(5)).unwrap(), index.find(&stem(4)).unwrap()]);
+    index.apply(done_ok(4, 0));
+    index.apply(done_ok(5, 0));
+    assert_eq!(index.unread_count(), 0);
+}
+
+#[test]
+fn pages_are_anchored_and_filtered() {
+    let mut index = Index::new(60);
+    let names: Vec<String> = (1..=100).map(spec).collect();
+    index.apply(round("a", vec![changed(QueueDir::Inbox, names, vec![])]));
+    let view = ViewSpec { order: Order::SeqInNode, ..ViewSpec::default() };
+    let first = index.page(&view, None, true, true, 10);
+    assert_eq!(first.len(), 10);
+    assert_eq!(index.task(first[0]).unwrap().seq, 1);
+    let anchor = first[9];
+    let next = index.page(&view, Some(anchor), true, false, 10);
+    assert_eq!(index.task(next[0]).unwrap().seq, 11);
+    let back = index.page(&view, Some(next[0]), false, false, 3);
+    let seqs: Vec<u64> = back.iter().map(|&id| index.task(id).unwrap().seq).collect();
+    assert_eq!(seqs, vec![10, 9, 8]);
+
+    // The anchor's task changes state: the cursor stays on it.
+    index.apply(round("a", vec![changed(QueueDir::Claimed, vec![spec(50)], vec![])]));
+    index.apply(round("a", vec![changed(QueueDir::Inbox, vec![], vec![spec(50)])]));
+    let running = ViewSpec { states: StateSet::of(&[TaskState::Running]), ..ViewSpec::default() };
+    let at = index.find(&stem(50));
+    assert_eq!(index.page(&running, at, true, true, 5), vec![at.unwrap()]);
+    assert_eq!(index.view_total(&running), 1);
+    assert_counts_match_rows(&index);
+}
+
+#[test]
+fn snapshots_are_independent() {
+    let mut index = small_index();
+    let snapshot = index.clone();
+    index.apply(round("a", vec![changed(QueueDir::Inbox, vec![spec(9)], vec![])]));
+    assert_eq!(snapshot.task_count(), 5);
+    assert_eq!(index.task_count(), 6);
+}
+
+#[test]
+fn unrecognised_names_are_counted_not_dropped() {
+    let mut index = small_index();
+    let junk = vec!["notes.txt".to_string(), ".tmp.x".to_string()];
+    index.apply(round("a", vec![changed(QueueDir::Inbox, junk, vec![])]));
+    assert_eq!(index.node(0).unwrap().unrecognised, 1);
+}

@@ -1,0 +1,214 @@
+//! Ordered views over the tasks, kept incrementally, and page queries on
+//! them: O(log n + rows) from an anchor, so a cursor stays on its task while
+//! the data changes under it.
+
+use std::cmp::Reverse;
+
+use imbl::OrdSet;
+
+use super::state::{StateSet, TaskState};
+use super::task::{NodeId, Task, TaskId};
+
+/// Default order across all nodes: state priority, newest first.
+pub type StateKey = (TaskState, Reverse<i64>, TaskId);
+/// Default order within a node.
+pub type NodeKey = (NodeId, TaskState, Reverse<i64>, TaskId);
+/// FIFO order within a node lane (lanes one after another).
+pub type SeqKey = (NodeId, u64, TaskId);
+
+/// How a view is sorted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// State priority (RUNNING > ... > FINISHED), then start time descending.
+    #[default]
+    StateThenNewest,
+    /// By seq within each node lane.
+    SeqInNode,
+}
+
+/// Which tasks a view shows and in what order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViewSpec {
+    pub node: Option<NodeId>,
+    pub states: StateSet,
+    pub order: Order,
+}
+
+impl Default for ViewSpec {
+    fn default() -> Self {
+        ViewSpec { node: None, states: StateSet::ALL, order: Order::StateThenNewest }
+    }
+}
+
+/// The three ordered sets every task is in.
+#[derive(Debug, Clone, Default)]
+pub struct Views {
+    pub by_state: OrdSet<StateKey>,
+    pub by_node: OrdSet<NodeKey>,
+    pub by_seq: OrdSet<SeqKey>,
+}
+
+/// Everything that decides where a task sits in the views and sets: two
+/// placements compared tell what must move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    pub node: NodeId,
+    pub seq: u64,
+    pub state: TaskState,
+    pub time: i64,
+    pub needs_read: bool,
+    pub unaccounted: bool,
+}
+
+impl Placement {
+    pub fn of(task: &Task) -> Placement {
+        Placement {
+            node: task.node,
+            seq: task.seq,
+            state: task.state,
+            time: task.sort_time(),
+            needs_read: task.needs_read(),
+            unaccounted: task.presence.is_unaccounted(),
+        }
+    }
+}
+
+impl Views {
+    pub fn insert(&mut self, id: TaskId, at: &Placement) {
+        let time = Reverse(at.time);
+        self.by_state.insert((at.state, time, id));
+        self.by_node.insert((at.node, at.state, time, id));
+        self.by_seq.insert((at.node, at.seq, id));
+    }
+
+    pub fn remove(&mut self, id: TaskId, at: &Placement) {
+        let time = Reverse(at.time);
+        self.by_state.remove(&(at.state, time, id));
+        self.by_node.remove(&(at.node, at.state, time, id));
+        self.by_seq.remove(&(at.node, at.seq, id));
+    }
+
+    /// Up to `limit` task ids of `view` strictly after (`forward`) or before
+    /// the position `anchor` occupies (or would occupy) in it; with no
+    /// anchor, from the start (or the end, going backwards).
+    pub fn page(
+        &self,
+        view: &ViewSpec,
+        anchor: Option<(TaskId, &Task)>,
+        forward: bool,
+        inclusive: bool,
+        limit: usize,
+        state_of: &dyn Fn(TaskId) -> TaskState,
+    ) -> Vec<TaskId> {
+        let mut out = Vec::with_capacity(limit.min(1024));
+        match (view.order, view.node) {
+            (Order::StateThenNewest, None) => {
+                let key = anchor.map(|(id, t)| (t.state, Reverse(t.sort_time()), id));
+                for state in ordered(view.states, forward) {
+                    let lo = (state, Reverse(i64::MAX), 0);
+                    let hi = (state, Reverse(i64::MIN), TaskId::MAX);
+                    collect(&self.by_state, lo, hi, key, forward, inclusive, limit, &mut out, |k| k.2);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+            (Order::StateThenNewest, Some(node)) => {
+                let key = anchor.map(|(id, t)| (t.node, t.state, Reverse(t.sort_time()), id));
+                for state in ordered(view.states, forward) {
+                    let lo = (node, state, Reverse(i64::MAX), 0);
+                    let hi = (node, state, Reverse(i64::MIN), TaskId::MAX);
+                    collect(&self.by_node, lo, hi, key, forward, inclusive, limit, &mut out, |k| k.3);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+            (Order::SeqInNode, node) => {
+                let key = anchor.map(|(id, t)| (t.node, t.seq, id));
+                let (lo, hi) = match node {
+                    Some(n) => ((n, 0, 0), (n, u64::MAX, TaskId::MAX)),
+                    None => ((0, 0, 0), (NodeId::MAX, u64::MAX, TaskId::MAX)),
+                };
+                // Seq order has no state component: filter while walking.
+                let keys = range_from(&self.by_seq, lo, hi, key, forward, inclusive);
+                let matching = keys
+                    .map(|k| k.2)
+                    .filter(|&id| view.states.is_all() || view.states.contains(state_of(id)));
+                out.extend(matching.take(limit));
+            }
+        }
+        out
+    }
+}
+
+/// States of a set in the direction of travel.
+fn ordered(states: StateSet, forward: bool) -> Vec<TaskState> {
+    let mut list: Vec<TaskState> = states.iter().collect();
+    if !forward {
+        list.reverse();
+    }
+    list
+}
+
+/// Keys of `set` within `[lo, hi]`, after/before `anchor` when given.
+fn range_from<'a, K: Ord + Clone>(
+    set: &'a OrdSet<K>,
+    lo: K,
+    hi: K,
+    anchor: Option<K>,
+    forward: bool,
+    inclusive: bool,
+) -> Box<dyn Iterator<Item = &'a K> + 'a> {
+    use std::ops::Bound::{Excluded, Included};
+    let (start, end) = match (anchor, forward) {
+        (None, _) => (Included(lo), Included(hi)),
+        (Some(a), true) => {
+            let a = if a < lo { lo } else { a };
+            (if inclusive { Included(a) } else { Excluded(a) }, Included(hi))
+        }
+        (Some(a), false) => {
+            let a = if a > hi { hi.clone() } else { a };
+            let end = if inclusive { Included(a) } else { Excluded(a) };
+            (Included(lo), end)
+        }
+    };
+    if bound_is_empty(&start, &end) {
+        return Box::new(std::iter::empty());
+    }
+    let range = set.range((start, end));
+    if forward {
+        Box::new(range)
+    } else {
+        Box::new(range.rev())
+    }
+}
+
+fn bound_is_empty<K: Ord>(start: &std::ops::Bound<K>, end: &std::ops::Bound<K>) -> bool {
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+    match (start, end) {
+        (Included(s), Included(e)) => s > e,
+        (Included(s), Excluded(e)) | (Excluded(s), Included(e)) | (Excluded(s), Excluded(e)) => s >= e,
+        (Unbounded, _) | (_, Unbounded) => false,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn collect<K: Ord + Clone>(
+    set: &OrdSet<K>,
+    lo: K,
+    hi: K,
+    anchor: Option<K>,
+    forward: bool,
+    inclusive: bool,
+    limit: usize,
+    out: &mut Vec<TaskId>,
+    id_of: impl Fn(&K) -> TaskId,
+) {
+    for key in range_from(set, lo, hi, anchor, forward, inclusive) {
+        if out.len() >= limit {
+            return;
+        }
+        out.push(id_of(key));
+    }
+}

@@ -1,0 +1,332 @@
+//! The leaseq on-disk records (ON-DISK.md) and task-file names.
+//!
+//! Owns: serde types that read and write exactly what the existing leaseq
+//! tool does, tolerant of missing optional fields and of unknown fields, and
+//! the parsing of `<seq>_<task_id>_<uuid>` names. No I/O here.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A task as submitted: the file that travels inbox -> claimed -> done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub task_id: String,
+    pub idempotency_key: String,
+    pub lease_id: String,
+    pub target_node: String,
+    pub seq: u64,
+    pub uuid: String,
+    pub created_at: i64,
+    pub cwd: String,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub gpus: u32,
+    pub command: String,
+}
+
+/// What a runner wrote after handling a task (`.result.json`, `.skipped.json`
+/// or `.cancelled.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskResult {
+    pub task_id: String,
+    pub idempotency_key: String,
+    pub node: String,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub exit_code: i32,
+    #[serde(default)]
+    pub stdout: String,
+    #[serde(default)]
+    pub stderr: String,
+    #[serde(default)]
+    pub runtime_s: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus_requested: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus_assigned: Option<String>,
+}
+
+/// `hb/<node>.json`, replaced atomically by the node's runner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub node: String,
+    pub ts: i64,
+    #[serde(default)]
+    pub running_task_id: Option<String>,
+    #[serde(default)]
+    pub pending_estimate: u64,
+    #[serde(default)]
+    pub runner_pid: u32,
+    #[serde(default)]
+    pub version: String,
+}
+
+/// `meta/lease.json`, tagged by `lease_type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "lease_type", rename_all = "lowercase")]
+pub enum LeaseMeta {
+    Slurm {
+        lease_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default)]
+        created_at: i64,
+        #[serde(default)]
+        slurm: SlurmLeaseMeta,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mode: Option<String>,
+    },
+    Local {
+        lease_id: String,
+        #[serde(default)]
+        created_at: i64,
+        #[serde(default)]
+        local: LocalLeaseMeta,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SlurmLeaseMeta {
+    #[serde(default)]
+    pub sbatch_args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LocalLeaseMeta {
+    #[serde(default)]
+    pub total_gpus: u32,
+    #[serde(default = "one")]
+    pub parallel: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// `<archive>/index.json`: the lease registry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LeaseRegistry {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_lease: Option<String>,
+    #[serde(default)]
+    pub leases: BTreeMap<String, LeaseEntry>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LeaseEntry {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// `control/<node>/cancel_<task_id>_<uuid>.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CancelRequest {
+    pub task_id: String,
+    pub requested_at: i64,
+}
+
+/// One line of `events/<node>.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunnerEvent {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+/// The identity of a task: its file name without `.json`,
+/// `<seq>_<task_id>_<uuid>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskName<'a> {
+    pub seq: u64,
+    pub task_id: &'a str,
+    pub uuid: &'a str,
+}
+
+const UUID_LEN: usize = 36;
+
+impl<'a> TaskName<'a> {
+    /// Parses a stem: seq = digits before the first `_`, uuid = the last 36
+    /// characters, task id = what is between. Returns None for anything else.
+    pub fn parse(stem: &'a str) -> Option<TaskName<'a>> {
+        let (seq_text, rest) = stem.split_once('_')?;
+        if seq_text.is_empty() || seq_text.len() > 20 || !seq_text.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let seq = seq_text.parse().ok()?;
+        if rest.len() < UUID_LEN + 2 || !rest.is_char_boundary(rest.len() - UUID_LEN - 1) {
+            return None;
+        }
+        let (id_part, uuid) = rest.split_at(rest.len() - UUID_LEN);
+        let task_id = id_part.strip_suffix('_')?;
+        if task_id.is_empty() || !is_uuid_shaped(uuid) {
+            return None;
+        }
+        Some(TaskName { seq, task_id, uuid })
+    }
+}
+
+fn is_uuid_shaped(text: &str) -> bool {
+    text.len() == UUID_LEN
+        && text.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+/// Which of the three result files a name in `done/` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ResultKind {
+    /// `.result.json`: the task ran; its exit code decides finished/failed.
+    Ran,
+    /// `.skipped.json`: duplicate idempotency key, not run.
+    Skipped,
+    /// `.cancelled.json`: cancelled while pending.
+    Cancelled,
+}
+
+impl ResultKind {
+    pub fn suffix(self) -> &'static str {
+        match self {
+            ResultKind::Ran => ".result.json",
+            ResultKind::Skipped => ".skipped.json",
+            ResultKind::Cancelled => ".cancelled.json",
+        }
+    }
+}
+
+/// What a file in a queue directory is, by its name alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    Spec,
+    Result(ResultKind),
+}
+
+/// A queue-directory file name split into the task stem and its kind.
+/// Dot-files (temp files) and names that are not task files give None.
+pub fn parse_entry(file_name: &str) -> Option<(&str, EntryKind)> {
+    if file_name.starts_with('.') {
+        return None;
+    }
+    for kind in [ResultKind::Ran, ResultKind::Skipped, ResultKind::Cancelled] {
+        if let Some(stem) = file_name.strip_suffix(kind.suffix()) {
+            return TaskName::parse(stem).map(|_| (stem, EntryKind::Result(kind)));
+        }
+    }
+    let stem = file_name.strip_suffix(".json")?;
+    TaskName::parse(stem).map(|_| (stem, EntryKind::Spec))
+}
+
+/// The file name of a task's spec.
+pub fn spec_file_name(stem: &str) -> String {
+    format!("{stem}.json")
+}
+
+/// The file name of a task's result of the given kind.
+pub fn result_file_name(stem: &str, kind: ResultKind) -> String {
+    format!("{stem}{}", kind.suffix())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UUID: &str = "2b7c9c9b-1234-4cde-8f00-0123456789ab";
+
+    #[test]
+    fn parses_both_seq_forms() {
+        let padded = format!("000012_T014_{UUID}");
+        let name = TaskName::parse(&padded).unwrap();
+        assert_eq!((name.seq, name.task_id, name.uuid), (12, "T014", UUID));
+
+        let micros = format!("0001736381200123456_Tab12cd_{UUID}");
+        let name = TaskName::parse(&micros).unwrap();
+        assert_eq!((name.seq, name.task_id), (1_736_381_200_123_456, "Tab12cd"));
+    }
+
+    #[test]
+    fn task_id_may_contain_underscores() {
+        let stem = format!("7_my_task_{UUID}");
+        assert_eq!(TaskName::parse(&stem).unwrap().task_id, "my_task");
+    }
+
+    #[test]
+    fn rejects_malformed_names() {
+        for bad in [
+            String::new(),
+            "x_T1_".to_string(),
+            format!("_T1_{UUID}"),
+            format!("12__{UUID}"),
+            format!("12_T1{UUID}"),
+            "12_T1_not-a-uuid-at-all-but-36-chars-xx".to_string(),
+            format!("1a_T1_{UUID}"),
+        ] {
+            assert!(TaskName::parse(&bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn non_ascii_never_panics() {
+        for text in ["é_é_é", "1_ééééééééééééééééééééééééééééééééééé", "1_x_ü"]
+        {
+            let _ = TaskName::parse(text);
+        }
+    }
+
+    #[test]
+    fn entry_kinds() {
+        let stem = format!("000012_T014_{UUID}");
+        assert_eq!(parse_entry(&format!("{stem}.json")), Some((stem.as_str(), EntryKind::Spec)));
+        assert_eq!(
+            parse_entry(&format!("{stem}.result.json")),
+            Some((stem.as_str(), EntryKind::Result(ResultKind::Ran)))
+        );
+        assert_eq!(
+            parse_entry(&format!("{stem}.cancelled.json")),
+            Some((stem.as_str(), EntryKind::Result(ResultKind::Cancelled)))
+        );
+        assert_eq!(parse_entry(&format!(".tmp.{stem}.json.{UUID}")), None);
+        assert_eq!(parse_entry("notes.txt"), None);
+    }
+
+    #[test]
+    fn records_tolerate_missing_optional_and_unknown_fields() {
+        let spec: TaskSpec = serde_json::from_str(
+            r#"{"task_id":"T014","idempotency_key":"k","lease_id":"1","target_node":"a",
+                "seq":12,"uuid":"u","created_at":1,"cwd":"/","command":"echo","future":true}"#,
+        )
+        .unwrap();
+        assert!(spec.env.is_empty());
+        assert_eq!(spec.gpus, 0);
+
+        let result: TaskResult = serde_json::from_str(
+            r#"{"task_id":"T014","idempotency_key":"k","node":"a","started_at":1,
+                "finished_at":2,"exit_code":-1,"stdout":"","stderr":"","runtime_s":0.0}"#,
+        )
+        .unwrap();
+        assert_eq!(result.command, None);
+
+        let hb: Heartbeat = serde_json::from_str(r#"{"node":"a","ts":5,"running_task_id":null}"#).unwrap();
+        assert_eq!(hb.running_task_id, None);
+
+        let meta: LeaseMeta = serde_json::from_str(
+            r#"{"lease_type":"local","lease_id":"local:h","created_at":1,"local":{"total_gpus":8,"parallel":1}}"#,
+        )
+        .unwrap();
+        assert!(matches!(meta, LeaseMeta::Local { .. }));
+    }
+
+    #[test]
+    fn timestamps_must_be_integers_like_the_existing_tool() {
+        let float_ts = r#"{"node":"a","ts":5.5}"#;
+        assert!(serde_json::from_str::<Heartbeat>(float_ts).is_err());
+    }
+}

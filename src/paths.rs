@@ -1,0 +1,316 @@
+//! Where leaseq's files live: the archive root, run directories, the local
+//! lease's runtime dir, `config.json` (`ui.*` keys) and `index.json`.
+//!
+//! Owns: path rules of ON-DISK.md and atomic writes (temp dot-file + rename).
+//! Reads the environment only through [`Env`], so the rules are testable.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::LeaseRegistry;
+
+/// The environment variables the path rules read.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    pub leaseq_home: Option<OsString>,
+    pub leaseq_runtime_dir: Option<OsString>,
+    pub xdg_runtime_dir: Option<OsString>,
+    pub home: Option<OsString>,
+    pub uid: u32,
+    pub hostname: String,
+}
+
+impl Env {
+    pub fn from_process() -> Env {
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        Env {
+            leaseq_home: var("LEASEQ_HOME"),
+            leaseq_runtime_dir: var("LEASEQ_RUNTIME_DIR"),
+            xdg_runtime_dir: var("XDG_RUNTIME_DIR"),
+            home: var("HOME"),
+            // SAFETY: getuid has no preconditions and cannot fail.
+            uid: unsafe { libc::getuid() },
+            hostname: hostname(),
+        }
+    }
+}
+
+/// The short host name, as the existing tool puts in `local:<hostname>`.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // when the name fits, and we stop at the first NUL either way.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".to_string();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// Resolved roots for one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Roots {
+    /// `$LEASEQ_HOME`, default `~/.leaseq`.
+    pub archive: PathBuf,
+    /// Parent of the local lease's live run dir.
+    pub runtime: PathBuf,
+    pub hostname: String,
+}
+
+impl Roots {
+    pub fn resolve(env: &Env) -> Roots {
+        let archive = match (&env.leaseq_home, &env.home) {
+            (Some(home), _) => PathBuf::from(home),
+            (None, Some(home)) => Path::new(home).join(".leaseq"),
+            (None, None) => PathBuf::from(".leaseq"),
+        };
+        let runtime = match (&env.leaseq_runtime_dir, &env.xdg_runtime_dir) {
+            (Some(dir), _) => PathBuf::from(dir),
+            (None, Some(xdg)) => Path::new(xdg).join("leaseq"),
+            (None, None) => PathBuf::from(format!("/tmp/leaseq/{}", env.uid)),
+        };
+        Roots { archive, runtime, hostname: env.hostname.clone() }
+    }
+
+    pub fn from_process() -> Roots {
+        Roots::resolve(&Env::from_process())
+    }
+
+    /// The id of this host's local lease.
+    pub fn local_lease_id(&self) -> String {
+        format!("local:{}", self.hostname)
+    }
+
+    /// The run directory of a lease: the runtime dir for `local:<host>`
+    /// leases, `<archive>/runs/<id>` for the rest.
+    pub fn run_dir(&self, lease_id: &str) -> PathBuf {
+        if lease_id.starts_with("local:") {
+            self.runtime.join(lease_id)
+        } else {
+            self.archive.join("runs").join(lease_id)
+        }
+    }
+
+    pub fn registry_path(&self) -> PathBuf {
+        self.archive.join("index.json")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.archive.join("config.json")
+    }
+}
+
+/// The queue directories of a run dir, in the order a node's round lists
+/// them (see `scan::round`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum QueueDir {
+    Inbox,
+    Claimed,
+    Done,
+}
+
+impl QueueDir {
+    pub const ALL: [QueueDir; 3] = [QueueDir::Inbox, QueueDir::Claimed, QueueDir::Done];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            QueueDir::Inbox => "inbox",
+            QueueDir::Claimed => "claimed",
+            QueueDir::Done => "done",
+        }
+    }
+}
+
+/// Paths inside one run directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDir(pub PathBuf);
+
+impl RunDir {
+    pub fn queue(&self, dir: QueueDir, node: &str) -> PathBuf {
+        self.0.join(dir.name()).join(node)
+    }
+    pub fn queue_root(&self, dir: QueueDir) -> PathBuf {
+        self.0.join(dir.name())
+    }
+    pub fn hb_dir(&self) -> PathBuf {
+        self.0.join("hb")
+    }
+    pub fn heartbeat(&self, node: &str) -> PathBuf {
+        self.hb_dir().join(format!("{node}.json"))
+    }
+    pub fn control(&self, node: &str) -> PathBuf {
+        self.0.join("control").join(node)
+    }
+    pub fn logs(&self) -> PathBuf {
+        self.0.join("logs")
+    }
+    pub fn meta(&self) -> PathBuf {
+        self.0.join("meta").join("lease.json")
+    }
+    /// A path a result names (`logs/T014.out`), relative to the run dir.
+    pub fn resolve(&self, relative: &str) -> PathBuf {
+        self.0.join(relative)
+    }
+}
+
+/// The TUI's keys in `config.json` (`{"ui": {...}}`), with the spec's
+/// defaults for anything missing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UiConfig {
+    pub refresh_s: u64,
+    pub slurm_refresh_s: u64,
+    pub hb_stale_s: u64,
+    pub follow_auto_latest: bool,
+    pub max_tasks_display: usize,
+    pub log_tail_lines: usize,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        UiConfig {
+            refresh_s: 2,
+            slurm_refresh_s: 20,
+            hb_stale_s: 60,
+            follow_auto_latest: false,
+            max_tasks_display: 5000,
+            log_tail_lines: 200,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct ConfigFile {
+    #[serde(default)]
+    ui: UiConfig,
+}
+
+/// Reads `config.json`. A missing file gives the defaults; a malformed one
+/// gives the defaults and a message saying what was wrong and where.
+pub fn load_ui_config(path: &Path) -> (UiConfig, Option<String>) {
+    match std::fs::read(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (UiConfig::default(), None),
+        Err(e) => (UiConfig::default(), Some(format!("{}: {e}; using defaults", path.display()))),
+        Ok(bytes) => match parse_ui_config(&bytes) {
+            Ok(config) => (config, None),
+            Err(e) => (UiConfig::default(), Some(format!("{}: {e}; using defaults", path.display()))),
+        },
+    }
+}
+
+pub fn parse_ui_config(bytes: &[u8]) -> Result<UiConfig, serde_json::Error> {
+    serde_json::from_slice::<ConfigFile>(bytes).map(|file| file.ui)
+}
+
+/// Reads `index.json`; a missing file is an empty registry.
+pub fn read_registry(path: &Path) -> Result<LeaseRegistry, String> {
+    match std::fs::read(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LeaseRegistry::default()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display())),
+    }
+}
+
+/// Writes `index.json` atomically.
+pub fn write_registry(path: &Path, registry: &LeaseRegistry) -> std::io::Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(registry).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    write_atomic(path, &bytes)
+}
+
+/// Writes a file as the protocol requires: a dot-file in the same directory,
+/// fsync, then rename over the target, so readers see the old or the new
+/// content and never a torn one. Creates the directory if needed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temp = dir.join(format!(".tmp.{file_name}.{}", random_suffix()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+fn random_suffix() -> String {
+    format!("{:016x}", fastrand::u64(..))
+}
+
+/// A random version-4 UUID in its text form.
+pub fn new_uuid() -> String {
+    let mut bytes: [u8; 16] = fastrand::u128(..).to_le_bytes();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> Env {
+        Env { home: Some("/home/u".into()), uid: 1000, hostname: "myhost".into(), ..Env::default() }
+    }
+
+    #[test]
+    fn archive_defaults_to_dot_leaseq_and_honours_leaseq_home() {
+        assert_eq!(Roots::resolve(&env()).archive, PathBuf::from("/home/u/.leaseq"));
+        let custom = Env { leaseq_home: Some("/data/lq".into()), ..env() };
+        assert_eq!(Roots::resolve(&custom).archive, PathBuf::from("/data/lq"));
+    }
+
+    #[test]
+    fn runtime_dir_rules_in_order() {
+        let roots = Roots::resolve(&env());
+        assert_eq!(roots.run_dir("local:myhost"), PathBuf::from("/tmp/leaseq/1000/local:myhost"));
+        let xdg = Env { xdg_runtime_dir: Some("/run/user/1000".into()), ..env() };
+        assert_eq!(
+            Roots::resolve(&xdg).run_dir("local:myhost"),
+            PathBuf::from("/run/user/1000/leaseq/local:myhost")
+        );
+        let own = Env { leaseq_runtime_dir: Some("/rt".into()), ..xdg };
+        assert_eq!(Roots::resolve(&own).run_dir("local:myhost"), PathBuf::from("/rt/local:myhost"));
+        assert_eq!(roots.run_dir("99887766"), PathBuf::from("/home/u/.leaseq/runs/99887766"));
+        assert_eq!(roots.local_lease_id(), "local:myhost");
+    }
+
+    #[test]
+    fn config_defaults_and_partial_overrides() {
+        assert_eq!(parse_ui_config(b"{}").unwrap(), UiConfig::default());
+        let config = parse_ui_config(br#"{"ui":{"hb_stale_s":120},"other":1}"#).unwrap();
+        assert_eq!(config.hb_stale_s, 120);
+        assert_eq!(config.refresh_s, 2);
+        assert!(parse_ui_config(br#"{"ui":{"refresh_s":"x"}}"#).is_err());
+    }
+
+    #[test]
+    fn registry_round_trips_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.json");
+        assert_eq!(read_registry(&path).unwrap(), LeaseRegistry::default());
+        let mut registry = LeaseRegistry { default_lease: Some("local:h".into()), ..Default::default() };
+        registry.leases.insert("1".into(), Default::default());
+        write_registry(&path, &registry).unwrap();
+        assert_eq!(read_registry(&path).unwrap(), registry);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temp files left behind");
+    }
+
+    #[test]
+    fn uuids_are_well_formed() {
+        let uuid = new_uuid();
+        let stem = format!("1_T1_{uuid}");
+        assert!(crate::model::TaskName::parse(&stem).is_some(), "{uuid}");
+    }
+}
