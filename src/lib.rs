@@ -4,6 +4,13 @@
 //! folds them into persistent maps, and readers (the TUI, the one-shot CLI)
 //! take O(1) snapshots. See README.md for the tour.
 
+pub mod cli;
+pub mod engine;
+pub mod hydrate;
 pub mod index;
+pub mod leases;
 pub mod model;
+pub mod oneshot;
 pub mod paths;
+pub mod sanitize;
+pub mod scan;

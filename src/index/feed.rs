@@ -55,14 +55,6 @@ impl Feed {
         self.transitions.iter().rev()
     }
 
-    pub fn len(&self) -> usize {
-        self.transitions.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.transitions.is_empty()
-    }
-
     pub fn count_completion(&mut self, finished_at: i64, now: i64) {
         let minute = finished_at.div_euclid(60);
         if now == 0 || minute > now.div_euclid(60) - COMPLETION_MINUTES {

@@ -159,6 +159,10 @@ impl Index {
     pub fn unaccounted_count(&self) -> usize {
         self.unaccounted.len()
     }
+    /// Tasks of one node currently unaccounted for.
+    pub fn unaccounted_on(&self, node: NodeId) -> usize {
+        self.unaccounted.range((node, 0)..=(node, TaskId::MAX)).count()
+    }
     pub fn feed(&self) -> impl Iterator<Item = &Transition> {
         self.feed.recent()
     }

@@ -1,0 +1,249 @@
+//! Hydration: reading TaskSpec and TaskResult files into the index.
+//!
+//! Owns: locating a task's files, reading and parsing them into the
+//! summaries the index keeps, and the background reader that does it once
+//! per file, rows the UI asks for first, then newest first. Task files are
+//! immutable once published, so a file read successfully is never read
+//! again; one that moved while we looked is retried after its next listing.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use crate::index::{Event, Index, ResultSummary, SpecSummary, Task, TaskId};
+use crate::model::{result_file_name, spec_file_name, ResultKind, TaskSpec};
+use crate::paths::{QueueDir, RunDir};
+
+/// Why a file could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    /// It moved or is not there yet: not a problem, look again later.
+    Moved,
+    /// Unreadable or malformed: shown with the task.
+    Problem(String),
+}
+
+/// Files bigger than this are not task records.
+const MAX_RECORD_BYTES: u64 = 16 << 20;
+
+fn read_record(path: &Path) -> Result<Vec<u8>, ReadError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => ReadError::Moved,
+        _ => ReadError::Problem(format!("{}: {e}", path.display())),
+    })?;
+    let mut bytes = Vec::new();
+    file.take(MAX_RECORD_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ReadError::Problem(format!("{}: {e}", path.display())))?;
+    Ok(bytes)
+}
+
+fn malformed(path: &Path, error: serde_json::Error) -> ReadError {
+    ReadError::Problem(format!("{}: malformed JSON: {error}", path.display()))
+}
+
+/// The fields of a spec the index keeps; `env` is skipped without being
+/// materialised.
+#[derive(Deserialize)]
+struct SpecHead<'a> {
+    created_at: i64,
+    #[serde(borrow)]
+    command: Cow<'a, str>,
+    #[serde(borrow)]
+    cwd: Cow<'a, str>,
+    #[serde(default)]
+    gpus: u32,
+}
+
+pub fn parse_spec_summary(bytes: &[u8]) -> Result<SpecSummary, serde_json::Error> {
+    let head: SpecHead = serde_json::from_slice(bytes)?;
+    Ok(SpecSummary {
+        created_at: head.created_at,
+        command: Arc::from(head.command.as_ref()),
+        cwd: Arc::from(head.cwd.as_ref()),
+        gpus: head.gpus,
+    })
+}
+
+#[derive(Deserialize)]
+struct ResultHead<'a> {
+    started_at: i64,
+    finished_at: i64,
+    exit_code: i32,
+    #[serde(default, borrow)]
+    stdout: Cow<'a, str>,
+    #[serde(default, borrow)]
+    stderr: Cow<'a, str>,
+    #[serde(default)]
+    runtime_s: f64,
+    #[serde(default, borrow)]
+    command: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    gpus_assigned: Option<Cow<'a, str>>,
+}
+
+pub fn parse_result_summary(bytes: &[u8]) -> Result<ResultSummary, serde_json::Error> {
+    let head: ResultHead = serde_json::from_slice(bytes)?;
+    Ok(ResultSummary {
+        started_at: head.started_at,
+        finished_at: head.finished_at,
+        exit_code: head.exit_code,
+        runtime_s: head.runtime_s,
+        stdout: Arc::from(head.stdout.as_ref()),
+        stderr: Arc::from(head.stderr.as_ref()),
+        command: head.command.map(|c| Arc::from(c.as_ref())),
+        gpus_assigned: head.gpus_assigned.map(|g| Arc::from(g.as_ref())),
+    })
+}
+
+pub fn read_spec_summary(path: &Path) -> Result<SpecSummary, ReadError> {
+    let bytes = read_record(path)?;
+    parse_spec_summary(&bytes).map_err(|e| malformed(path, e))
+}
+
+pub fn read_result_summary(path: &Path) -> Result<ResultSummary, ReadError> {
+    let bytes = read_record(path)?;
+    parse_result_summary(&bytes).map_err(|e| malformed(path, e))
+}
+
+/// The whole spec, `env` included: for the details view, on demand.
+pub fn read_full_spec(path: &Path) -> Result<TaskSpec, ReadError> {
+    let bytes = read_record(path)?;
+    serde_json::from_slice(&bytes).map_err(|e| malformed(path, e))
+}
+
+/// Where a task's spec is now, by the latest listing (downstream first).
+pub fn spec_location(run: &RunDir, node: &str, task: &Task) -> Option<PathBuf> {
+    let p = &task.presence;
+    let dir = if p.done_spec {
+        QueueDir::Done
+    } else if p.claimed {
+        QueueDir::Claimed
+    } else if p.inbox {
+        QueueDir::Inbox
+    } else {
+        return None;
+    };
+    Some(run.queue(dir, node).join(spec_file_name(&task.name)))
+}
+
+pub fn result_location(run: &RunDir, node: &str, task: &Task, kind: ResultKind) -> PathBuf {
+    run.queue(QueueDir::Done, node).join(result_file_name(&task.name, kind))
+}
+
+/// One file to read for one task.
+#[derive(Debug, Clone)]
+pub struct ReadJob {
+    pub id: TaskId,
+    pub node: Arc<str>,
+    pub name: Arc<str>,
+    pub path: PathBuf,
+    pub result: Option<ResultKind>,
+}
+
+/// The reads a task still owes, per the snapshot.
+pub fn jobs_for(index: &Index, run: &RunDir, id: TaskId, out: &mut Vec<ReadJob>) {
+    let Some(task) = index.task(id) else { return };
+    let node = index.node(task.node).map(|n| n.name.clone()).unwrap_or_else(|| Arc::from("?"));
+    if task.spec_read == crate::index::ReadStatus::Unread {
+        if let Some(path) = spec_location(run, &node, task) {
+            out.push(ReadJob { id, node: node.clone(), name: task.name.clone(), path, result: None });
+        }
+    }
+    if let (Some(kind), crate::index::ReadStatus::Unread) = (task.presence.result, task.result_read) {
+        let path = result_location(run, &node, task, kind);
+        out.push(ReadJob { id, node, name: task.name.clone(), path, result: Some(kind) });
+    }
+}
+
+/// Performs a read; `None` when the file moved (try again later).
+pub fn perform(job: &ReadJob) -> Option<Event> {
+    let (node, name) = (job.node.clone(), job.name.clone());
+    match job.result {
+        None => match read_spec_summary(&job.path) {
+            Err(ReadError::Moved) => None,
+            Ok(spec) => Some(Event::SpecRead { node, name, outcome: Ok(spec) }),
+            Err(ReadError::Problem(p)) => Some(Event::SpecRead { node, name, outcome: Err(p) }),
+        },
+        Some(kind) => match read_result_summary(&job.path) {
+            Err(ReadError::Moved) => None,
+            Ok(r) => Some(Event::ResultRead { node, name, kind, outcome: Ok(r) }),
+            Err(ReadError::Problem(p)) => Some(Event::ResultRead { node, name, kind, outcome: Err(p) }),
+        },
+    }
+}
+
+/// Chooses what to read next: hinted rows first, then newest first, never
+/// a file already in flight or one that just moved away.
+#[derive(Debug, Default)]
+pub struct ReadPlanner {
+    hinted: Vec<TaskId>,
+    /// Tasks read recently, with when they may be tried again: the read's
+    /// event may not be in the next snapshot yet, or the file had moved.
+    backoff: HashMap<TaskId, Instant>,
+}
+
+/// How long a task just read (or whose file moved) waits before another try.
+const RETRY_AFTER: Duration = Duration::from_secs(3);
+
+impl ReadPlanner {
+    /// The UI's visible rows: read these before anything else.
+    pub fn hint(&mut self, ids: Vec<TaskId>) {
+        self.hinted = ids;
+    }
+
+    pub fn attempted(&mut self, id: TaskId, now: Instant) {
+        self.backoff.insert(id, now + RETRY_AFTER);
+    }
+
+    pub fn next_batch(&mut self, index: &Index, run: &RunDir, limit: usize, now: Instant) -> Vec<ReadJob> {
+        self.backoff.retain(|_, until| *until > now);
+        let mut jobs = Vec::new();
+        for id in std::mem::take(&mut self.hinted) {
+            if !self.backoff.contains_key(&id) {
+                jobs_for(index, run, id, &mut jobs);
+            }
+        }
+        if jobs.len() < limit {
+            let want = limit - jobs.len();
+            let taken: std::collections::HashSet<TaskId> = jobs.iter().map(|j| j.id).collect();
+            for id in index.unread(want, |id| self.backoff.contains_key(&id) || taken.contains(&id)) {
+                jobs_for(index, run, id, &mut jobs);
+            }
+        }
+        jobs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_summary_skips_env_and_tolerates_missing_gpus() {
+        let spec = parse_spec_summary(
+            br#"{"task_id":"T1","idempotency_key":"k","lease_id":"1","target_node":"a","seq":1,
+                "uuid":"u","created_at":5,"cwd":"/w","env":{"A":"1"},"command":"echo \u00e9"}"#,
+        )
+        .unwrap();
+        assert_eq!((spec.created_at, &*spec.command, spec.gpus), (5, "echo é", 0));
+        assert!(parse_spec_summary(br#"{"created_at":1.5,"cwd":"/","command":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn missing_file_is_moved_and_garbage_is_a_problem() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(read_result_summary(&tmp.path().join("nope")).unwrap_err(), ReadError::Moved);
+        let bad = tmp.path().join("bad.json");
+        std::fs::write(&bad, b"{\"started_at\": 1, \"fin").unwrap();
+        match read_result_summary(&bad) {
+            Err(ReadError::Problem(p)) => assert!(p.contains("malformed JSON"), "{p}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

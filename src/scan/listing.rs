@@ -1,0 +1,108 @@
+//! Where listings come from: a trait with the real filesystem and (in
+//! `sim::nfs`) a simulated lagging NFS behind it.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+/// A directory's modification stamp. Two equal stamps mean "unchanged"
+/// unless `racy`: a stamp taken within the filesystem's timestamp
+/// granularity of now cannot prove that nothing changed after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirStamp {
+    pub mtime_ns: i128,
+    pub racy: bool,
+}
+
+/// Why a listing failed, kept short and readable for the status line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListError {
+    /// The directory does not exist (never did, or vanished).
+    NotFound,
+    /// Permission denied, stale NFS handle, I/O error...: the message says.
+    Failed(String),
+}
+
+impl ListError {
+    pub fn from_io(path: &Path, error: &std::io::Error) -> ListError {
+        match error.kind() {
+            std::io::ErrorKind::NotFound => ListError::NotFound,
+            _ => ListError::Failed(format!("{}: {error}", path.display())),
+        }
+    }
+
+    pub fn describe(&self, path: &Path) -> String {
+        match self {
+            ListError::NotFound => format!("{}: directory vanished", path.display()),
+            ListError::Failed(message) => message.clone(),
+        }
+    }
+}
+
+/// Lists directories, names only. Implementations must not stat entries
+/// beyond what the directory read itself returns.
+pub trait ListingSource: Send + Sync {
+    fn stamp(&self, dir: &Path) -> Result<DirStamp, ListError>;
+    /// Names of the regular files (and anything not a directory) in `dir`,
+    /// in any order, possibly with duplicates: callers sort and dedupe.
+    fn list_files(&self, dir: &Path) -> Result<Vec<String>, ListError>;
+    /// Names of the subdirectories of `dir`.
+    fn list_dirs(&self, dir: &Path) -> Result<Vec<String>, ListError>;
+    /// Reads a small file whole (heartbeats, pause markers).
+    fn read_small(&self, path: &Path) -> Result<Vec<u8>, ListError>;
+}
+
+/// The real filesystem.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FsSource;
+
+/// Timestamps closer to now than this may hide a change in the same tick
+/// (NFS servers commonly keep 1 s or coarser mtimes).
+const RACY_WINDOW: Duration = Duration::from_secs(2);
+
+impl FsSource {
+    fn entries(dir: &Path, want_dirs: bool) -> Result<Vec<String>, ListError> {
+        let reader = std::fs::read_dir(dir).map_err(|e| ListError::from_io(dir, &e))?;
+        let mut names = Vec::new();
+        for entry in reader {
+            // An error mid-listing (a vanishing directory, ESTALE) fails the
+            // whole listing: a partial one would look like deletions.
+            let entry = entry.map_err(|e| ListError::from_io(dir, &e))?;
+            // d_type from the directory read itself; no stat on most filesystems.
+            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            if is_dir == want_dirs {
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        Ok(names)
+    }
+}
+
+impl ListingSource for FsSource {
+    fn stamp(&self, dir: &Path) -> Result<DirStamp, ListError> {
+        let meta = std::fs::metadata(dir).map_err(|e| ListError::from_io(dir, &e))?;
+        let modified = meta.modified().map_err(|e| ListError::from_io(dir, &e))?;
+        let mtime_ns = match modified.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(d) => d.as_nanos() as i128,
+            Err(e) => -(e.duration().as_nanos() as i128),
+        };
+        let age = SystemTime::now().duration_since(modified).unwrap_or(Duration::ZERO);
+        Ok(DirStamp { mtime_ns, racy: age < RACY_WINDOW })
+    }
+
+    fn list_files(&self, dir: &Path) -> Result<Vec<String>, ListError> {
+        FsSource::entries(dir, false)
+    }
+
+    fn list_dirs(&self, dir: &Path) -> Result<Vec<String>, ListError> {
+        FsSource::entries(dir, true)
+    }
+
+    fn read_small(&self, path: &Path) -> Result<Vec<u8>, ListError> {
+        use std::io::Read;
+        const LIMIT: u64 = 1 << 20;
+        let file = std::fs::File::open(path).map_err(|e| ListError::from_io(path, &e))?;
+        let mut bytes = Vec::new();
+        file.take(LIMIT).read_to_end(&mut bytes).map_err(|e| ListError::from_io(path, &e))?;
+        Ok(bytes)
+    }
+}

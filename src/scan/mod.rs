@@ -1,0 +1,18 @@
+//! Scanners: list queue directories by name and turn listings into events.
+//!
+//! Owns: the listing source abstraction (real filesystem or simulated NFS),
+//! the per-node round (which directories, in which order, when to skip),
+//! listing diffs, node discovery, heartbeat reads and the adaptive cadence.
+//! Must not: stat or read task files (names only), or hold index state.
+
+mod cadence;
+mod diff;
+mod discover;
+mod listing;
+mod round;
+
+pub use cadence::Cadence;
+pub use diff::diff_sorted;
+pub use discover::{discover_nodes, read_heartbeats, read_paused};
+pub use listing::{DirStamp, FsSource, ListError, ListingSource};
+pub use round::{NodeScanner, ROUND_ORDER};

@@ -1,0 +1,170 @@
+//! One node's scanning round: list its queue directories in a fixed order,
+//! skip the ones whose stamp proves them unchanged, and diff the rest
+//! against the previous listing.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::diff::diff_sorted;
+use super::listing::{DirStamp, ListError, ListingSource};
+use crate::index::{DirOutcome, Round};
+use crate::paths::{QueueDir, RunDir};
+
+/// The order a round lists a node's directories in.
+///
+/// `claimed/` comes first, then `inbox/`, then `done/`. A task leaving
+/// `claimed/` goes to `done/` (finished) or back to `inbox/` (zombie
+/// recovery); listing both after `claimed/` means a task that left before
+/// `claimed/` was listed is found where it went, never "nowhere". The one
+/// move this order can miss is a claim (`inbox/` -> `claimed/`) between the
+/// first two listings; the index tolerates exactly that by waiting a second
+/// round before it calls a task LOST? (see `index::LOST_AFTER_ROUNDS`).
+/// Listing `done/` first instead would miss a task that finished between
+/// the `done/` and `claimed/` listings, the commonest move of all.
+pub const ROUND_ORDER: [QueueDir; 3] = [QueueDir::Claimed, QueueDir::Inbox, QueueDir::Done];
+
+#[derive(Debug, Default)]
+struct DirState {
+    path: PathBuf,
+    /// Sorted, deduplicated names of the last good listing.
+    names: Vec<String>,
+    stamp: Option<DirStamp>,
+    listed_once: bool,
+}
+
+/// The scanning state of one node of one lease.
+#[derive(Debug)]
+pub struct NodeScanner {
+    node: Arc<str>,
+    dirs: Vec<(QueueDir, DirState)>,
+    rounds: u64,
+}
+
+impl NodeScanner {
+    pub fn new(run_dir: &RunDir, node: &str) -> NodeScanner {
+        let dirs = ROUND_ORDER
+            .iter()
+            .map(|&dir| (dir, DirState { path: run_dir.queue(dir, node), ..DirState::default() }))
+            .collect();
+        NodeScanner { node: Arc::from(node), dirs, rounds: 0 }
+    }
+
+    pub fn node(&self) -> &Arc<str> {
+        &self.node
+    }
+
+    pub fn rounds(&self) -> u64 {
+        self.rounds
+    }
+
+    /// Total names in the last listings (for progress and benches).
+    pub fn listed_names(&self) -> usize {
+        self.dirs.iter().map(|(_, d)| d.names.len()).sum()
+    }
+
+    /// Lists the directories and returns what changed. With `force`, stamps
+    /// are ignored (a periodic full rescan against attribute caching).
+    pub fn round(&mut self, source: &dyn ListingSource, force: bool) -> Round {
+        self.round_with(source, force, &mut |_| {})
+    }
+
+    /// As [`round`](Self::round), calling `between` before each directory is
+    /// listed; the simulation uses it to let the world move mid-round.
+    pub fn round_with(
+        &mut self,
+        source: &dyn ListingSource,
+        force: bool,
+        between: &mut dyn FnMut(QueueDir),
+    ) -> Round {
+        let mut outcomes = Vec::with_capacity(self.dirs.len());
+        for (dir, state) in &mut self.dirs {
+            between(*dir);
+            outcomes.push((*dir, list_one(source, state, force)));
+        }
+        self.rounds += 1;
+        Round { node: self.node.clone(), dirs: outcomes }
+    }
+}
+
+fn list_one(source: &dyn ListingSource, state: &mut DirState, force: bool) -> DirOutcome {
+    let stamp = match source.stamp(&state.path) {
+        Ok(stamp) => Some(stamp),
+        Err(ListError::NotFound) if !state.listed_once => return DirOutcome::Unchanged,
+        Err(error) => return DirOutcome::Failed(error.describe(&state.path)),
+    };
+    let unchanged_since_last = !force && state.listed_once && state.stamp.is_some() && state.stamp == stamp;
+    if unchanged_since_last {
+        return DirOutcome::Unchanged;
+    }
+    match source.list_files(&state.path) {
+        Ok(mut names) => {
+            names.retain(|n| !n.starts_with('.'));
+            names.sort_unstable();
+            names.dedup();
+            let (added, removed) = diff_sorted(&state.names, &names);
+            state.names = names;
+            // A racy stamp cannot vouch for this listing later.
+            state.stamp = stamp.filter(|s| !s.racy);
+            state.listed_once = true;
+            if added.is_empty() && removed.is_empty() {
+                DirOutcome::Unchanged
+            } else {
+                DirOutcome::Changed { added, removed }
+            }
+        }
+        // Never listed and not there: an empty directory, not an error.
+        Err(ListError::NotFound) if !state.listed_once => DirOutcome::Unchanged,
+        Err(error) => DirOutcome::Failed(error.describe(&state.path)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::FsSource;
+
+    fn touch(path: &std::path::Path) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b"{}").unwrap();
+    }
+
+    #[test]
+    fn lists_in_order_ignores_dotfiles_and_dirs_and_diffs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir(tmp.path().to_path_buf());
+        touch(&run.queue(QueueDir::Inbox, "a").join("1.json"));
+        touch(&run.queue(QueueDir::Inbox, "a").join(".tmp.2.json.x"));
+        std::fs::create_dir_all(run.queue(QueueDir::Inbox, "a").join("subdir")).unwrap();
+        let mut scanner = NodeScanner::new(&run, "a");
+        let round = scanner.round(&FsSource, false);
+        let order: Vec<QueueDir> = round.dirs.iter().map(|d| d.0).collect();
+        assert_eq!(order, ROUND_ORDER.to_vec());
+        assert_eq!(round.dirs[1].1, DirOutcome::Changed { added: vec!["1.json".into()], removed: vec![] });
+        // claimed/ and done/ never existed: empty, not an error.
+        assert_eq!(round.dirs[0].1, DirOutcome::Unchanged);
+
+        std::fs::rename(
+            run.queue(QueueDir::Inbox, "a").join("1.json"),
+            run.queue(QueueDir::Inbox, "a").join("3.json"),
+        )
+        .unwrap();
+        let round = scanner.round(&FsSource, true);
+        assert_eq!(
+            round.dirs[1].1,
+            DirOutcome::Changed { added: vec!["3.json".into()], removed: vec!["1.json".into()] }
+        );
+    }
+
+    #[test]
+    fn a_vanished_directory_is_a_failure_not_an_empty_listing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir(tmp.path().to_path_buf());
+        touch(&run.queue(QueueDir::Claimed, "a").join("1.json"));
+        let mut scanner = NodeScanner::new(&run, "a");
+        scanner.round(&FsSource, false);
+        std::fs::remove_dir_all(run.queue(QueueDir::Claimed, "a")).unwrap();
+        let round = scanner.round(&FsSource, true);
+        assert!(matches!(&round.dirs[0].1, DirOutcome::Failed(m) if m.contains("vanished")));
+        assert_eq!(scanner.listed_names(), 1, "the last good listing is kept");
+    }
+}
