@@ -410,16 +410,15 @@ impl Index {
                     if task.command.is_none() {
                         task.command = result.command;
                     }
-                    let task_id = task.task_id().to_string();
-                    let default_out = format!("logs/{task_id}.out");
-                    let default_err = format!("logs/{task_id}.err");
-                    if *result.stdout != *default_out || *result.stderr != *default_err {
+                    let is_default = |path: &str, ext: &str| {
+                        path.strip_prefix("logs/")
+                            .and_then(|p| p.strip_suffix(ext))
+                            .is_some_and(|id| id == task.task_id())
+                    };
+                    if !is_default(&result.stdout, ".out") || !is_default(&result.stderr, ".err") {
                         let extra = task.extra_mut();
                         extra.stdout = Some(result.stdout);
                         extra.stderr = Some(result.stderr);
-                    }
-                    if let Some(gpus) = result.gpus_assigned {
-                        task.extra_mut().gpus_assigned = Some(gpus);
                     }
                     if kind == ResultKind::Ran {
                         finished_at = Some(result.finished_at);

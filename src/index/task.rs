@@ -53,7 +53,6 @@ pub struct TaskExtra {
     /// Log paths a result named, when not the default `logs/<task_id>.*`.
     pub stdout: Option<Arc<str>>,
     pub stderr: Option<Arc<str>>,
-    pub gpus_assigned: Option<Arc<str>>,
 }
 
 impl Task {
