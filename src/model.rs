@@ -162,7 +162,9 @@ impl<'a> TaskName<'a> {
             return None;
         }
         let seq = seq_text.parse().ok()?;
-        if rest.len() < UUID_LEN + 2 || !rest.is_char_boundary(rest.len() - UUID_LEN - 1) {
+        // The uuid is ASCII: its start must be a character boundary, or the
+        // name is not ours (and slicing there would split a character).
+        if rest.len() < UUID_LEN + 2 || !rest.is_char_boundary(rest.len() - UUID_LEN) {
             return None;
         }
         let (id_part, uuid) = rest.split_at(rest.len() - UUID_LEN);

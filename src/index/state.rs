@@ -138,9 +138,10 @@ impl Presence {
     }
 }
 
-/// Listing rounds a task must be unaccounted for before it is LOST?. One
-/// round is not enough: a task claimed between the listing of `claimed/` and
-/// of `inbox/` is legitimately seen nowhere for exactly one round.
+/// Listing rounds a task must be unaccounted for before it is LOST?. The
+/// scan order (`scan::ROUND_ORDER`) sees every task that moves once during
+/// a round; one that moves twice in a round (claimed, recovered, claimed
+/// again) can hide for that round, so one round of absence is not proof.
 pub const LOST_AFTER_ROUNDS: u8 = 2;
 
 /// The state the evidence supports. `previous` is kept while a task is

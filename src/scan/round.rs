@@ -10,18 +10,22 @@ use super::listing::{DirStamp, ListError, ListingSource};
 use crate::index::{DirOutcome, Round};
 use crate::paths::{QueueDir, RunDir};
 
-/// The order a round lists a node's directories in.
+/// The order a round lists a node's directories in: `inbox/`, `claimed/`,
+/// `inbox/` again, then `done/`.
 ///
-/// `claimed/` comes first, then `inbox/`, then `done/`. A task leaving
-/// `claimed/` goes to `done/` (finished) or back to `inbox/` (zombie
-/// recovery); listing both after `claimed/` means a task that left before
-/// `claimed/` was listed is found where it went, never "nowhere". The one
-/// move this order can miss is a claim (`inbox/` -> `claimed/`) between the
-/// first two listings; the index tolerates exactly that by waiting a second
-/// round before it calls a task LOST? (see `index::LOST_AFTER_ROUNDS`).
-/// Listing `done/` first instead would miss a task that finished between
-/// the `done/` and `claimed/` listings, the commonest move of all.
-pub const ROUND_ORDER: [QueueDir; 3] = [QueueDir::Claimed, QueueDir::Inbox, QueueDir::Done];
+/// A task seen nowhere in a round looks LOST?, so the order must leave no
+/// window in which a single move hides a task. Every move's destination is
+/// listed after its source: a claim (inbox -> claimed) is caught by the
+/// first `inbox/` or by `claimed/`; zombie recovery (claimed -> inbox) by
+/// `claimed/` or the second `inbox/`; a finish or skip (claimed -> done)
+/// and a cancel (inbox -> done) by their source or by `done/`, which comes
+/// last. The second `inbox/` listing is usually skipped by its unchanged
+/// stamp. A task can still hide for a round if it moves twice during one
+/// round; the index waits a second round before calling it LOST? (see
+/// `index::LOST_AFTER_ROUNDS`). Listing `done/` first, as one might think
+/// of "downstream first", would hide every task that finished between the
+/// `done/` and `claimed/` listings: the commonest move of all.
+pub const ROUND_ORDER: [QueueDir; 4] = [QueueDir::Inbox, QueueDir::Claimed, QueueDir::Inbox, QueueDir::Done];
 
 #[derive(Debug, Default)]
 struct DirState {
@@ -36,16 +40,20 @@ struct DirState {
 #[derive(Debug)]
 pub struct NodeScanner {
     node: Arc<str>,
-    dirs: Vec<(QueueDir, DirState)>,
+    /// One state per queue directory (in `QueueDir::ALL` order), shared by
+    /// repeated listings of it within a round.
+    dirs: [DirState; 3],
     rounds: u64,
+}
+
+fn slot(dir: QueueDir) -> usize {
+    QueueDir::ALL.iter().position(|d| *d == dir).unwrap_or(0)
 }
 
 impl NodeScanner {
     pub fn new(run_dir: &RunDir, node: &str) -> NodeScanner {
-        let dirs = ROUND_ORDER
-            .iter()
-            .map(|&dir| (dir, DirState { path: run_dir.queue(dir, node), ..DirState::default() }))
-            .collect();
+        let dirs =
+            QueueDir::ALL.map(|dir| DirState { path: run_dir.queue(dir, node), ..DirState::default() });
         NodeScanner { node: Arc::from(node), dirs, rounds: 0 }
     }
 
@@ -59,7 +67,7 @@ impl NodeScanner {
 
     /// Total names in the last listings (for progress and benches).
     pub fn listed_names(&self) -> usize {
-        self.dirs.iter().map(|(_, d)| d.names.len()).sum()
+        self.dirs.iter().map(|d| d.names.len()).sum()
     }
 
     /// Lists the directories and returns what changed. With `force`, stamps
@@ -76,10 +84,13 @@ impl NodeScanner {
         force: bool,
         between: &mut dyn FnMut(QueueDir),
     ) -> Round {
-        let mut outcomes = Vec::with_capacity(self.dirs.len());
-        for (dir, state) in &mut self.dirs {
-            between(*dir);
-            outcomes.push((*dir, list_one(source, state, force)));
+        let mut outcomes = Vec::with_capacity(ROUND_ORDER.len());
+        for (i, &dir) in ROUND_ORDER.iter().enumerate() {
+            between(dir);
+            // A repeated listing in the same round may use the stamp even
+            // in a forced round: the first listing just refreshed it.
+            let repeated = ROUND_ORDER[..i].contains(&dir);
+            outcomes.push((dir, list_one(source, &mut self.dirs[slot(dir)], force && !repeated)));
         }
         self.rounds += 1;
         Round { node: self.node.clone(), dirs: outcomes }
@@ -139,9 +150,10 @@ mod tests {
         let round = scanner.round(&FsSource, false);
         let order: Vec<QueueDir> = round.dirs.iter().map(|d| d.0).collect();
         assert_eq!(order, ROUND_ORDER.to_vec());
-        assert_eq!(round.dirs[1].1, DirOutcome::Changed { added: vec!["1.json".into()], removed: vec![] });
+        assert_eq!(round.dirs[0].1, DirOutcome::Changed { added: vec!["1.json".into()], removed: vec![] });
         // claimed/ and done/ never existed: empty, not an error.
-        assert_eq!(round.dirs[0].1, DirOutcome::Unchanged);
+        assert_eq!(round.dirs[1].1, DirOutcome::Unchanged);
+        assert_eq!(round.dirs[2].1, DirOutcome::Unchanged, "the second inbox listing sees no change");
 
         std::fs::rename(
             run.queue(QueueDir::Inbox, "a").join("1.json"),
@@ -150,7 +162,7 @@ mod tests {
         .unwrap();
         let round = scanner.round(&FsSource, true);
         assert_eq!(
-            round.dirs[1].1,
+            round.dirs[0].1,
             DirOutcome::Changed { added: vec!["3.json".into()], removed: vec!["1.json".into()] }
         );
     }
@@ -164,7 +176,7 @@ mod tests {
         scanner.round(&FsSource, false);
         std::fs::remove_dir_all(run.queue(QueueDir::Claimed, "a")).unwrap();
         let round = scanner.round(&FsSource, true);
-        assert!(matches!(&round.dirs[0].1, DirOutcome::Failed(m) if m.contains("vanished")));
+        assert!(matches!(&round.dirs[1].1, DirOutcome::Failed(m) if m.contains("vanished")));
         assert_eq!(scanner.listed_names(), 1, "the last good listing is kept");
     }
 }

@@ -1,0 +1,192 @@
+//! Task and node control by files (no RPC): cancel requests, retries,
+//! pause/resume markers and zombie recovery. Every write is atomic (temp
+//! dot-file + rename in the target directory), every timestamp an integer.
+//! Blocking I/O: run it off the UI thread.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::model::{parse_entry, spec_file_name, CancelRequest, EntryKind, Heartbeat, TaskName, TaskSpec};
+use crate::paths::{new_uuid, write_atomic, QueueDir, RunDir};
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+fn io(what: &str, path: &std::path::Path, e: std::io::Error) -> String {
+    format!("{what} {}: {e}", path.display())
+}
+
+/// Writes `control/<node>/cancel_<task_id>_<uuid>.json`.
+pub fn request_cancel(run: &RunDir, node: &str, task_id: &str) -> Result<PathBuf, String> {
+    let request = CancelRequest { task_id: task_id.to_string(), requested_at: unix_now() };
+    let path = run.control(node).join(format!("cancel_{task_id}_{}.json", new_uuid()));
+    let bytes = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
+    write_atomic(&path, &bytes).map_err(|e| io("writing", &path, e))?;
+    Ok(path)
+}
+
+/// Finds a task's spec by its stem: done, claimed or inbox of its node.
+pub fn find_spec(run: &RunDir, node: &str, name: &str) -> Option<PathBuf> {
+    [QueueDir::Done, QueueDir::Claimed, QueueDir::Inbox]
+        .into_iter()
+        .map(|dir| run.queue(dir, node).join(spec_file_name(name)))
+        .find(|p| p.is_file())
+}
+
+/// Re-enqueues a task as a new one: same command, cwd, env and gpus; new
+/// seq (Unix microseconds), uuid, task id and idempotency key, as the
+/// existing tool's `submit` names them. Returns the new file's path.
+pub fn retry(run: &RunDir, node: &str, name: &str) -> Result<PathBuf, String> {
+    let source = find_spec(run, node, name).ok_or_else(|| format!("no spec of {name} on {node} to retry"))?;
+    let bytes = std::fs::read(&source).map_err(|e| io("reading", &source, e))?;
+    let old: TaskSpec =
+        serde_json::from_slice(&bytes).map_err(|e| format!("{}: malformed spec: {e}", source.display()))?;
+    let micros = unix_micros();
+    let uuid = new_uuid();
+    let task_id = format!("T{}", &uuid[..6]);
+    let spec = TaskSpec {
+        task_id: task_id.clone(),
+        idempotency_key: format!("{}-{node}-{micros}", old.lease_id),
+        seq: micros,
+        uuid: uuid.clone(),
+        created_at: unix_now(),
+        target_node: node.to_string(),
+        ..old
+    };
+    let stem = format!("{micros:016}_{task_id}_{uuid}");
+    debug_assert!(TaskName::parse(&stem).is_some());
+    let path = run.queue(QueueDir::Inbox, node).join(spec_file_name(&stem));
+    let bytes = serde_json::to_vec(&spec).map_err(|e| e.to_string())?;
+    write_atomic(&path, &bytes).map_err(|e| io("writing", &path, e))?;
+    Ok(path)
+}
+
+#[derive(Serialize)]
+struct Marker {
+    requested_at: i64,
+}
+
+/// Writes `control/<node>/pause.json` (and drops a stale resume marker).
+pub fn pause(run: &RunDir, node: &str) -> Result<(), String> {
+    set_marker(run, node, "pause.json", "resume.json")
+}
+
+/// Writes `control/<node>/resume.json` and removes the pause marker.
+pub fn resume(run: &RunDir, node: &str) -> Result<(), String> {
+    set_marker(run, node, "resume.json", "pause.json")
+}
+
+fn set_marker(run: &RunDir, node: &str, write: &str, remove: &str) -> Result<(), String> {
+    let dir = run.control(node);
+    let path = dir.join(write);
+    let bytes = serde_json::to_vec(&Marker { requested_at: unix_now() }).map_err(|e| e.to_string())?;
+    write_atomic(&path, &bytes).map_err(|e| io("writing", &path, e))?;
+    match std::fs::remove_file(dir.join(remove)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io("removing", &dir.join(remove), e)),
+    }
+}
+
+/// Zombie recovery for a dead runner: moves `claimed/<node>/*` back to
+/// `inbox/<node>/`, as a restarting runner would. Refuses while the node's
+/// heartbeat is fresh (its runner may still be working on them).
+pub fn recover(run: &RunDir, node: &str, stale_after_s: i64) -> Result<usize, String> {
+    if let Ok(bytes) = std::fs::read(run.heartbeat(node)) {
+        if let Ok(hb) = serde_json::from_slice::<Heartbeat>(&bytes) {
+            let age = unix_now() - hb.ts;
+            if age <= stale_after_s {
+                return Err(format!("{node}'s runner is alive (heartbeat {age}s ago); not recovering"));
+            }
+        }
+    }
+    let claimed = run.queue(QueueDir::Claimed, node);
+    let inbox = run.queue(QueueDir::Inbox, node);
+    std::fs::create_dir_all(&inbox).map_err(|e| io("creating", &inbox, e))?;
+    let entries = std::fs::read_dir(&claimed).map_err(|e| io("listing", &claimed, e))?;
+    let mut moved = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if matches!(parse_entry(&name), Some((_, EntryKind::Spec))) {
+            let to = inbox.join(&name);
+            std::fs::rename(entry.path(), &to).map_err(|e| io("moving", &entry.path(), e))?;
+            moved += 1;
+        }
+    }
+    Ok(moved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(node: &str) -> TaskSpec {
+        TaskSpec {
+            task_id: "T014".into(),
+            idempotency_key: "1-a-12".into(),
+            lease_id: "1".into(),
+            target_node: node.into(),
+            seq: 12,
+            uuid: "2b7c9c9b-1234-4cde-8f00-0123456789ab".into(),
+            created_at: 5,
+            cwd: "/w".into(),
+            env: [("A".to_string(), "1".to_string())].into(),
+            gpus: 2,
+            command: "python train.py".into(),
+        }
+    }
+
+    const NAME: &str = "000012_T014_2b7c9c9b-1234-4cde-8f00-0123456789ab";
+
+    #[test]
+    fn retry_writes_a_new_task_with_the_same_command() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir(tmp.path().to_path_buf());
+        write_atomic(
+            &run.queue(QueueDir::Done, "a").join(format!("{NAME}.json")),
+            &serde_json::to_vec(&spec("a")).unwrap(),
+        )
+        .unwrap();
+        let path = retry(&run, "a", NAME).unwrap();
+        let stem = path.file_name().unwrap().to_str().unwrap().strip_suffix(".json").unwrap();
+        let name = TaskName::parse(stem).unwrap();
+        let new: TaskSpec = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!((new.command.as_str(), new.gpus, new.env.len()), ("python train.py", 2, 1));
+        assert_eq!(new.seq, name.seq);
+        assert_ne!(new.idempotency_key, "1-a-12");
+        assert_eq!(new.task_id, name.task_id);
+        assert!(retry(&run, "a", "000001_T1_2b7c9c9b-1234-4cde-8f00-0123456789ab").is_err());
+    }
+
+    #[test]
+    fn cancel_pause_resume_markers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir(tmp.path().to_path_buf());
+        let path = request_cancel(&run, "a", "T014").unwrap();
+        let request: CancelRequest = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        assert_eq!(request.task_id, "T014");
+        pause(&run, "a").unwrap();
+        assert!(crate::scan::read_paused(&crate::scan::FsSource, &run, "a"));
+        resume(&run, "a").unwrap();
+        assert!(!crate::scan::read_paused(&crate::scan::FsSource, &run, "a"));
+    }
+
+    #[test]
+    fn recover_moves_claimed_back_only_for_dead_runners() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir(tmp.path().to_path_buf());
+        write_atomic(&run.queue(QueueDir::Claimed, "a").join(format!("{NAME}.json")), b"{}").unwrap();
+        let hb = format!(r#"{{"node":"a","ts":{}}}"#, unix_now());
+        write_atomic(&run.heartbeat("a"), hb.as_bytes()).unwrap();
+        assert!(recover(&run, "a", 60).unwrap_err().contains("alive"));
+        write_atomic(&run.heartbeat("a"), br#"{"node":"a","ts":1}"#).unwrap();
+        assert_eq!(recover(&run, "a", 60).unwrap(), 1);
+        assert!(run.queue(QueueDir::Inbox, "a").join(format!("{NAME}.json")).exists());
+    }
+}

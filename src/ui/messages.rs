@@ -1,0 +1,220 @@
+//! What the UI asks the background for ([`Request`]) and what comes back
+//! ([`Reply`]). Plain data: every reply carries what it found, so a handler
+//! never fetches again, and superseded work is recognised by `generation`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::engine::Control;
+use crate::index::{Index, NodeId, TaskId, ViewSpec};
+use crate::paths::RunDir;
+
+/// An action that changes files or Slurm. Each goes through one interface
+/// (`actions::perform`) and reports success or a reason.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    CancelTask {
+        task_id: String,
+        node: String,
+    },
+    RetryTask {
+        name: String,
+        node: String,
+    },
+    PauseNode {
+        node: String,
+    },
+    ResumeNode {
+        node: String,
+    },
+    /// Move a dead node's claimed tasks back to its inbox.
+    RecoverNode {
+        node: String,
+    },
+    CreateLease(LeaseForm),
+    ReleaseLease {
+        id: String,
+    },
+    SetDefaultLease {
+        id: String,
+    },
+}
+
+impl Action {
+    pub fn describe(&self) -> String {
+        match self {
+            Action::CancelTask { task_id, .. } => format!("cancel {task_id}"),
+            Action::RetryTask { name, .. } => {
+                format!("retry {}", crate::model::TaskName::parse(name).map_or(name.as_str(), |n| n.task_id))
+            }
+            Action::PauseNode { node } => format!("pause {node}"),
+            Action::ResumeNode { node } => format!("resume {node}"),
+            Action::RecoverNode { node } => format!("recover {node}"),
+            Action::CreateLease(_) => "create lease".into(),
+            Action::ReleaseLease { id } => format!("release lease {id}"),
+            Action::SetDefaultLease { id } => format!("set default lease {id}"),
+        }
+    }
+}
+
+/// The Slurm lease create form, as typed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LeaseForm {
+    pub name: String,
+    pub nodes: String,
+    pub time: String,
+    pub partition: String,
+    pub qos: String,
+    pub account: String,
+    pub constraint: String,
+    pub reservation: String,
+    pub gpus_per_node: String,
+    /// Extra sbatch arguments, one per entry.
+    pub extra_args: Vec<String>,
+}
+
+/// Which log stream(s) to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStreams {
+    Stdout,
+    Stderr,
+    Merged,
+}
+
+#[derive(Debug, Clone)]
+pub enum Request {
+    /// Start (or switch) the engine on a lease.
+    OpenLease {
+        id: String,
+        run_dir: RunDir,
+    },
+    Engine(Control),
+    /// Re-read the lease list and its Slurm states (rate-limited there).
+    RefreshLeases {
+        force: bool,
+    },
+    /// Follow (tail) a task's logs; supersedes any earlier follow.
+    Follow {
+        generation: u64,
+        stdout: PathBuf,
+        stderr: PathBuf,
+        streams: LogStreams,
+        max_lines: usize,
+    },
+    /// A page of a log file, for scrolling back and the paged view.
+    ReadPage {
+        generation: u64,
+        path: PathBuf,
+        anchor: PageAt,
+        lines: usize,
+    },
+    StopLogs,
+    /// The details modal's on-demand reads (env, gpus, duplicates).
+    LoadDetails {
+        generation: u64,
+        snapshot: Arc<Index>,
+        task: TaskId,
+        run_dir: RunDir,
+    },
+    /// A search over the whole history; supersedes any earlier search.
+    Search {
+        generation: u64,
+        snapshot: Arc<Index>,
+        view: ViewSpec,
+        query: SearchQuery,
+    },
+    CancelSearch,
+    Act(Action),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchQuery {
+    /// Case-insensitive substring of the command (or the name, when the
+    /// command was not read yet).
+    Text(String),
+    /// Tasks with stderr output: non-zero exit, or a non-empty err file.
+    HasStderr(RunDir),
+}
+
+/// Where a log page starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageAt {
+    Start,
+    End,
+    Before(u64),
+    After(u64),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    pub stderr: bool,
+    pub text: String,
+}
+
+/// The current window of a followed log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogWindow {
+    pub lines: Vec<LogLine>,
+    /// Problems and facts worth a line: missing file, binary, skipped bytes.
+    pub notes: Vec<String>,
+}
+
+/// A page of a log file with the offsets to page on from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogPage {
+    pub lines: Vec<String>,
+    pub first_offset: u64,
+    pub end_offset: u64,
+    pub at_start: bool,
+    pub at_end: bool,
+    pub file_len: u64,
+    pub error: Option<String>,
+}
+
+/// One row of the lease list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaseRow {
+    pub id: String,
+    pub slurm: bool,
+    pub state: String,
+    pub capacity: String,
+    pub time_left: String,
+    pub name: String,
+    pub reason: String,
+    pub is_default: bool,
+    pub run_dir: RunDir,
+    pub present: bool,
+}
+
+/// What the details modal reads on demand.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TaskDetails {
+    pub env: Vec<(String, String)>,
+    pub idempotency_key: String,
+    pub gpus_assigned: Option<String>,
+    pub cwd: Option<String>,
+    pub spec_path: Option<PathBuf>,
+    pub result_path: Option<PathBuf>,
+    pub stdout_path: PathBuf,
+    pub stderr_path: PathBuf,
+    /// Other tasks in this lease with the same task id (they share logs).
+    pub same_task_id: usize,
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Leases { rows: Vec<LeaseRow>, problems: Vec<String>, slurm_error: Option<String> },
+    Log { generation: u64, window: LogWindow },
+    Page { generation: u64, page: LogPage },
+    Details { generation: u64, task: TaskId, details: Result<TaskDetails, String> },
+    Matches { generation: u64, ids: Vec<TaskId>, scanned: usize, done: bool },
+    ActionDone { what: String, outcome: Result<String, String> },
+}
+
+/// A node the UI refers to by id in the snapshot and by name on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRef {
+    pub id: NodeId,
+    pub name: String,
+}
