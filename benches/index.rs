@@ -66,7 +66,10 @@ fn snapshot_and_pages(c: &mut Criterion) {
             ("finished", ViewSpec { states: StateSet::of(&[TaskState::Finished]), ..ViewSpec::default() }),
             ("failed", ViewSpec { states: StateSet::of(&[TaskState::Failed]), ..ViewSpec::default() }),
             ("node", ViewSpec { node, ..ViewSpec::default() }),
-            ("node_failed", ViewSpec { node, states: StateSet::of(&[TaskState::Failed]), ..ViewSpec::default() }),
+            (
+                "node_failed",
+                ViewSpec { node, states: StateSet::of(&[TaskState::Failed]), ..ViewSpec::default() },
+            ),
             ("seq_in_node", ViewSpec { node, order: Order::SeqInNode, ..ViewSpec::default() }),
         ];
         for (label, view) in views {

@@ -39,7 +39,10 @@ fn main() {
     // run small then.
     let full = std::env::args().any(|a| a == "--bench");
     let sizes: &[usize] = if full { &[10_000, 100_000, 1_000_000] } else { &[10_000] };
-    println!("{:>9} {:>16} {:>16} {:>22}", "tasks", "names-only B/task", "hydrated B/task", "hydrated w/o commands");
+    println!(
+        "{:>9} {:>16} {:>16} {:>22}",
+        "tasks", "names-only B/task", "hydrated B/task", "hydrated w/o commands"
+    );
     for &tasks in sizes {
         let base = live();
         let mut index = common::names_only_index(tasks);

@@ -70,7 +70,8 @@ fn hydration(c: &mut Criterion) {
         }
         // A bounded sample keeps 10^6 runs short; the rate is per file.
         let sample = 20_000.min(jobs.len());
-        let results: Vec<ReadJob> = jobs.iter().filter(|j| j.result.is_some()).take(sample).cloned().collect();
+        let results: Vec<ReadJob> =
+            jobs.iter().filter(|j| j.result.is_some()).take(sample).cloned().collect();
         let specs: Vec<ReadJob> = jobs.iter().filter(|j| j.result.is_none()).take(sample).cloned().collect();
         group.throughput(Throughput::Elements(results.len() as u64));
         group.bench_function(format!("results/{tasks}"), |b| b.iter(|| black_box(read_parallel(&results))));

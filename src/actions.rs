@@ -1,10 +1,106 @@
 //! The one interface every action goes through (cancel, retry, pause,
 //! resume, recover, create and release leases, set the default lease).
-//! Blocking: runs in the background, reports a message or a reason.
+//! Blocking: runs in the background and reports a message or a reason.
 
-use crate::ui::messages::LeaseForm;
+use std::path::PathBuf;
 
-/// The sbatch command a lease form would run, for the form's preview.
-pub fn form_preview(_form: &LeaseForm) -> Vec<String> {
-    Vec::new()
+use crate::control;
+use crate::paths::{read_registry, write_registry, Roots};
+use crate::slurm::{self, LeaseRequest};
+use crate::ui::messages::{Action, LeaseForm};
+
+/// What actions need besides their own arguments.
+#[derive(Debug, Clone)]
+pub struct ActionContext {
+    pub roots: Roots,
+    pub stale_after_s: i64,
+    /// The binary the lease keeper script starts runners with.
+    pub leaseq_bin: Option<PathBuf>,
+}
+
+/// Performs an action; `Ok` carries what happened, `Err` why not.
+pub fn perform(action: &Action, context: &ActionContext) -> Result<String, String> {
+    match action {
+        Action::CancelTask { run, task_id, node } => {
+            let path = control::request_cancel(run, node, task_id)?;
+            Ok(format!(
+                "cancel request written ({}); runners that honour cancel requests stop it on their next loop",
+                path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            ))
+        }
+        Action::RetryTask { run, name, node } => {
+            let path = control::retry(run, node, name)?;
+            let stem = path.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let id = crate::model::TaskName::parse(&stem).map_or(stem.clone(), |n| n.task_id.to_string());
+            Ok(format!("queued again as {id} on {node}"))
+        }
+        Action::PauseNode { run, node } => {
+            control::pause(run, node)?;
+            Ok(format!("{node} paused: its runner claims no new tasks"))
+        }
+        Action::ResumeNode { run, node } => {
+            control::resume(run, node)?;
+            Ok(format!("{node} resumed"))
+        }
+        Action::RecoverNode { run, node } => {
+            let moved = control::recover(run, node, context.stale_after_s)?;
+            Ok(format!("moved {moved} task(s) from claimed/ back to inbox/ on {node}"))
+        }
+        Action::CreateLease(form) => {
+            let request = lease_request(form)?;
+            let bin = context.leaseq_bin.clone().ok_or("cannot tell where the leaseq binary is")?;
+            let id = slurm::create_lease(&request, &context.roots, &bin).map_err(|e| e.to_string())?;
+            Ok(format!("submitted Slurm lease {id}"))
+        }
+        Action::ReleaseLease { id } => {
+            slurm::release_lease(id).map_err(|e| e.to_string())?;
+            Ok(format!("scancel {id} sent"))
+        }
+        Action::SetDefaultLease { id } => {
+            let path = context.roots.registry_path();
+            let mut registry = read_registry(&path)?;
+            registry.default_lease = Some(id.clone());
+            registry.leases.entry(id.clone()).or_default();
+            write_registry(&path, &registry).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(format!("{id} is the default lease"))
+        }
+    }
+}
+
+fn optional(text: &str) -> Option<String> {
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_string())
+}
+
+/// The form as typed, checked and converted.
+pub fn lease_request(form: &LeaseForm) -> Result<LeaseRequest, String> {
+    let nodes =
+        form.nodes.trim().parse::<u32>().map_err(|_| format!("nodes: {:?} is not a number", form.nodes))?;
+    let gpus = match form.gpus_per_node.trim() {
+        "" => 0,
+        text => text.parse::<u32>().map_err(|_| format!("gpus-per-node: {text:?} is not a number"))?,
+    };
+    let request = LeaseRequest {
+        name: optional(&form.name),
+        nodes,
+        time: form.time.trim().to_string(),
+        partition: optional(&form.partition),
+        qos: optional(&form.qos),
+        account: optional(&form.account),
+        constraint: optional(&form.constraint),
+        reservation: optional(&form.reservation),
+        gpus_per_node: gpus,
+        extra_args: form.extra_args.iter().filter_map(|a| optional(a)).collect(),
+    };
+    request.validate()?;
+    Ok(request)
+}
+
+/// The sbatch command a lease form would run, for the form's preview, or
+/// what is wrong with the form.
+pub fn form_preview(form: &LeaseForm) -> Vec<String> {
+    match lease_request(form) {
+        Ok(request) => vec![request.preview(std::path::Path::new("<archive>/keepers/keeper-<time>.sh"))],
+        Err(problem) => vec![format!("(not ready: {problem})")],
+    }
 }

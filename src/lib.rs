@@ -4,13 +4,22 @@
 //! folds them into persistent maps, and readers (the TUI, the one-shot CLI)
 //! take O(1) snapshots. See README.md for the tour.
 
+pub mod actions;
+pub mod background;
+pub mod check;
 pub mod cli;
+pub mod control;
 pub mod engine;
 pub mod hydrate;
 pub mod index;
 pub mod leases;
+pub mod logs;
 pub mod model;
 pub mod oneshot;
 pub mod paths;
 pub mod sanitize;
 pub mod scan;
+pub mod sim;
+pub mod slurm;
+pub mod tui;
+pub mod ui;

@@ -12,6 +12,8 @@ use leaseq::leases::{discover_leases, resolve, LeaseChoice};
 use leaseq::oneshot::{build, Reads};
 use leaseq::paths::{load_ui_config, Env, Roots, RunDir, UiConfig};
 use leaseq::scan::FsSource;
+use leaseq::tui::{OpenChoice, TuiOptions};
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +31,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The dashboard: leases, nodes, tasks and logs, live.
+    Tui {
+        /// Open this lease directly.
+        #[arg(long, value_name = "ID", conflicts_with_all = ["local", "slurm"])]
+        lease: Option<String>,
+        /// Open this host's local lease (local:<hostname>).
+        #[arg(long, conflicts_with = "slurm")]
+        local: bool,
+        /// Open the lease list, showing Slurm leases.
+        #[arg(long)]
+        slurm: bool,
+        /// Task rows materialised at most (default ui.max_tasks_display).
+        #[arg(long, value_name = "N")]
+        max_tasks: Option<usize>,
+    },
     /// Counts per state and per node, and node health.
     Status {
         #[command(flatten)]
@@ -90,8 +107,9 @@ struct LeaseArgs {
 }
 
 fn main() -> ExitCode {
+    let started = std::time::Instant::now();
     let cli = Cli::parse();
-    match run(cli) {
+    match run(cli, started) {
         Ok(code) => code,
         Err(message) => {
             eprintln!("leaseq: {message}");
@@ -143,9 +161,21 @@ fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
-fn run(cli: Cli) -> Result<ExitCode, String> {
+fn run(cli: Cli, started: std::time::Instant) -> Result<ExitCode, String> {
     let roots = roots(cli.home);
     match cli.command {
+        Command::Tui { lease, local, slurm, max_tasks } => {
+            let open = match (lease, local, slurm) {
+                (Some(id), _, _) => OpenChoice::Lease(id),
+                (None, true, _) => OpenChoice::Local,
+                (None, false, true) => OpenChoice::SlurmList,
+                (None, false, false) => OpenChoice::Default,
+            };
+            let config = config(&roots);
+            let options = TuiOptions { roots, open, max_tasks, source: Arc::new(FsSource), config, started };
+            leaseq::tui::run(options)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Status { lease, json } => {
             let (id, run) = open_lease(&roots, &lease)?;
             let index = build(&FsSource, &run, &config(&roots), unix_now(), Reads::Results);
@@ -169,10 +199,30 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             };
             finish_output(written.and_then(|_| out.flush()))
         }
-        Command::Demo { generate: Some(_), .. } => Err("GENERATOR-PENDING".into()),
-        Command::Demo { generate: None, .. } => {
-            Err("the live demo needs the dashboard, which this build does not include yet".into())
+        Command::Demo { generate: Some(dir), tasks, nodes } => {
+            let options = leaseq::sim::generate::GenerateOptions {
+                tasks,
+                nodes,
+                now: unix_now(),
+                ..Default::default()
+            };
+            let started = std::time::Instant::now();
+            let tree = leaseq::sim::generate::generate(&dir, &options)
+                .map_err(|e| format!("generating into {}: {e}", dir.display()))?;
+            println!(
+                "generated lease {} in {} ({} done, {} pending, {} running, {} nodes) in {:.1}s",
+                tree.lease_id,
+                tree.run_dir.display(),
+                tree.done,
+                tree.pending,
+                tree.running,
+                tree.nodes.len(),
+                started.elapsed().as_secs_f64()
+            );
+            println!("open it with: leaseq --home {} tui", dir.display());
+            Ok(ExitCode::SUCCESS)
         }
+        Command::Demo { generate: None, tasks, nodes } => run_demo(tasks, nodes, started),
     }
 }
 
@@ -188,4 +238,51 @@ fn finish_output(result: std::io::Result<()>) -> Result<ExitCode, String> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
         Err(e) => Err(format!("writing output: {e}")),
     }
+}
+
+/// A temporary directory removed when dropped (on every exit path).
+struct DemoDir(PathBuf);
+
+impl Drop for DemoDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `leaseq demo`: a generated history with live simulated runners, opened
+/// in the dashboard; everything is removed on exit.
+fn run_demo(tasks: usize, nodes: usize, started: std::time::Instant) -> Result<ExitCode, String> {
+    use leaseq::sim::generate::{generate, GenerateOptions};
+    use leaseq::sim::live::{LiveCluster, LiveOptions};
+    let dir = DemoDir(std::env::temp_dir().join(format!("leaseq-demo-{}", std::process::id())));
+    eprintln!("leaseq demo: generating {tasks} tasks over {nodes} nodes in {} ...", dir.0.display());
+    // A local lease, so its state is RUNNING without asking Slurm; its run
+    // dir is <dir>/runs/local:<host> through LEASEQ_RUNTIME_DIR below.
+    let lease_id = format!("local:{}", leaseq::paths::hostname());
+    let options = GenerateOptions { tasks, nodes, lease_id, now: unix_now(), ..Default::default() };
+    let tree = generate(&dir.0, &options).map_err(|e| format!("generating the demo history: {e}"))?;
+    if let Some(dead) = &tree.stale_node {
+        // The dead node's runner died holding a task: it shows STUCK.
+        leaseq::sim::live::strand_task(&RunDir(tree.run_dir.clone()), &tree.lease_id, dead)
+            .map_err(|e| format!("preparing the demo: {e}"))?;
+    }
+    let live = LiveOptions::demo(&tree.lease_id, tree.nodes.clone(), tree.stale_node.clone());
+    let cluster = LiveCluster::start(RunDir(tree.run_dir.clone()), live);
+    let mut env = Env::from_process();
+    env.leaseq_home = Some(dir.0.clone().into_os_string());
+    env.leaseq_runtime_dir = Some(dir.0.join("runs").into_os_string());
+    let roots = Roots::resolve(&env);
+    let config = config(&roots);
+    let open = OpenChoice::Lease(tree.lease_id.clone());
+    let result = leaseq::tui::run(TuiOptions {
+        roots,
+        open,
+        max_tasks: None,
+        source: Arc::new(FsSource),
+        config,
+        started,
+    });
+    drop(cluster);
+    drop(dir);
+    result.map(|()| ExitCode::SUCCESS)
 }

@@ -114,13 +114,15 @@ pub fn hydrated_index(tasks: usize) -> Index {
 /// once and kept under target/bench-trees (a 10^6 tree takes a while).
 pub fn generated_tree(tasks: usize) -> (std::path::PathBuf, leaseq::paths::RunDir) {
     use leaseq::sim::generate::{generate, GenerateOptions};
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-trees").join(tasks.to_string());
+    let root =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-trees").join(tasks.to_string());
     let marker = root.join(".complete");
     let run = leaseq::paths::RunDir(root.join("runs").join("99887766"));
     if !marker.exists() {
         let _ = std::fs::remove_dir_all(&root);
         eprintln!("generating {tasks} tasks into {} (once)...", root.display());
-        let options = GenerateOptions { tasks, nodes: NODES, now: 1_736_100_000, ..GenerateOptions::default() };
+        let options =
+            GenerateOptions { tasks, nodes: NODES, now: 1_736_100_000, ..GenerateOptions::default() };
         let tree = generate(&root, &options).expect("generate bench tree");
         assert_eq!(tree.run_dir, run.0);
         std::fs::write(&marker, b"").expect("mark tree complete");

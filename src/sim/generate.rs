@@ -18,7 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use fastrand::Rng;
 
 use crate::model::{
-    Heartbeat, LeaseEntry, LeaseMeta, LeaseRegistry, ResultKind, SlurmLeaseMeta, TaskResult, TaskSpec,
+    Heartbeat, LeaseEntry, LeaseMeta, LeaseRegistry, LocalLeaseMeta, ResultKind, SlurmLeaseMeta, TaskResult,
+    TaskSpec,
 };
 use crate::paths::{write_registry, QueueDir, RunDir};
 
@@ -35,7 +36,8 @@ pub struct GenerateOptions {
     pub pending_per_node: usize,
     /// Specs in `claimed/<node>/` on every node except the stale one.
     pub running_per_node: usize,
-    /// The Slurm job id the lease is named by.
+    /// The lease: a Slurm job id, or `local:<host>` (then `meta/lease.json`
+    /// is a local lease's). Its run dir is `<root>/runs/<lease_id>` either way.
     pub lease_id: String,
     /// Entries of every spec's `env` (40 give the real tool's ~2 KB specs).
     pub env_vars: usize,
@@ -110,7 +112,8 @@ pub fn generate(root: &Path, opts: &GenerateOptions) -> io::Result<GeneratedTree
     write_heartbeats(&run, opts, &nodes, &plans, stale)?;
 
     let ctx = WriteContext {
-        run: &run,
+        queues: nodes.iter().map(|node| QueueDir::ALL.map(|queue| run.queue(queue, node))).collect(),
+        logs: run.logs(),
         lease_id: &opts.lease_id,
         nodes: &nodes,
         plans: &plans,
@@ -415,8 +418,7 @@ fn fill_window(kinds: &[Kind], t0: i64, t1: i64, failure_percent: u32, rng: &mut
                 cum += run * scale;
                 ones += 1;
                 let finished = t0 + ones + cum.floor() as i64;
-                let exit_code =
-                    if rng.u32(0..100) < failure_percent { failure_exit_code(rng) } else { 0 };
+                let exit_code = if rng.u32(0..100) < failure_percent { failure_exit_code(rng) } else { 0 };
                 Item::new(Kind::Ran, started, finished, exit_code)
             }
             Kind::Skipped => Item::new(Kind::Skipped, started, started, 0),
@@ -477,9 +479,7 @@ fn select_logs(plans: &mut [Vec<Item>], latest: usize) {
 // Writing.
 
 fn create_dirs(run: &RunDir, nodes: &[String]) -> io::Result<()> {
-    let mkdir = |path: PathBuf| {
-        std::fs::create_dir_all(&path).map_err(|e| with_path(e, &path))
-    };
+    let mkdir = |path: PathBuf| std::fs::create_dir_all(&path).map_err(|e| with_path(e, &path));
     mkdir(run.0.join("meta"))?;
     for node in nodes {
         for dir in ["inbox", "claimed", "ack", "done", "logs", "hb", "events"] {
@@ -490,19 +490,24 @@ fn create_dirs(run: &RunDir, nodes: &[String]) -> io::Result<()> {
 }
 
 fn write_lease_files(root: &Path, run: &RunDir, opts: &GenerateOptions, created_at: i64) -> io::Result<()> {
-    let meta = LeaseMeta::Slurm {
-        lease_id: opts.lease_id.clone(),
-        name: Some("synthetic".to_string()),
-        created_at,
-        slurm: SlurmLeaseMeta {
-            sbatch_args: vec![
-                format!("--nodes={}", opts.nodes),
-                "--time=96:00:00".to_string(),
-                "--gres=gpu:8".to_string(),
-                "--exclusive".to_string(),
-            ],
-        },
-        mode: Some("exclusive-per-node".to_string()),
+    let meta = if opts.lease_id.starts_with("local:") {
+        let local = LocalLeaseMeta { total_gpus: 8, parallel: 1 };
+        LeaseMeta::Local { lease_id: opts.lease_id.clone(), created_at, local }
+    } else {
+        LeaseMeta::Slurm {
+            lease_id: opts.lease_id.clone(),
+            name: Some("synthetic".to_string()),
+            created_at,
+            slurm: SlurmLeaseMeta {
+                sbatch_args: vec![
+                    format!("--nodes={}", opts.nodes),
+                    "--time=96:00:00".to_string(),
+                    "--gres=gpu:8".to_string(),
+                    "--exclusive".to_string(),
+                ],
+            },
+            mode: Some("exclusive-per-node".to_string()),
+        }
     };
     let mut bytes = serde_json::to_vec_pretty(&meta).map_err(io::Error::other)?;
     bytes.push(b'\n');
@@ -546,7 +551,9 @@ fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 struct WriteContext<'a> {
-    run: &'a RunDir,
+    /// Per node: `inbox/<node>`, `claimed/<node>`, `done/<node>`.
+    queues: Vec<[PathBuf; 3]>,
+    logs: PathBuf,
     lease_id: &'a str,
     nodes: &'a [String],
     plans: &'a [Vec<Item>],
@@ -557,12 +564,15 @@ struct WriteContext<'a> {
 /// Writes every task's files: chunks of a node's tasks are handed to one
 /// thread per core. Content depends only on the plan, not on the threads.
 fn write_items(ctx: &WriteContext<'_>) -> io::Result<()> {
-    let work: Vec<(usize, usize)> = ctx
+    // Chunk k of every node before chunk k + 1 of any: threads work in
+    // different directories and do not queue on one directory's lock.
+    let mut work: Vec<(usize, usize)> = ctx
         .plans
         .iter()
         .enumerate()
         .flat_map(|(node, items)| (0..items.len()).step_by(CHUNK).map(move |start| (node, start)))
         .collect();
+    work.sort_by_key(|&(node, start)| (start, node));
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(work.len()).max(1);
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
@@ -588,7 +598,9 @@ fn write_items(ctx: &WriteContext<'_>) -> io::Result<()> {
                 })
             })
             .collect();
-        workers.into_iter().try_for_each(|worker| worker.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+        workers
+            .into_iter()
+            .try_for_each(|worker| worker.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
     })
 }
 
@@ -659,13 +671,14 @@ impl<'a> TaskWriter<'a> {
             Kind::Running => QueueDir::Claimed,
             _ => QueueDir::Done,
         };
-        let dir = self.ctx.run.queue(queue, node);
+        // `queues` was built from `QueueDir::ALL`, in declaration order.
+        let dir = &self.ctx.queues[node_index][queue as usize];
         if item.kind != Kind::Cancelled {
             // A cancelled pending task leaves no spec anywhere.
             self.json.clear();
             serde_json::to_writer(&mut self.json, &self.spec).map_err(io::Error::other)?;
             self.name.push_str(".json");
-            self.write_named(&dir, FileBytes::Json)?;
+            self.write_named(dir, FileBytes::Json)?;
         }
         let result_kind = match item.kind {
             Kind::Ran => Some(ResultKind::Ran),
@@ -679,20 +692,20 @@ impl<'a> TaskWriter<'a> {
             serde_json::to_writer(&mut self.json, &self.result).map_err(io::Error::other)?;
             self.name.truncate(stem_len);
             self.name.push_str(kind.suffix());
-            self.write_named(&dir, FileBytes::Json)?;
+            self.write_named(dir, FileBytes::Json)?;
         }
         if item.write_logs {
-            let logs = self.ctx.run.logs();
+            let logs = &self.ctx.logs;
             self.text.clear();
             write_stdout(&mut self.text, flavor, &self.spec, item, node, &mut rng);
             self.name.clear();
             let _ = write!(self.name, "{task_id}.out");
-            self.write_named(&logs, FileBytes::Text)?;
+            self.write_named(logs, FileBytes::Text)?;
             self.text.clear();
             write_stderr(&mut self.text, flavor, &self.spec, item, &mut rng);
             self.name.clear();
             let _ = write!(self.name, "{task_id}.err");
-            self.write_named(&logs, FileBytes::Text)?;
+            self.write_named(logs, FileBytes::Text)?;
         }
         Ok(())
     }
@@ -720,7 +733,8 @@ impl<'a> TaskWriter<'a> {
         spec.uuid.clear();
         push_uuid(&mut spec.uuid, &item.uuid);
         spec.created_at = (item.micros / MICROS) as i64;
-        let (flavor, cwd, gpus) = write_command(&mut spec.command, rng);
+        let serious = item.kind == Kind::Ran && (item.exit_code != 0 || item.finished - item.started > 600);
+        let (flavor, cwd, gpus) = write_command(&mut spec.command, serious, rng);
         spec.cwd.clear();
         spec.cwd.push_str(cwd);
         spec.gpus = gpus;
@@ -801,20 +815,20 @@ enum Flavor {
 }
 
 /// Writes a realistic command into `out`; returns its kind, cwd and GPUs.
-fn write_command(out: &mut String, rng: &mut Rng) -> (Flavor, &'static str, u32) {
+/// A `serious` task (one that failed or ran long) is not a toy command.
+fn write_command(out: &mut String, serious: bool, rng: &mut Rng) -> (Flavor, &'static str, u32) {
     out.clear();
     let cwd = CWDS[rng.usize(..CWDS.len())];
     let n = rng.u32(1..100);
-    let lrs = ["1e-3", "3e-4", "1e-4", "5e-5", "2e-4"];
-    let lr = lrs[rng.usize(..lrs.len())];
-    let _ = match rng.u32(0..100) {
+    let lr = ["1e-3", "3e-4", "1e-4", "5e-5", "2e-4"][rng.usize(..5)];
+    let (flavor, gpus) = match rng.u32(0..if serious { 83 } else { 100 }) {
         0..=37 => {
             let family = ['a', 'b', 'c'][rng.usize(..3)];
             let _ = write!(out, "python train.py --cfg cfgs/{family}{n}.yaml --lr {lr}");
             if rng.bool() {
                 let _ = write!(out, " --seed {}", rng.u32(0..5));
             }
-            return (Flavor::Train, cwd, if rng.u32(0..10) == 0 { 2 } else { 1 });
+            (Flavor::Train, if rng.u32(0..10) == 0 { 2 } else { 1 })
         }
         38..=49 => {
             let gpus = [2, 4, 8][rng.usize(..3)];
@@ -822,38 +836,56 @@ fn write_command(out: &mut String, rng: &mut Rng) -> (Flavor, &'static str, u32)
                 out,
                 "torchrun --nproc_per_node={gpus} train.py --cfg cfgs/big/l{n}.yaml --lr {lr} --bf16"
             );
-            return (Flavor::Train, cwd, gpus);
+            (Flavor::Train, gpus)
         }
         50..=61 => {
             let split = ["val", "test"][rng.usize(..2)];
             let _ = write!(out, "python eval.py --ckpt runs/a{n}/ckpt_best.pt --split {split}");
-            return (Flavor::Eval, cwd, 1);
+            (Flavor::Eval, 1)
         }
         62..=71 => {
-            let _ = write!(out, "python preprocess.py --shard {:03}/256 --out /scratch/alice/shards", n);
-            return (Flavor::Preprocess, cwd, 0);
+            let _ = write!(out, "python preprocess.py --shard {n:03}/256 --out /scratch/alice/shards");
+            (Flavor::Preprocess, 0)
         }
         72..=77 => {
-            let d = rng.u32(1..10);
-            let _ = write!(out, "python train.py --cfg cfgs/ablation.yaml --note \"λ=0.{d} — no attn\"");
-            return (Flavor::Train, cwd, 1);
+            let _ = write!(
+                out,
+                "python train.py --cfg cfgs/ablation.yaml --note \"λ=0.{} — no attn\"",
+                rng.u32(1..10)
+            );
+            (Flavor::Train, 1)
         }
-        78..=82 => write!(out, "bash scripts/sweep.sh {n} && python collect.py --out results/sweep_{n}.csv"),
-        83..=86 => write!(out, "./bin/simulate --steps {} --seed {}", n * 1000, rng.u32(0..1000)),
-        87..=91 => write!(out, "echo 'résumé ✓'"),
-        92..=95 => write!(out, "python plot.py --title \"Δ loss (μ ± σ), run {n}\" --out figs/"),
-        _ => write!(out, "sleep {n} && echo 完了"),
+        78..=82 => {
+            let _ = write!(out, "bash scripts/sweep.sh {n} && python collect.py --out results/sweep_{n}.csv");
+            (Flavor::Shell, 0)
+        }
+        83..=86 => {
+            let _ = write!(out, "./bin/simulate --steps {} --seed {}", n * 1000, rng.u32(0..1000));
+            (Flavor::Shell, 0)
+        }
+        87..=91 => {
+            out.push_str("echo 'résumé ✓'");
+            (Flavor::Shell, 0)
+        }
+        92..=95 => {
+            let _ = write!(out, "python plot.py --title \"Δ loss (μ ± σ), run {n}\" --out figs/");
+            (Flavor::Shell, 0)
+        }
+        _ => {
+            let _ = write!(out, "sleep {n} && echo 完了");
+            (Flavor::Shell, 0)
+        }
     };
-    (Flavor::Shell, cwd, 0)
+    (flavor, cwd, gpus)
 }
 
-/// The submitter's environment as the real tool captures it: `count`
+/// The submitter's environment as the real tool captures it: `env_vars`
 /// entries, the per-task ones (`PWD`, `WANDB_RUN_GROUP`) first.
 fn base_env(opts: &GenerateOptions, nodes: &[String]) -> BTreeMap<String, String> {
     let last = nodes.len().saturating_sub(1);
     let width = nodes.first().map_or(2, |n| n.len() - 4);
     let node_list = format!("node[{:0width$}-{last:0width$}]", 0);
-    let fixed: [(&str, String); 43] = [
+    let fixed: [(&str, String); 44] = [
         ("PWD", "/home/alice/proj/vision".into()),
         ("WANDB_RUN_GROUP", "sweep-0000".into()),
         ("HOME", "/home/alice".into()),
@@ -866,10 +898,25 @@ fn base_env(opts: &GenerateOptions, nodes: &[String]) -> BTreeMap<String, String
         (
             "PATH",
             "/home/alice/.local/bin:/home/alice/miniconda3/envs/torch/bin:/home/alice/miniconda3/condabin:\
-             /usr/local/cuda-12.4/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+             /usr/local/cuda-12.4/bin:/opt/slurm/current/bin:/home/alice/.cargo/bin:\
+             /opt/nvidia/hpc_sdk/Linux_x86_64/24.3/compilers/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:\
+             /usr/bin:/sbin:/bin"
                 .into(),
         ),
-        ("LD_LIBRARY_PATH", "/usr/local/cuda-12.4/lib64:/usr/local/nccl/lib".into()),
+        (
+            "LS_COLORS",
+            "rs=0:di=01;34:ln=01;36:mh=00:pi=40;33:so=01;35:do=01;35:bd=40;33;01:cd=40;33;01:\
+             or=40;31;01:mi=00:su=37;41:sg=30;43:ca=30;41:tw=30;42:ow=34;42:st=37;44:ex=01;32:\
+             *.tar=01;31:*.tgz=01;31:*.zip=01;31:*.gz=01;31:*.jpg=01;35:*.png=01;35:*.mp4=01;35"
+                .into(),
+        ),
+        ("BASH_FUNC_module%%", "() {  eval `/usr/bin/modulecmd bash $*`\n}".into()),
+        (
+            "LD_LIBRARY_PATH",
+            "/usr/local/cuda-12.4/lib64:/usr/local/nccl/lib:/opt/nvidia/hpc_sdk/Linux_x86_64/24.3/math_libs/lib64:\
+             /home/alice/miniconda3/envs/torch/lib"
+                .into(),
+        ),
         ("CUDA_HOME", "/usr/local/cuda-12.4".into()),
         ("CONDA_DEFAULT_ENV", "torch".into()),
         ("CONDA_PREFIX", "/home/alice/miniconda3/envs/torch".into()),
@@ -901,12 +948,6 @@ fn base_env(opts: &GenerateOptions, nodes: &[String]) -> BTreeMap<String, String
         ("MANPATH", "/usr/local/share/man:/usr/share/man".into()),
         ("MODULEPATH", "/etc/modulefiles:/usr/share/modulefiles".into()),
         ("XDG_SESSION_ID", "4211".into()),
-        (
-            "LS_COLORS",
-            "rs=0:di=01;34:ln=01;36:mh=00:pi=40;33:so=01;35:do=01;35:bd=40;33;01:cd=40;33;01:\
-             or=40;31;01:mi=00:su=37;41:sg=30;43:ca=30;41:tw=30;42:ow=34;42:st=37;44:ex=01;32"
-                .into(),
-        ),
     ];
     let mut env: BTreeMap<String, String> =
         fixed.into_iter().take(opts.env_vars).map(|(key, value)| (key.to_string(), value)).collect();
@@ -920,15 +961,14 @@ fn script_name(command: &str) -> &str {
     command.split_whitespace().find(|word| word.ends_with(".py")).unwrap_or("train.py")
 }
 
-/// A few lines of plausible output; a running task's log stops mid-way.
+/// A few lines of plausible output; a running or failed task's stops mid-way.
 fn write_stdout(out: &mut String, flavor: Flavor, spec: &TaskSpec, item: &Item, node: &str, rng: &mut Rng) {
-    let _ = writeln!(out, "[leaseq] task {} on {node}, gpus={}", spec.task_id, spec.gpus);
     let finished = item.kind == Kind::Ran;
     match flavor {
         Flavor::Train => {
             let epochs = rng.u32(3..8);
-            let shown = if finished { epochs } else { rng.u32(1..epochs) };
-            let _ = writeln!(out, "Using device: cuda:0 (NVIDIA A100-SXM4-80GB)");
+            let shown = if finished && item.exit_code == 0 { epochs } else { rng.u32(1..epochs) };
+            let _ = writeln!(out, "Host {node}, device cuda:0 (NVIDIA A100-SXM4-80GB)");
             let _ = writeln!(out, "Loaded 1281167 training samples, 50000 validation samples");
             let mut loss = 2.5 + rng.f64();
             let mut acc = 0.2 + rng.f64() * 0.1;
@@ -994,7 +1034,8 @@ fn write_stderr(out: &mut String, flavor: Flavor, spec: &TaskSpec, item: &Item, 
                 "ValueError: Expected input batch_size (64) to match target batch_size (32).",
             ];
             let _ = writeln!(out, "Traceback (most recent call last):");
-            let _ = writeln!(out, "  File \"{}/{script}\", line {}, in <module>", spec.cwd, rng.u32(200..400));
+            let _ =
+                writeln!(out, "  File \"{}/{script}\", line {}, in <module>", spec.cwd, rng.u32(200..400));
             let _ = writeln!(out, "    main(parse_args())");
             let _ = writeln!(out, "  File \"{}/{script}\", line {}, in main", spec.cwd, rng.u32(50..200));
             let _ = writeln!(out, "    loss.backward()");
@@ -1014,7 +1055,12 @@ fn write_stderr(out: &mut String, flavor: Flavor, spec: &TaskSpec, item: &Item, 
                  been OOM Killed.",
                 spec.lease_id
             );
-            let _ = writeln!(out, "bash: line 1: {} Killed                  {}", rng.u32(1000..60000), spec.command);
+            let _ = writeln!(
+                out,
+                "bash: line 1: {} Killed                  {}",
+                rng.u32(1000..60000),
+                spec.command
+            );
         }
         124 => {
             let _ = writeln!(out, "timeout: sending signal TERM to command '{script}'");
@@ -1067,7 +1113,9 @@ mod tests {
             .unwrap()
             .map(|entry| entry.unwrap().path())
             .filter(|path| path.is_file())
-            .map(|path| (path.file_name().unwrap().to_str().unwrap().to_string(), std::fs::read(&path).unwrap()))
+            .map(|path| {
+                (path.file_name().unwrap().to_str().unwrap().to_string(), std::fs::read(&path).unwrap())
+            })
             .collect();
         files.sort();
         files
@@ -1106,14 +1154,16 @@ mod tests {
         let mut seen = Seen::default();
         for node in &tree.nodes {
             let mut previous_seq = 0;
-            for queue in [QueueDir::Inbox, QueueDir::Claimed] {
+            let mut first_live_seq = u64::MAX;
+            for queue in [QueueDir::Claimed, QueueDir::Inbox] {
                 for (name, bytes) in files_in(&run.queue(queue, node)) {
                     let (stem, kind) = parse_entry(&name).unwrap();
                     assert_eq!(kind, EntryKind::Spec);
                     let spec: TaskSpec = serde_json::from_slice(&bytes).unwrap();
                     check_spec(&spec, stem, node, &tree.lease_id);
-                    assert!(spec.seq > previous_seq, "FIFO: done < claimed < inbox");
+                    assert!(spec.seq > previous_seq, "FIFO: claimed before inbox");
                     previous_seq = spec.seq;
+                    first_live_seq = first_live_seq.min(spec.seq);
                     seen.non_ascii_commands += usize::from(!spec.command.is_ascii());
                     if queue == QueueDir::Claimed {
                         seen.running += 1;
@@ -1148,7 +1198,7 @@ mod tests {
                 assert!(result.finished_at <= NOW);
                 assert!(result.started_at <= result.finished_at);
                 let seq = TaskName::parse(stem).unwrap().seq;
-                assert!(seq < previous_seq || previous_seq == 0 || seq < u64::MAX);
+                assert!(seq < first_live_seq, "FIFO: done before claimed and inbox");
                 match kind {
                     ResultKind::Cancelled => {
                         seen.cancelled += 1;
@@ -1162,7 +1212,9 @@ mod tests {
                         let spec = &specs[stem];
                         assert_eq!(result.idempotency_key, spec.idempotency_key);
                         let original = results.iter().any(|(other, kind, r)| {
-                            *kind == ResultKind::Ran && other < stem && r.idempotency_key == result.idempotency_key
+                            *kind == ResultKind::Ran
+                                && other < stem
+                                && r.idempotency_key == result.idempotency_key
                         });
                         assert!(original, "a skipped task duplicates the key of an earlier one");
                         assert!(result.stdout.is_empty());
@@ -1265,7 +1317,8 @@ mod tests {
 
     #[test]
     fn same_seed_same_tree_other_seed_other_tree() {
-        let (a, b, c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b, c) =
+            (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         generate(a.path(), &small()).unwrap();
         generate(b.path(), &small()).unwrap();
         generate(c.path(), &GenerateOptions { seed: 8, ..small() }).unwrap();
@@ -1309,17 +1362,20 @@ mod tests {
         assert_eq!(read_back(&tree).done, 50);
 
         let dir = tempfile::tempdir().unwrap();
-        let opts = GenerateOptions {
-            tasks: 0,
-            pending_per_node: 0,
-            running_per_node: 0,
-            env_vars: 0,
-            ..small()
-        };
+        let opts =
+            GenerateOptions { tasks: 0, pending_per_node: 0, running_per_node: 0, env_vars: 0, ..small() };
         let tree = generate(dir.path(), &opts).unwrap();
         assert_eq!((tree.done, tree.cancelled, tree.skipped, tree.pending, tree.running), (0, 0, 0, 0, 0));
 
         assert!(generate(dir.path(), &GenerateOptions { nodes: 0, ..small() }).is_err());
+
+        let dir = tempfile::tempdir().unwrap();
+        let tree =
+            generate(dir.path(), &GenerateOptions { lease_id: "local:myhost".into(), ..small() }).unwrap();
+        assert_eq!(tree.run_dir, dir.path().join("runs/local:myhost"));
+        let meta: LeaseMeta =
+            serde_json::from_slice(&std::fs::read(tree.run_dir.join("meta/lease.json")).unwrap()).unwrap();
+        assert!(matches!(meta, LeaseMeta::Local { .. }));
         assert_eq!(node_names(101)[7], "node007");
     }
 

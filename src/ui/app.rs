@@ -6,13 +6,11 @@ use std::sync::Arc;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::messages::{
-    Action, LeaseForm, LeaseRow, LogPage, LogStreams, LogWindow, PageAt, Reply, Request, SearchQuery,
-    TaskDetails,
-};
+use super::messages::{Action, LeaseForm, LeaseRow, LogStreams, Reply, Request, SearchQuery, TaskDetails};
 use super::task_list::TaskList;
 use crate::engine::Control;
 use crate::index::{Index, NodeId, Order, StateSet, TaskId, TaskState, ViewSpec};
+use crate::logs::{LogUpdate, Page, PageAnchor as PageAt};
 use crate::paths::{RunDir, UiConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,11 +129,11 @@ pub struct LogPane {
     pub streams: LogStreams,
     /// Tail -f mode: the view sticks to the end as lines arrive.
     pub follow: bool,
-    pub window: Option<LogWindow>,
+    pub window: Option<LogUpdate>,
     /// Lines scrolled up from the bottom while following.
     pub scroll_back: usize,
     /// The paged (non-follow) view: `L`, or scrolling past the tail window.
-    pub page: Option<LogPage>,
+    pub page: Option<Page>,
     pub generation: u64,
 }
 
@@ -172,8 +170,8 @@ pub struct App {
     pub task_rows: usize,
     pub log_rows: usize,
     generation: u64,
-    /// A lease to open as soon as the lease list names it (`--lease`).
-    pub pending_open: Option<String>,
+    /// Open the registry's default lease once the lease list arrives.
+    pub open_default_when_listed: bool,
     /// Text to put on the clipboard; the pump writes it (OSC 52).
     pub clipboard: Option<String>,
 }
@@ -217,7 +215,7 @@ impl App {
             task_rows: 10,
             log_rows: 8,
             generation: 0,
-            pending_open: None,
+            open_default_when_listed: false,
             clipboard: None,
         }
     }
@@ -282,16 +280,19 @@ impl App {
                 self.lease_problems = problems;
                 self.slurm_error = slurm_error;
                 self.lease_selected = self.lease_selected.min(self.visible_leases().len().saturating_sub(1));
-                if let Some(id) = self.pending_open.take() {
-                    if let Some(row) = self.leases.iter().find(|r| r.id == id) {
-                        let run_dir = row.run_dir.clone();
-                        return self.open_lease(id, run_dir);
+                if std::mem::take(&mut self.open_default_when_listed) {
+                    let default = self.leases.iter().find(|r| r.is_default && r.present).cloned();
+                    let only = match self.leases.as_slice() {
+                        [only] if only.present => Some(only.clone()),
+                        _ => None,
+                    };
+                    if let Some(row) = default.or(only) {
+                        return self.open_lease(row.id, row.run_dir);
                     }
-                    self.say(format!("lease {id} not found"), Level::Error);
                 }
             }
-            Reply::Log { generation, window } if generation == self.logs.generation => {
-                self.logs.window = Some(window);
+            Reply::Log(update) if update.generation == self.logs.generation => {
+                self.logs.window = Some(update);
             }
             Reply::Page { generation, page } if generation == self.logs.generation => {
                 self.logs.page = Some(page);
@@ -321,7 +322,7 @@ impl App {
                 Ok(message) => self.say(format!("{what}: {message}"), Level::Info),
                 Err(reason) => self.say(format!("{what} failed: {reason}"), Level::Error),
             },
-            Reply::Log { .. } | Reply::Page { .. } => {}
+            Reply::Log(_) | Reply::Page { .. } => {}
         }
         Vec::new()
     }
@@ -341,9 +342,16 @@ impl App {
         (count > 0).then(|| self.node_selected.min(count - 1) as NodeId)
     }
 
-    /// The task the cursor is on (as last drawn).
+    /// The task the cursor is on: as last drawn, else the first row.
     pub fn selected_task(&self) -> Option<TaskId> {
-        self.tasks.selected
+        self.tasks.selected.or_else(|| self.tasks.last_window.first().copied()).or_else(|| {
+            match &self.tasks.source {
+                super::task_list::Source::View => {
+                    self.snapshot.page(&self.tasks.view, None, true, true, 1).first().copied()
+                }
+                super::task_list::Source::Matches(ids) => ids.first().copied(),
+            }
+        })
     }
 
     // ----- keys ----------------------------------------------------------
@@ -497,24 +505,26 @@ impl App {
                 }
             }
             KeyCode::Char('P') => {
+                let Some((_, run)) = self.lease.clone() else { return Vec::new() };
                 if let Some(node) = self.selected_node().and_then(|n| self.snapshot.node(n)) {
                     let name = node.name.to_string();
                     let action = if node.paused {
-                        Action::ResumeNode { node: name }
+                        Action::ResumeNode { run, node: name }
                     } else {
-                        Action::PauseNode { node: name }
+                        Action::PauseNode { run, node: name }
                     };
                     return vec![Request::Act(action)];
                 }
             }
             KeyCode::Char('V') => {
+                let Some((_, run)) = self.lease.clone() else { return Vec::new() };
                 if let Some(node) = self.selected_node().and_then(|n| self.snapshot.node(n)) {
                     self.modal = Some(Modal::Confirm {
                         question: format!(
                             "Recover {}: move its claimed tasks back to its inbox? Only do this when its runner is dead.",
                             node.name
                         ),
-                        action: Action::RecoverNode { node: node.name.to_string() },
+                        action: Action::RecoverNode { run, node: node.name.to_string() },
                     });
                 }
             }
@@ -616,7 +626,7 @@ impl App {
                 let by = if key.code == KeyCode::PageUp { rows } else { 1 };
                 if let Some(page) = &self.logs.page {
                     if key.code == KeyCode::PageUp && !page.at_start {
-                        let at = PageAt::Before(page.first_offset);
+                        let at = PageAt::Before(page.start);
                         return self.request_page(at);
                     }
                 } else {
@@ -629,7 +639,7 @@ impl App {
                 let by = if key.code == KeyCode::PageDown { rows } else { 1 };
                 if let Some(page) = &self.logs.page {
                     if key.code == KeyCode::PageDown && !page.at_end {
-                        let at = PageAt::After(page.end_offset);
+                        let at = PageAt::After(page.end);
                         return self.request_page(at);
                     }
                 } else {
@@ -696,6 +706,9 @@ impl App {
             KeyCode::Enter => {
                 let text = input.text.clone();
                 self.search_input = None;
+                if self.search.as_ref().is_some_and(|s| s.label == format!("/{text}")) {
+                    return Vec::new(); // already running from the debounce
+                }
                 if text.is_empty() {
                     self.search = None;
                     self.tasks.set_view(self.tasks.view);
@@ -872,6 +885,7 @@ impl App {
     }
 
     fn confirm_task_action(&mut self, cancel: bool) {
+        let Some((_, run)) = self.lease.clone() else { return };
         let Some(task) = self.selected_task().and_then(|id| self.snapshot.task(id)) else { return };
         let node = self.snapshot.node_name(task.node).to_string();
         let (question, action) = if cancel {
@@ -881,12 +895,12 @@ impl App {
             }
             (
                 format!("Cancel {} on {node} ({})?", task.task_id(), task.state),
-                Action::CancelTask { task_id: task.task_id().to_string(), node },
+                Action::CancelTask { run, task_id: task.task_id().to_string(), node },
             )
         } else {
             (
                 format!("Retry {} on {node} as a new task?", task.task_id()),
-                Action::RetryTask { name: task.name.to_string(), node },
+                Action::RetryTask { run, name: task.name.to_string(), node },
             )
         };
         self.modal = Some(Modal::Confirm { question, action });

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::engine::Control;
-use crate::index::{Index, NodeId, TaskId, ViewSpec};
+use crate::index::{Index, TaskId, ViewSpec};
+use crate::logs::{LogUpdate, Page, PageAnchor};
 use crate::paths::RunDir;
 
 /// An action that changes files or Slurm. Each goes through one interface
@@ -14,21 +15,26 @@ use crate::paths::RunDir;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     CancelTask {
+        run: RunDir,
         task_id: String,
         node: String,
     },
     RetryTask {
+        run: RunDir,
         name: String,
         node: String,
     },
     PauseNode {
+        run: RunDir,
         node: String,
     },
     ResumeNode {
+        run: RunDir,
         node: String,
     },
     /// Move a dead node's claimed tasks back to its inbox.
     RecoverNode {
+        run: RunDir,
         node: String,
     },
     CreateLease(LeaseForm),
@@ -47,13 +53,18 @@ impl Action {
             Action::RetryTask { name, .. } => {
                 format!("retry {}", crate::model::TaskName::parse(name).map_or(name.as_str(), |n| n.task_id))
             }
-            Action::PauseNode { node } => format!("pause {node}"),
-            Action::ResumeNode { node } => format!("resume {node}"),
-            Action::RecoverNode { node } => format!("recover {node}"),
+            Action::PauseNode { node, .. } => format!("pause {node}"),
+            Action::ResumeNode { node, .. } => format!("resume {node}"),
+            Action::RecoverNode { node, .. } => format!("recover {node}"),
             Action::CreateLease(_) => "create lease".into(),
             Action::ReleaseLease { id } => format!("release lease {id}"),
             Action::SetDefaultLease { id } => format!("set default lease {id}"),
         }
+    }
+
+    /// Whether the lease list should be re-read afterwards.
+    pub fn changes_leases(&self) -> bool {
+        matches!(self, Action::CreateLease(_) | Action::ReleaseLease { .. } | Action::SetDefaultLease { .. })
     }
 }
 
@@ -105,7 +116,7 @@ pub enum Request {
     ReadPage {
         generation: u64,
         path: PathBuf,
-        anchor: PageAt,
+        anchor: PageAnchor,
         lines: usize,
     },
     StopLogs,
@@ -134,41 +145,6 @@ pub enum SearchQuery {
     Text(String),
     /// Tasks with stderr output: non-zero exit, or a non-empty err file.
     HasStderr(RunDir),
-}
-
-/// Where a log page starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PageAt {
-    Start,
-    End,
-    Before(u64),
-    After(u64),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct LogLine {
-    pub stderr: bool,
-    pub text: String,
-}
-
-/// The current window of a followed log.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LogWindow {
-    pub lines: Vec<LogLine>,
-    /// Problems and facts worth a line: missing file, binary, skipped bytes.
-    pub notes: Vec<String>,
-}
-
-/// A page of a log file with the offsets to page on from.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LogPage {
-    pub lines: Vec<String>,
-    pub first_offset: u64,
-    pub end_offset: u64,
-    pub at_start: bool,
-    pub at_end: bool,
-    pub file_len: u64,
-    pub error: Option<String>,
 }
 
 /// One row of the lease list.
@@ -205,16 +181,9 @@ pub struct TaskDetails {
 #[derive(Debug, Clone)]
 pub enum Reply {
     Leases { rows: Vec<LeaseRow>, problems: Vec<String>, slurm_error: Option<String> },
-    Log { generation: u64, window: LogWindow },
-    Page { generation: u64, page: LogPage },
+    Log(LogUpdate),
+    Page { generation: u64, page: Page },
     Details { generation: u64, task: TaskId, details: Result<TaskDetails, String> },
     Matches { generation: u64, ids: Vec<TaskId>, scanned: usize, done: bool },
     ActionDone { what: String, outcome: Result<String, String> },
-}
-
-/// A node the UI refers to by id in the snapshot and by name on disk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeRef {
-    pub id: NodeId,
-    pub name: String,
 }

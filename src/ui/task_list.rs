@@ -26,6 +26,8 @@ pub struct TaskList {
     /// Position of the cursor in the list (exact for matches; for views
     /// it is tracked through moves and reset by g/G).
     pub position: u64,
+    /// The ids drawn last frame (the engine reads their files first).
+    pub last_window: Vec<TaskId>,
 }
 
 /// The rows to draw and where the cursor is among them.
@@ -39,7 +41,14 @@ pub struct Window {
 
 impl TaskList {
     pub fn new(view: ViewSpec) -> TaskList {
-        TaskList { view, source: Source::View, selected: None, cursor_row: 0, position: 0 }
+        TaskList {
+            view,
+            source: Source::View,
+            selected: None,
+            cursor_row: 0,
+            position: 0,
+            last_window: Vec::new(),
+        }
     }
 
     pub fn total(&self, index: &Index) -> u64 {
@@ -116,6 +125,7 @@ impl TaskList {
         let mut ids = above;
         ids.extend(below);
         ids.truncate(height);
+        self.last_window.clone_from(&ids);
         Window { ids, cursor, total, first_position }
     }
 

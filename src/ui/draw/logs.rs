@@ -6,6 +6,7 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 use super::{focused, pane_block, title};
+use crate::logs::{LogUpdate, Stream};
 use crate::sanitize::clean_line;
 use crate::ui::app::{App, Pane};
 use crate::ui::format::fit;
@@ -46,22 +47,44 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &mut App, theme: &Theme) {
         if let Some(error) = &page.error {
             lines.push(Line::from(Span::styled(clean_line(error), theme.error())));
         }
-        lines.extend(page.lines.iter().take(height).map(|l| Line::from(fit(l, width))));
+        if page.missing {
+            lines.push(Line::from(Span::styled("no such file (yet)", theme.warn())));
+        }
+        lines.extend(page.lines.iter().take(height).map(|l| Line::from(fit(&l.text, width))));
     } else if let Some(window) = &logs.window {
-        for note in &window.notes {
-            lines.push(Line::from(Span::styled(fit(note, width), theme.warn())));
+        for note in notes(window) {
+            lines.push(Line::from(Span::styled(fit(&note, width), theme.warn())));
         }
         let room = height.saturating_sub(lines.len());
         let end = window.lines.len().saturating_sub(logs.scroll_back);
         let start = end.saturating_sub(room);
-        for line in &window.lines[start..end] {
-            let style =
-                if line.stderr && logs.streams == LogStreams::Merged { theme.warn() } else { theme.base() };
-            let prefix = if line.stderr && logs.streams == LogStreams::Merged { "err│" } else { "" };
-            lines.push(Line::from(Span::styled(fit(&format!("{prefix}{}", line.text), width), style)));
+        let merged = logs.streams == LogStreams::Merged;
+        for (stream, text) in &window.lines[start..end] {
+            let is_err = *stream == Stream::Err;
+            let style = if is_err && merged { theme.warn() } else { theme.base() };
+            let prefix = if is_err && merged { "err│" } else { "" };
+            lines.push(Line::from(Span::styled(fit(&format!("{prefix}{text}"), width), style)));
         }
     } else if task.is_some() {
         lines.push(Line::from(Span::styled("opening…", theme.dim())));
     }
     frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+/// Facts about the followed files worth a line above the text.
+fn notes(update: &LogUpdate) -> Vec<String> {
+    let mut notes = Vec::new();
+    for path in &update.missing {
+        notes.push(format!("waiting for {} (not there yet)", clean_line(&path.display().to_string())));
+    }
+    if let Some(error) = &update.error {
+        notes.push(clean_line(error));
+    }
+    if update.binary {
+        notes.push("binary content: unprintable bytes shown as �".into());
+    }
+    if update.skipped_bytes > 0 {
+        notes.push(format!("skipped {} bytes that arrived faster than shown", update.skipped_bytes));
+    }
+    notes
 }

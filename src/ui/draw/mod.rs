@@ -44,7 +44,8 @@ fn dashboard(frame: &mut Frame, area: Rect, app: &mut App, theme: &Theme) {
     ])
     .areas(area);
     leases::draw_pane(frame, leases_area, app, theme);
-    let nodes_width = (middle.width * 2 / 5).clamp(24, 60).min(middle.width / 2);
+    let nodes_width =
+        if middle.width < 100 { 26 } else { (middle.width * 2 / 5).clamp(26, 60) }.min(middle.width / 2);
     let [nodes_area, tasks_area] =
         Layout::horizontal([Constraint::Length(nodes_width), Constraint::Min(20)]).areas(middle);
     nodes::draw(frame, nodes_area, app, theme);

@@ -32,7 +32,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .skip(first)
         .take(height)
         .map(|(id, node)| {
-            let text = pad(&node_line(index, id, node, filter == Some(id)), width);
+            let text = pad(&node_line(index, id, node, filter == Some(id), width < 40), width);
             let style = if id as usize == selected && focused(app, Pane::Nodes) {
                 theme.selected()
             } else if id as usize == selected {
@@ -59,15 +59,17 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
 
 /// What a node's row says: health with heartbeat age, running task,
 /// pending count, and markers for pause and scan errors.
-pub fn node_line(index: &Index, id: NodeId, node: &Node, filtered: bool) -> String {
+/// Narrow panes get the short labels (`r=`, `p=`).
+pub fn node_line(index: &Index, id: NodeId, node: &Node, filtered: bool, narrow: bool) -> String {
     let hb = match node.health {
         NodeHealth::Ok { age_s } | NodeHealth::Stale { age_s } => format!("hb={}", age(age_s)),
         NodeHealth::NoHeartbeat => "hb=none".into(),
         NodeHealth::Unknown => "hb=?".into(),
     };
     let running = running_label(index, id, node);
+    let (running_label, pending_label) = if narrow { ("r", "p") } else { ("running", "pending") };
     let mut line = format!(
-        "{}{} {} {} running={} pending={}",
+        "{}{} {} {} {running_label}={} {pending_label}={}",
         if filtered { "▶" } else { "" },
         clean_line(&node.name),
         node.health.label(),

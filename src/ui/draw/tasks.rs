@@ -37,19 +37,16 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &mut App, theme: &Theme) {
     let block = pane_block(title(heading, theme), focused(app, Pane::Tasks), theme);
     let inner = block.inner(area);
     let width = inner.width as usize;
-    let mut lines = vec![Line::from(Span::styled(
-        pad(
-            &format!(
-                "  {:<9} {:<10} {:<9} {:>7} {:>4}  {}",
-                "STATE", "NODE", "TASK", "AGE", "EXIT", "COMMAND"
-            ),
-            width,
-        ),
-        theme.dim(),
-    ))];
+    // The node column is dropped when a node filter makes it redundant or
+    // the pane is too narrow to leave room for the command.
+    let show_node = app.tasks.view.node.is_none() && width >= 64;
+    let node_header = if show_node { format!("{:<10} ", "NODE") } else { String::new() };
+    let header =
+        format!("  {:<9} {node_header}{:<9} {:>7} {:>4}  {}", "STATE", "TASK", "AGE", "EXIT", "COMMAND");
+    let mut lines = vec![Line::from(Span::styled(pad(&header, width), theme.dim()))];
     for (row, &id) in window.ids.iter().enumerate() {
         let Some(task) = index.task(id) else { continue };
-        let text = pad(&task_line(&index, task, app.now), width);
+        let text = pad(&task_line(&index, task, app.now, show_node), width);
         let style = if window.cursor == Some(row) && focused(app, Pane::Tasks) {
             theme.selected()
         } else if window.cursor == Some(row) {
@@ -69,7 +66,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &mut App, theme: &Theme) {
 
 /// One row: a warning mark for LOST?/STUCK, state, node, id, age or
 /// runtime, exit code, and the command (or the name until it is read).
-pub fn task_line(index: &Index, task: &Task, now: i64) -> String {
+pub fn task_line(index: &Index, task: &Task, now: i64, show_node: bool) -> String {
     let mark = match task.state {
         TaskState::Lost | TaskState::Stuck => "⚠ ",
         _ if task.problem().is_some() => "! ",
@@ -88,10 +85,14 @@ pub fn task_line(index: &Index, task: &Task, now: i64) -> String {
         (None, Some(command)) => clean_line(command),
         (None, None) => clean_line(&task.name),
     };
+    let node = if show_node {
+        format!("{:<10} ", fit(&clean_line(index.node_name(task.node)), 10))
+    } else {
+        String::new()
+    };
     format!(
-        "{mark}{:<9} {:<10} {:<9} {:>7} {:>4}  {}",
+        "{mark}{:<9} {node}{:<9} {:>7} {:>4}  {}",
         task.state.label(),
-        fit(&clean_line(index.node_name(task.node)), 10),
         fit(&clean_line(task.task_id()), 9),
         when,
         exit,

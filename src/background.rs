@@ -1,0 +1,381 @@
+//! The UI's background: everything a key asks for that touches the disk,
+//! a process or a big computation runs here, on its own thread, and comes
+//! back as a [`Reply`] carrying its data.
+//!
+//! Owns: log followers, log pages, details reads, searches, actions, and
+//! the lease list with its Slurm states. Superseded work (an older follow
+//! or search) stops cooperatively through generation counters.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_channel::{Receiver, Sender};
+use futures_lite::FutureExt;
+use smol::{Executor, Timer};
+
+use crate::actions::{self, ActionContext};
+use crate::control::find_spec;
+use crate::index::{Index, TaskId, TaskState, ViewSpec};
+use crate::leases::{discover_leases, LeaseInfo, LeaseKind};
+use crate::logs::{self, FollowMode, FollowRequest, LogPaths, Stream};
+use crate::model::{LeaseMeta, TaskResult};
+use crate::paths::{Roots, RunDir, UiConfig};
+use crate::slurm::{self, LeaseSlurmState, SlurmPoller};
+use crate::ui::messages::{LeaseRow, LogStreams, Reply, Request, SearchQuery, TaskDetails};
+
+/// Tasks examined per search step; between steps the search checks that
+/// it is still wanted and streams what it found.
+const SEARCH_CHUNK: usize = 8192;
+/// Bytes a log page may read.
+const PAGE_BYTES: u64 = 1 << 20;
+
+pub struct Background {
+    requests: Sender<Request>,
+    _thread: std::thread::JoinHandle<()>,
+}
+
+impl Background {
+    pub fn start(roots: Roots, config: UiConfig, replies: Sender<Reply>) -> Background {
+        let (requests, incoming) = async_channel::unbounded::<Request>();
+        let thread = std::thread::Builder::new()
+            .name("leaseq-background".into())
+            .spawn(move || {
+                let ex = Arc::new(Executor::new());
+                let worker = Arc::new(Worker::new(roots, config, replies));
+                ex.spawn(lease_loop(worker.clone())).detach();
+                smol::block_on(ex.run(dispatch(ex.clone(), worker, incoming)));
+            })
+            .expect("spawn background thread");
+        Background { requests, _thread: thread }
+    }
+
+    /// Never blocks (the channel is unbounded).
+    pub fn send(&self, request: Request) {
+        let _ = self.requests.try_send(request);
+    }
+}
+
+struct Worker {
+    roots: Roots,
+    config: UiConfig,
+    replies: Sender<Reply>,
+    follow_generation: Arc<AtomicU64>,
+    search_generation: AtomicU64,
+    lease_refresh: event_listener::Event,
+    force_refresh: std::sync::atomic::AtomicBool,
+}
+
+impl Worker {
+    fn new(roots: Roots, config: UiConfig, replies: Sender<Reply>) -> Worker {
+        Worker {
+            roots,
+            config,
+            replies,
+            follow_generation: Arc::new(AtomicU64::new(0)),
+            search_generation: AtomicU64::new(0),
+            lease_refresh: event_listener::Event::new(),
+            force_refresh: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    async fn reply(&self, reply: Reply) {
+        let _ = self.replies.send(reply).await;
+    }
+}
+
+async fn dispatch(ex: Arc<Executor<'static>>, worker: Arc<Worker>, incoming: Receiver<Request>) {
+    while let Ok(request) = incoming.recv().await {
+        let w = worker.clone();
+        match request {
+            Request::OpenLease { .. } | Request::Engine(_) => {} // the pump's own
+            Request::RefreshLeases { force } => {
+                w.force_refresh.store(force, Ordering::SeqCst);
+                w.lease_refresh.notify(usize::MAX);
+            }
+            Request::Follow { generation, stdout, stderr, streams, max_lines } => {
+                w.follow_generation.store(generation, Ordering::SeqCst);
+                let mode = match streams {
+                    LogStreams::Stdout => FollowMode::Single(Stream::Out),
+                    LogStreams::Stderr => FollowMode::Single(Stream::Err),
+                    LogStreams::Merged => FollowMode::Merged,
+                };
+                let request = FollowRequest::new(generation, LogPaths { stdout, stderr }, mode, max_lines);
+                ex.spawn(follow(w, request)).detach();
+            }
+            Request::StopLogs => {
+                w.follow_generation.fetch_add(1 << 32, Ordering::SeqCst);
+            }
+            Request::ReadPage { generation, path, anchor, lines } => {
+                ex.spawn(async move {
+                    let page = smol::unblock(move || logs::read_page(&path, anchor, lines, PAGE_BYTES)).await;
+                    w.reply(Reply::Page { generation, page }).await;
+                })
+                .detach();
+            }
+            Request::LoadDetails { generation, snapshot, task, run_dir } => {
+                ex.spawn(async move {
+                    let details = smol::unblock(move || load_details(&snapshot, task, &run_dir)).await;
+                    w.reply(Reply::Details { generation, task, details }).await;
+                })
+                .detach();
+            }
+            Request::Search { generation, snapshot, view, query } => {
+                w.search_generation.store(generation, Ordering::SeqCst);
+                ex.spawn(search(w, generation, snapshot, view, query)).detach();
+            }
+            Request::CancelSearch => {
+                w.search_generation.fetch_add(1 << 32, Ordering::SeqCst);
+            }
+            Request::Act(action) => {
+                ex.spawn(async move {
+                    let what = action.describe();
+                    let context = ActionContext {
+                        roots: w.roots.clone(),
+                        stale_after_s: w.config.hb_stale_s as i64,
+                        leaseq_bin: std::env::current_exe().ok(),
+                    };
+                    let refresh = action.changes_leases();
+                    let outcome = smol::unblock(move || actions::perform(&action, &context)).await;
+                    w.reply(Reply::ActionDone { what, outcome }).await;
+                    if refresh {
+                        w.force_refresh.store(true, Ordering::SeqCst);
+                        w.lease_refresh.notify(usize::MAX);
+                    }
+                })
+                .detach();
+            }
+        }
+    }
+}
+
+async fn follow(worker: Arc<Worker>, request: FollowRequest) {
+    let (tx, rx) = async_channel::bounded(4);
+    let forward = {
+        let worker = worker.clone();
+        async move {
+            while let Ok(update) = rx.recv().await {
+                worker.reply(Reply::Log(update)).await;
+            }
+        }
+    };
+    let run = logs::follow(request, worker.follow_generation.clone(), tx);
+    futures_lite::future::zip(run, forward).await;
+}
+
+/// Reads the lease list now, then every `ui.slurm_refresh_s`, and at once
+/// on request (rate-limited by the poller so Slurm is not hammered).
+async fn lease_loop(worker: Arc<Worker>) {
+    let mut poller = SlurmPoller::from_config(&worker.config);
+    let mut slurm_cache: HashMap<String, LeaseSlurmState> = HashMap::new();
+    let mut slurm_error: Option<String> = None;
+    loop {
+        if worker.force_refresh.swap(false, Ordering::SeqCst) {
+            poller.refresh_now();
+        }
+        let ask_slurm = poller.due(Instant::now());
+        if ask_slurm {
+            poller.started(Instant::now());
+        }
+        let roots = worker.roots.clone();
+        let (leases, problems, slurm) = smol::unblock(move || {
+            let (leases, problems) = discover_leases(&roots);
+            let ids: Vec<String> =
+                leases.iter().filter(|l| l.kind == LeaseKind::Slurm).map(|l| l.id.clone()).collect();
+            let slurm =
+                (ask_slurm && !ids.is_empty()).then(|| slurm::query_leases(&ids).map_err(|e| e.to_string()));
+            (leases, problems, slurm)
+        })
+        .await;
+        if ask_slurm {
+            poller.finished(Instant::now(), !matches!(slurm, Some(Err(_))));
+        }
+        match slurm {
+            Some(Ok(states)) => {
+                slurm_cache = states;
+                slurm_error = None;
+            }
+            Some(Err(error)) => slurm_error = Some(error),
+            None => {}
+        }
+        let rows = leases
+            .iter()
+            .map(|info| lease_row(info, slurm_cache.get(&info.id), slurm_error.as_deref()))
+            .collect();
+        worker.reply(Reply::Leases { rows, problems, slurm_error: slurm_error.clone() }).await;
+        // Wake for the next Slurm query, a forced refresh, or at the
+        // latest every few seconds to notice new run directories.
+        let listener = worker.lease_refresh.listen();
+        let until_slurm =
+            poller.next_due().map_or(Duration::ZERO, |at| at.saturating_duration_since(Instant::now()));
+        let wait = until_slurm.clamp(Duration::from_secs(1), Duration::from_secs(10));
+        async {
+            Timer::after(wait).await;
+        }
+        .or(async {
+            listener.await;
+        })
+        .await;
+    }
+}
+
+fn lease_row(info: &LeaseInfo, slurm: Option<&LeaseSlurmState>, slurm_error: Option<&str>) -> LeaseRow {
+    let (state, capacity, time_left, reason, name) = match (info.kind, slurm) {
+        (LeaseKind::Local, _) => {
+            let gpus = match &info.meta {
+                Some(LeaseMeta::Local { local, .. }) => format!("gpus={}", local.total_gpus),
+                _ => "local".into(),
+            };
+            let state = if info.present { "RUNNING" } else { "-" };
+            (state.to_string(), gpus, String::new(), String::new(), info.name.clone().unwrap_or_default())
+        }
+        (LeaseKind::Slurm, Some(LeaseSlurmState::Job(job))) => (
+            job.state.clone(),
+            format!("nodes={} gpn={}", job.nodes, job.gpus_per_node.unwrap_or(0)),
+            job.time_left.clone().unwrap_or_default(),
+            job.reason.clone().unwrap_or_default(),
+            info.name.clone().unwrap_or_else(|| job.name.clone()),
+        ),
+        (LeaseKind::Slurm, Some(LeaseSlurmState::Gone)) => (
+            "ENDED".into(),
+            String::new(),
+            String::new(),
+            "no longer known to Slurm".into(),
+            info.name.clone().unwrap_or_default(),
+        ),
+        (LeaseKind::Slurm, None) => {
+            let state = if slurm_error.is_some() { "?" } else { "…" };
+            (state.into(), String::new(), String::new(), String::new(), info.name.clone().unwrap_or_default())
+        }
+    };
+    LeaseRow {
+        id: info.id.clone(),
+        slurm: info.kind == LeaseKind::Slurm,
+        state,
+        capacity,
+        time_left,
+        name,
+        reason,
+        is_default: info.is_default,
+        run_dir: info.run(),
+        present: info.present,
+    }
+}
+
+/// Reads what the details modal shows beyond the index: the whole spec
+/// (env, idempotency key), the result's GPU assignment, and how many other
+/// tasks share this task id (they share a log file).
+fn load_details(snapshot: &Index, id: TaskId, run: &RunDir) -> Result<TaskDetails, String> {
+    let task = snapshot.task(id).ok_or("task not in the snapshot")?;
+    let node = snapshot.node_name(task.node);
+    let mut details = TaskDetails {
+        stdout_path: run.resolve(&task.stdout_path()),
+        stderr_path: run.resolve(&task.stderr_path()),
+        ..TaskDetails::default()
+    };
+    match find_spec(run, node, &task.name) {
+        Some(path) => {
+            match crate::hydrate::read_full_spec(&path) {
+                Ok(spec) => {
+                    details.env = spec.env.into_iter().collect();
+                    details.idempotency_key = spec.idempotency_key;
+                    details.cwd = Some(spec.cwd);
+                }
+                Err(e) => details.problems.push(format!("{e:?}")),
+            }
+            details.spec_path = Some(path);
+        }
+        None => details.problems.push("spec file not found (moved or removed)".into()),
+    }
+    if let Some(kind) = task.presence.result {
+        let path = crate::hydrate::result_location(run, node, task, kind);
+        match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| {
+            serde_json::from_slice::<TaskResult>(&b).map_err(|e| format!("malformed result: {e}"))
+        }) {
+            Ok(result) => details.gpus_assigned = result.gpus_assigned,
+            Err(e) => details.problems.push(format!("{}: {e}", path.display())),
+        }
+        details.result_path = Some(path);
+    }
+    let task_id = task.task_id();
+    details.same_task_id = (0..snapshot.task_count() as TaskId)
+        .filter(|&other| other != id && snapshot.task(other).is_some_and(|t| t.task_id() == task_id))
+        .count();
+    Ok(details)
+}
+
+/// Walks the view in chunks, streaming matching ids, until done or
+/// superseded.
+async fn search(
+    worker: Arc<Worker>,
+    generation: u64,
+    snapshot: Arc<Index>,
+    view: ViewSpec,
+    query: SearchQuery,
+) {
+    let mut anchor: Option<TaskId> = None;
+    let mut scanned = 0usize;
+    loop {
+        if worker.search_generation.load(Ordering::SeqCst) != generation {
+            return;
+        }
+        let (snap, q) = (snapshot.clone(), query.clone());
+        let (ids, matches, last) = smol::unblock(move || {
+            let ids = snap.page(&view, anchor, true, false, SEARCH_CHUNK);
+            let matches: Vec<TaskId> = ids.iter().copied().filter(|&id| matches(&snap, id, &q)).collect();
+            let last = ids.last().copied();
+            (ids.len(), matches, last)
+        })
+        .await;
+        scanned += ids;
+        let done = ids < SEARCH_CHUNK;
+        if worker.search_generation.load(Ordering::SeqCst) != generation {
+            return;
+        }
+        worker.reply(Reply::Matches { generation, ids: matches, scanned, done }).await;
+        if done {
+            return;
+        }
+        anchor = last;
+    }
+}
+
+fn matches(index: &Index, id: TaskId, query: &SearchQuery) -> bool {
+    let Some(task) = index.task(id) else { return false };
+    match query {
+        SearchQuery::Text(text) => {
+            let hay = task.command.as_deref().unwrap_or(&task.name);
+            contains_ignore_case(hay, text) || contains_ignore_case(task.task_id(), text)
+        }
+        SearchQuery::HasStderr(run) => {
+            task.state == TaskState::Failed
+                || task.exit_code.is_some_and(|c| c != 0)
+                || std::fs::metadata(run.resolve(&task.stderr_path())).is_ok_and(|m| m.len() > 0)
+        }
+    }
+}
+
+/// Case-insensitive substring test without allocating for ASCII needles.
+pub fn contains_ignore_case(hay: &str, needle: &str) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    if needle.is_ascii() {
+        let (h, n) = (hay.as_bytes(), needle.as_bytes());
+        return h.len() >= n.len() && h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n));
+    }
+    hay.to_lowercase().contains(&needle.to_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_insensitive_contains() {
+        assert!(contains_ignore_case("python Train.py", "train"));
+        assert!(contains_ignore_case("echo RÉSUMÉ", "résumé"));
+        assert!(!contains_ignore_case("abc", "abcd"));
+    }
+}

@@ -1,0 +1,1271 @@
+//! Invariant checks driven by arbitrary bytes: the bodies of the fuzz
+//! targets (`fuzz/fuzz_targets/*.rs` are one-liners calling these), also
+//! replayed on stable by `tests/fuzz_seeds.rs` and run over pseudo-random
+//! inputs by the tests below.
+//!
+//! Owns: the decoding of bytes into operations (no `arbitrary` dependency
+//! in the library), the driver that runs real [`NodeScanner`]s against the
+//! simulated NFS of [`crate::sim::nfs`] into a real [`Index`], and the
+//! invariants, which panic with a message naming the step, the task and
+//! the recent operations. Must not: touch the real filesystem.
+//!
+//! # `check_nfs_model` input format
+//!
+//! Byte 0 is the mode: bit 0 set = lagging (perturbed listings, moves not
+//! bounded), clear = consistent (listings show the truth; a task moves at
+//! most once per scanning round of its node). Nodes: `1 + (byte0 >> 1) % 3`.
+//! Byte 1: bit `i` set = node `i` has no runner at the start (no heartbeat).
+//! Then operations until the bytes run out (missing argument bytes read as
+//! 0); see [`Op::decode`]. At the end the listings settle and the index
+//! must agree with the truth.
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::index::{
+    DirOutcome, Event, Index, Order, ReadStatus, ResultSummary, Round, SpecSummary, StateSet, TaskId,
+    TaskState, ViewSpec,
+};
+use crate::model::{
+    parse_entry, result_file_name, spec_file_name, CancelRequest, EntryKind, Heartbeat, LeaseEntry,
+    LeaseMeta, LeaseRegistry, LocalLeaseMeta, RunnerEvent, SlurmLeaseMeta, TaskName, TaskResult, TaskSpec,
+};
+use crate::paths::{parse_ui_config, QueueDir, UiConfig};
+use crate::scan::{read_heartbeats, ListingSource, NodeScanner, ROUND_ORDER};
+use crate::sim::nfs::{NfsModel, Perturbation, HISTORY};
+
+/// `ui.hb_stale_s` of the simulated lease.
+pub const STALE_S: u64 = 60;
+/// Submissions beyond this many tasks are ignored (keeps executions fast).
+pub const MAX_TASKS: usize = 200;
+/// Operations shown in a failure message.
+const TRAIL: usize = 24;
+const START: i64 = 1_736_381_200;
+
+// ----- decoding ------------------------------------------------------------
+
+/// Bytes read front to back; reads past the end give 0.
+struct Input<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Input<'a> {
+    fn new(data: &'a [u8]) -> Input<'a> {
+        Input { data, pos: 0 }
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let byte = self.data.get(self.pos).copied();
+        self.pos += 1;
+        byte
+    }
+
+    fn byte(&mut self) -> u8 {
+        self.next().unwrap_or(0)
+    }
+}
+
+/// How a run starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setup {
+    /// Perturbed, lagging listings and unbounded moves.
+    pub lagging: bool,
+    /// 1 to 3.
+    pub nodes: u8,
+    /// Bit `i`: node `i`'s runner has not started (no heartbeat file).
+    pub no_runner: u8,
+}
+
+impl Setup {
+    fn decode(input: &mut Input) -> Option<Setup> {
+        let mode = input.next()?;
+        let no_runner = input.byte();
+        Some(Setup { lagging: mode & 1 != 0, nodes: 1 + (mode >> 1) % 3, no_runner })
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(u8::from(self.lagging) | (self.nodes.clamp(1, 3) - 1) << 1);
+        out.push(self.no_runner);
+    }
+}
+
+/// A protocol move, at top level or between the listings of a round.
+/// `node` is taken modulo the node count; `pick` chooses among the tasks
+/// the move applies to (modulo their number, in FIFO order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Move {
+    Submit {
+        node: u8,
+    },
+    Claim {
+        node: u8,
+        pick: u8,
+    },
+    /// First step of finishing: `<stem>.result.json` with this exit code.
+    WriteResult {
+        node: u8,
+        pick: u8,
+        exit_code: i32,
+    },
+    /// Second step of finishing: the spec goes claimed -> done.
+    ArchiveSpec {
+        node: u8,
+        pick: u8,
+    },
+    Cancel {
+        node: u8,
+        pick: u8,
+    },
+    Skip {
+        node: u8,
+        pick: u8,
+    },
+    Crash {
+        node: u8,
+    },
+    /// Runner restart: zombie recovery (claimed -> inbox), heartbeat.
+    Restart {
+        node: u8,
+    },
+    DeleteClaimed {
+        node: u8,
+        pick: u8,
+    },
+    /// Adds or removes a non-task file (`dir` is an index into `QueueDir::ALL`).
+    Stray {
+        node: u8,
+        dir: u8,
+        pick: u8,
+    },
+}
+
+const MOVE_KINDS: u8 = 10;
+
+/// Exit codes from one byte: even bytes succeed, odd bytes fail with 1..=128.
+fn exit_code_of(byte: u8) -> i32 {
+    if byte & 1 == 0 {
+        0
+    } else {
+        i32::from(byte >> 1) + 1
+    }
+}
+
+fn exit_code_byte(code: i32) -> u8 {
+    if code == 0 {
+        0
+    } else {
+        ((code.clamp(1, 128) - 1) as u8) << 1 | 1
+    }
+}
+
+impl Move {
+    fn decode(kind: u8, input: &mut Input) -> Move {
+        match kind % MOVE_KINDS {
+            0 => Move::Submit { node: input.byte() },
+            1 => Move::Claim { node: input.byte(), pick: input.byte() },
+            2 => Move::WriteResult {
+                node: input.byte(),
+                pick: input.byte(),
+                exit_code: exit_code_of(input.byte()),
+            },
+            3 => Move::ArchiveSpec { node: input.byte(), pick: input.byte() },
+            4 => Move::Cancel { node: input.byte(), pick: input.byte() },
+            5 => Move::Skip { node: input.byte(), pick: input.byte() },
+            6 => Move::Crash { node: input.byte() },
+            7 => Move::Restart { node: input.byte() },
+            8 => Move::DeleteClaimed { node: input.byte(), pick: input.byte() },
+            _ => Move::Stray { node: input.byte(), dir: input.byte(), pick: input.byte() },
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        match *self {
+            Move::Submit { node } => out.extend([0, node]),
+            Move::Claim { node, pick } => out.extend([1, node, pick]),
+            Move::WriteResult { node, pick, exit_code } => {
+                out.extend([2, node, pick, exit_code_byte(exit_code)])
+            }
+            Move::ArchiveSpec { node, pick } => out.extend([3, node, pick]),
+            Move::Cancel { node, pick } => out.extend([4, node, pick]),
+            Move::Skip { node, pick } => out.extend([5, node, pick]),
+            Move::Crash { node } => out.extend([6, node]),
+            Move::Restart { node } => out.extend([7, node]),
+            Move::DeleteClaimed { node, pick } => out.extend([8, node, pick]),
+            Move::Stray { node, dir, pick } => out.extend([9, node, dir, pick]),
+        }
+    }
+}
+
+/// One step of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Move(Move),
+    /// Time passes; live runners rewrite their heartbeats.
+    Advance {
+        seconds: u8,
+    },
+    /// A scanning round of one node through a real [`NodeScanner`];
+    /// `between[i]` are the moves made just before the `i`-th listing of
+    /// the round (in [`ROUND_ORDER`]; one entry per listing when decoded).
+    Round {
+        node: u8,
+        force: bool,
+        between: Vec<Vec<Move>>,
+    },
+    /// `Tick(now)`, then the heartbeat directory is read.
+    Heartbeats,
+    /// Up to `limit` (0: all) owed result and spec reads.
+    Hydrate {
+        limit: u8,
+    },
+    /// Lagging mode only: a new perturbation of the listings.
+    Perturb {
+        a: u8,
+        b: u8,
+        c: u8,
+        seed: u8,
+    },
+    /// Lagging mode only: one directory lags exactly `back` versions (None:
+    /// back to the perturbation's random lag).
+    Pin {
+        node: u8,
+        dir: u8,
+        back: Option<u8>,
+    },
+}
+
+const OP_KINDS: u8 = 17;
+
+impl Op {
+    /// Reads one operation; None when the bytes are used up. Opcode is the
+    /// first byte modulo 17: 0-9 moves, 10 advance, 11 and 16 round, 12
+    /// heartbeats, 13 hydrate, 14 perturb, 15 pin.
+    pub fn decode_from(data: &[u8]) -> Vec<Op> {
+        let mut input = Input::new(data);
+        std::iter::from_fn(|| Op::decode(&mut input)).collect()
+    }
+
+    fn decode(input: &mut Input) -> Option<Op> {
+        let code = input.next()? % OP_KINDS;
+        Some(match code {
+            0..=9 => Op::Move(Move::decode(code, input)),
+            10 => Op::Advance { seconds: input.byte() },
+            11 | 16 => {
+                let node = input.byte();
+                let force = input.byte() & 1 != 0;
+                let mut between: Vec<Vec<Move>> = vec![Vec::new(); ROUND_ORDER.len()];
+                for moves in &mut between {
+                    let count = input.byte() % 4;
+                    for _ in 0..count {
+                        let kind = input.byte();
+                        moves.push(Move::decode(kind, input));
+                    }
+                }
+                Op::Round { node, force, between }
+            }
+            12 => Op::Heartbeats,
+            13 => Op::Hydrate { limit: input.byte() },
+            14 => Op::Perturb { a: input.byte(), b: input.byte(), c: input.byte(), seed: input.byte() },
+            _ => {
+                let (node, dir, back) = (input.byte(), input.byte(), input.byte());
+                Op::Pin { node, dir, back: back.checked_sub(1).map(|b| b % HISTORY as u8) }
+            }
+        })
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Op::Move(m) => m.encode(out),
+            Op::Advance { seconds } => out.extend([10, *seconds]),
+            Op::Round { node, force, between } => {
+                out.extend([11, *node, u8::from(*force)]);
+                assert!(between.len() <= ROUND_ORDER.len(), "one move list per listing at most");
+                for at in 0..ROUND_ORDER.len() {
+                    let moves = between.get(at).map_or(&[][..], Vec::as_slice);
+                    assert!(moves.len() < 4, "at most 3 moves before a listing");
+                    out.push(moves.len() as u8);
+                    for m in moves {
+                        m.encode(out);
+                    }
+                }
+            }
+            Op::Heartbeats => out.push(12),
+            Op::Hydrate { limit } => out.extend([13, *limit]),
+            Op::Perturb { a, b, c, seed } => out.extend([14, *a, *b, *c, *seed]),
+            Op::Pin { node, dir, back } => out.extend([15, *node, *dir, back.map_or(0, |b| b + 1)]),
+        }
+    }
+}
+
+/// The bytes `check_nfs_model` decodes into this setup and these operations.
+pub fn encode(setup: Setup, ops: &[Op]) -> Vec<u8> {
+    let mut out = Vec::new();
+    setup.encode(&mut out);
+    for op in ops {
+        op.encode(&mut out);
+    }
+    out
+}
+
+// ----- the NFS model check ---------------------------------------------------
+
+/// Runs the operations the bytes describe against the simulated NFS, a
+/// real scanner per node and a real index, checking the invariants after
+/// every step that changed the index; then lets the listings settle and
+/// checks that the index agrees with the truth. Panics on a violation.
+pub fn check_nfs_model(data: &[u8]) {
+    let mut input = Input::new(data);
+    let Some(setup) = Setup::decode(&mut input) else { return };
+    let mut check = NfsCheck::new(setup);
+    while let Some(op) = Op::decode(&mut input) {
+        check.apply(&op);
+    }
+    check.settle_and_compare();
+}
+
+/// The driver of [`check_nfs_model`], usable step by step in tests.
+pub struct NfsCheck {
+    model: NfsModel,
+    index: Index,
+    scanners: Vec<NodeScanner>,
+    consistent: bool,
+    /// Every stem a listing ever showed.
+    seen: BTreeSet<String>,
+    /// States at the last check, by task id.
+    states: Vec<TaskState>,
+    max_tasks: usize,
+    step: usize,
+    trail: Vec<Op>,
+}
+
+impl NfsCheck {
+    pub fn new(setup: Setup) -> NfsCheck {
+        let names = ["nodeA", "nodeB", "nodeC"];
+        let nodes = &names[..usize::from(setup.nodes.clamp(1, 3))];
+        let model = NfsModel::new(nodes, STALE_S, START);
+        if setup.lagging {
+            model.set_move_bound(false);
+            let default = Perturbation {
+                max_lag: 3,
+                reorder: true,
+                missing: 16,
+                duplicate: 16,
+                fail: 4,
+                ..Perturbation::NONE
+            };
+            model.set_perturbation(default, 1);
+        }
+        for node in 0..nodes.len() {
+            if setup.no_runner & (1 << node) == 0 {
+                model.restart_runner(node);
+            }
+        }
+        let scanners = nodes.iter().map(|n| NodeScanner::new(model.run_dir(), n)).collect();
+        let mut index = Index::new(STALE_S);
+        index.apply(Event::Tick(START));
+        NfsCheck {
+            model,
+            index,
+            scanners,
+            consistent: !setup.lagging,
+            seen: BTreeSet::new(),
+            states: Vec::new(),
+            max_tasks: 0,
+            step: 0,
+            trail: Vec::new(),
+        }
+    }
+
+    pub fn model(&self) -> &NfsModel {
+        &self.model
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// The index's state of a task, if it was ever listed.
+    pub fn state_of(&self, stem: &str) -> Option<TaskState> {
+        self.index.find(stem).and_then(|id| self.index.task(id)).map(|t| t.state)
+    }
+
+    fn node(&self, byte: u8) -> usize {
+        usize::from(byte) % self.scanners.len()
+    }
+
+    pub fn apply(&mut self, op: &Op) {
+        self.step += 1;
+        if self.trail.len() == TRAIL {
+            self.trail.remove(0);
+        }
+        self.trail.push(op.clone());
+        match op {
+            Op::Move(m) => apply_move(&self.model, m),
+            Op::Advance { seconds } => self.model.advance(i64::from(*seconds)),
+            Op::Round { node, force, between } => self.round(self.node(*node), *force, between),
+            Op::Heartbeats => self.heartbeats(),
+            Op::Hydrate { limit } => self.hydrate(if *limit == 0 { usize::MAX } else { usize::from(*limit) }),
+            Op::Perturb { a, b, c, seed } => {
+                if !self.consistent {
+                    self.model.set_perturbation(Perturbation::from_bytes(*a, *b, *c), u64::from(*seed));
+                }
+            }
+            Op::Pin { node, dir, back } => {
+                if !self.consistent {
+                    let dir = QueueDir::ALL[usize::from(*dir) % 3];
+                    self.model.pin_lag(self.node(*node), dir, *back);
+                }
+            }
+        }
+    }
+
+    fn round(&mut self, node: usize, force: bool, between: &[Vec<Move>]) {
+        self.model.begin_round(node);
+        let model = &self.model;
+        let mut listing = 0;
+        let round = self.scanners[node].round_with(model, force, &mut |_dir| {
+            if let Some(moves) = between.get(listing) {
+                for m in moves {
+                    apply_move(model, m);
+                }
+            }
+            listing += 1;
+        });
+        self.note_seen(&round);
+        self.index.apply(Event::Round(round));
+        self.check_invariants();
+    }
+
+    fn note_seen(&mut self, round: &Round) {
+        for (_, outcome) in &round.dirs {
+            if let DirOutcome::Changed { added, .. } = outcome {
+                self.seen
+                    .extend(added.iter().filter_map(|n| parse_entry(n)).map(|(stem, _)| stem.to_string()));
+            }
+        }
+    }
+
+    fn heartbeats(&mut self) {
+        self.index.apply(Event::Tick(self.model.now()));
+        self.index.apply(Event::Heartbeats(read_heartbeats(&self.model, self.model.run_dir())));
+        self.check_invariants();
+    }
+
+    /// Reads owed results (and specs), as the hydrator does, from the
+    /// model's files; results carry the model's exit codes.
+    fn hydrate(&mut self, limit: usize) {
+        let owed = self.index.unread(usize::MAX, |_| false);
+        let mut reads = 0;
+        for id in owed {
+            if reads >= limit {
+                break;
+            }
+            let Some(task) = self.index.task(id).cloned() else { continue };
+            let node = self.index.node_name(task.node).to_string();
+            if let (Some(kind), ReadStatus::Unread) = (task.presence.result, task.result_read) {
+                let path = self
+                    .model
+                    .run_dir()
+                    .queue(QueueDir::Done, &node)
+                    .join(result_file_name(&task.name, kind));
+                let bytes = match self.model.read_small(&path) {
+                    Ok(bytes) => bytes,
+                    Err(e) => self.fail(format!("a listed result cannot be read: {}", e.describe(&path))),
+                };
+                let result: TaskResult = match serde_json::from_slice(&bytes) {
+                    Ok(result) => result,
+                    Err(e) => self.fail(format!("{}: the model wrote a bad result: {e}", path.display())),
+                };
+                if self.model.result_of(&task.name) != Some((kind, result.exit_code)) {
+                    self.fail(format!(
+                        "{}: result {kind:?} {} disagrees with the model",
+                        task.name, result.exit_code
+                    ));
+                }
+                let summary = ResultSummary {
+                    started_at: result.started_at,
+                    finished_at: result.finished_at,
+                    exit_code: result.exit_code,
+                    runtime_s: result.runtime_s,
+                    stdout: result.stdout.into(),
+                    stderr: result.stderr.into(),
+                    command: result.command.map(Into::into),
+                    gpus_assigned: result.gpus_assigned.map(Into::into),
+                };
+                let (node, name) = (node.as_str().into(), task.name.clone());
+                self.index.apply(Event::ResultRead { node, name, kind, outcome: Ok(summary) });
+                reads += 1;
+            }
+            if task.spec_read == ReadStatus::Unread {
+                // Where the spec really is (a real hydrator would retry the
+                // directories the listings named); gone specs stay unread.
+                if let Some(dir) = self.model.spec_location(&task.name) {
+                    let path = self.model.run_dir().queue(dir, &node).join(spec_file_name(&task.name));
+                    if let Ok(bytes) = self.model.read_small(&path) {
+                        let outcome = serde_json::from_slice::<TaskSpec>(&bytes)
+                            .map(|spec| SpecSummary {
+                                created_at: spec.created_at,
+                                command: spec.command.into(),
+                                cwd: spec.cwd.into(),
+                                gpus: spec.gpus,
+                            })
+                            .map_err(|e| e.to_string());
+                        let (node, name) = (node.as_str().into(), task.name.clone());
+                        self.index.apply(Event::SpecRead { node, name, outcome });
+                        reads += 1;
+                    }
+                }
+            }
+        }
+        self.check_invariants();
+    }
+
+    /// Listings show the truth, nothing moves: two forced rounds per node
+    /// (forced: a stamp taken while listings lagged may still vouch for a
+    /// stale listing, which only a full rescan corrects), a heartbeat read
+    /// and every owed read; then every task's state must be its true state.
+    pub fn settle_and_compare(&mut self) {
+        self.model.set_perturbation(Perturbation::NONE, 0);
+        self.heartbeats();
+        for node in 0..self.scanners.len() {
+            for _ in 0..2 {
+                self.round(node, true, &[]);
+            }
+        }
+        self.hydrate(usize::MAX);
+        for stem in self.model.stems() {
+            let truth = self.model.truth_state(&stem);
+            match self.index.find(&stem) {
+                None if self.model.has_files(&stem) => {
+                    self.fail(format!("{stem} has files ({truth}) but the index never saw it"))
+                }
+                None => {}
+                Some(id) => {
+                    let task = self.index.task(id).expect("found ids exist");
+                    if task.state != truth {
+                        self.fail(format!(
+                            "after settling, {stem} is {} but really {truth} (presence {:?}, exit {:?}, model {:?} {:?})",
+                            task.state,
+                            task.presence,
+                            task.exit_code,
+                            self.model.spec_location(&stem),
+                            self.model.result_of(&stem),
+                        ));
+                    }
+                }
+            }
+        }
+        for id in 0..self.index.task_count() as TaskId {
+            let name = &self.index.task(id).expect("ids are dense").name;
+            if self.model.node_of(name).is_none() {
+                self.fail(format!("the index has {name}, which the model never made"));
+            }
+        }
+    }
+
+    fn check_invariants(&mut self) {
+        let count = self.index.task_count();
+        // A task once seen is never dropped by a listing alone.
+        if count < self.max_tasks {
+            self.fail(format!("task_count fell from {} to {count}", self.max_tasks));
+        }
+        self.max_tasks = count;
+        if let Some(stem) = self.seen.iter().find(|s| self.index.find(s).is_none()) {
+            self.fail(format!("{stem} was listed once and is no longer in the index"));
+        }
+        for id in 0..count {
+            let task = self.index.task(id as TaskId).expect("ids are dense");
+            let now = task.state;
+            if let Some(&before) = self.states.get(id) {
+                // A terminal state is never left; DONE only refines once read.
+                let refined =
+                    before == TaskState::Done && matches!(now, TaskState::Finished | TaskState::Failed);
+                if before.is_terminal() && now != before && !refined {
+                    self.fail(format!("{} left terminal state {before} for {now}", task.name));
+                }
+            }
+            // Consistent listings: LOST? only for tasks that are really lost.
+            if self.consistent && now == TaskState::Lost {
+                let truth = self.model.truth_state(&task.name);
+                if truth != TaskState::Lost {
+                    self.fail(format!(
+                        "{} is LOST? on consistent listings but really {truth} (presence {:?}, missing {} rounds)",
+                        task.name, task.presence, task.missing_rounds
+                    ));
+                }
+            }
+        }
+        self.states = (0..count).map(|id| self.index.task(id as TaskId).expect("dense").state).collect();
+        if let Err(message) = check_counts(&self.index) {
+            self.fail(message);
+        }
+    }
+
+    fn fail(&self, message: String) -> ! {
+        let trail: Vec<String> = self.trail.iter().map(|op| format!("    {op:?}")).collect();
+        panic!(
+            "nfs model check failed at step {} ({} listings): {message}\n  last operations:\n{}",
+            self.step,
+            if self.consistent { "consistent" } else { "lagging" },
+            trail.join("\n")
+        );
+    }
+}
+
+fn apply_move(model: &NfsModel, m: &Move) {
+    let nodes = model.node_count();
+    let node = |byte: u8| usize::from(byte) % nodes;
+    match *m {
+        Move::Submit { node: n } => {
+            if model.stems().len() < MAX_TASKS {
+                model.submit(node(n));
+            }
+        }
+        Move::Claim { node: n, pick } => {
+            model.claim(node(n), usize::from(pick));
+        }
+        Move::WriteResult { node: n, pick, exit_code } => {
+            model.write_result(node(n), usize::from(pick), exit_code);
+        }
+        Move::ArchiveSpec { node: n, pick } => {
+            model.archive_spec(node(n), usize::from(pick));
+        }
+        Move::Cancel { node: n, pick } => {
+            model.cancel_pending(node(n), usize::from(pick));
+        }
+        Move::Skip { node: n, pick } => {
+            model.skip(node(n), usize::from(pick));
+        }
+        Move::Crash { node: n } => {
+            model.crash_runner(node(n));
+        }
+        Move::Restart { node: n } => {
+            model.restart_runner(node(n));
+        }
+        Move::DeleteClaimed { node: n, pick } => {
+            model.delete_claimed(node(n), usize::from(pick));
+        }
+        Move::Stray { node: n, dir, pick } => {
+            model.toggle_stray(node(n), QueueDir::ALL[usize::from(dir) % 3], pick);
+        }
+    }
+}
+
+/// Counts equal rows in every view: per state, per node, per node and
+/// state, in both orders; and the index's own tallies (unaccounted,
+/// unread) equal what its tasks say.
+pub fn check_counts(index: &Index) -> Result<(), String> {
+    let total = index.task_count();
+    let states_total: u64 = TaskState::ALL.iter().map(|&s| index.count(s)).sum();
+    if states_total != total as u64 {
+        return Err(format!("state counts add up to {states_total}, but there are {total} tasks"));
+    }
+    let rows = |view: &ViewSpec| index.all_in_view(view);
+    for order in [Order::StateThenNewest, Order::SeqInNode] {
+        let all = ViewSpec { order, ..ViewSpec::default() };
+        let ids = rows(&all);
+        let unique: BTreeSet<TaskId> = ids.iter().copied().collect();
+        if ids.len() != total || unique.len() != total || index.view_total(&all) != total as u64 {
+            return Err(format!("{order:?}: {} rows ({} unique) for {total} tasks", ids.len(), unique.len()));
+        }
+        for state in TaskState::ALL {
+            let view = ViewSpec { states: StateSet::of(&[state]), order, node: None };
+            let ids = rows(&view);
+            if ids.len() as u64 != index.count(state) || index.view_total(&view) != index.count(state) {
+                return Err(format!("{order:?} {state}: {} rows, count {}", ids.len(), index.count(state)));
+            }
+            if let Some(&id) = ids.iter().find(|&&id| index.task(id).map(|t| t.state) != Some(state)) {
+                return Err(format!("{order:?}: task {id} in the {state} view is not {state}"));
+            }
+        }
+    }
+    for (node, info) in index.nodes() {
+        let tasks = (0..total as TaskId).filter(|&id| index.task(id).is_some_and(|t| t.node == node)).count();
+        let all = ViewSpec { node: Some(node), ..ViewSpec::default() };
+        if rows(&all).len() != tasks || index.view_total(&all) != tasks as u64 || info.total() != tasks as u64
+        {
+            return Err(format!(
+                "node {}: {} rows, total {}, {tasks} tasks",
+                info.name,
+                rows(&all).len(),
+                info.total()
+            ));
+        }
+        for state in TaskState::ALL {
+            for order in [Order::StateThenNewest, Order::SeqInNode] {
+                let view = ViewSpec { node: Some(node), states: StateSet::of(&[state]), order };
+                let n = rows(&view).len() as u64;
+                if n != u64::from(info.count(state)) || index.view_total(&view) != n {
+                    return Err(format!(
+                        "node {} {state} {order:?}: {n} rows, count {}",
+                        info.name,
+                        info.count(state)
+                    ));
+                }
+            }
+        }
+    }
+    let tasks: Vec<_> = (0..total as TaskId).filter_map(|id| index.task(id)).collect();
+    let unaccounted = tasks.iter().filter(|t| t.presence.is_unaccounted()).count();
+    if unaccounted != index.unaccounted_count() {
+        return Err(format!("{unaccounted} tasks unaccounted for, index says {}", index.unaccounted_count()));
+    }
+    let unread = tasks.iter().filter(|t| t.needs_read()).count();
+    if unread != index.unread_count() {
+        return Err(format!("{unread} tasks owe a read, index says {}", index.unread_count()));
+    }
+    Ok(())
+}
+
+// ----- the parsers check -----------------------------------------------------
+
+/// Feeds the bytes to every record parser and name parser, whole and line
+/// by line; a record that parses must re-serialize and parse to an equal
+/// value, a parsed name must be rebuilt exactly from its parts, and the
+/// lines, as file names in listings, must leave the index consistent.
+pub fn check_parsers(data: &[u8]) {
+    records(data);
+    let text = String::from_utf8_lossy(data);
+    names(&text);
+    let mut lines = Vec::new();
+    for line in data.split(|&b| b == b'\n') {
+        records(line);
+        let line = String::from_utf8_lossy(line).into_owned();
+        names(&line);
+        lines.push(line);
+    }
+    names_through_index(lines);
+}
+
+fn records(bytes: &[u8]) {
+    round_trip::<TaskSpec>(bytes);
+    round_trip::<TaskResult>(bytes);
+    round_trip::<Heartbeat>(bytes);
+    round_trip::<LeaseMeta>(bytes);
+    round_trip::<SlurmLeaseMeta>(bytes);
+    round_trip::<LocalLeaseMeta>(bytes);
+    round_trip::<LeaseRegistry>(bytes);
+    round_trip::<LeaseEntry>(bytes);
+    round_trip::<CancelRequest>(bytes);
+    round_trip::<RunnerEvent>(bytes);
+    round_trip::<UiConfig>(bytes);
+    if let Ok(config) = parse_ui_config(bytes) {
+        let file = serde_json::json!({ "ui": config });
+        let text = serde_json::to_vec(&file).expect("a config serializes");
+        match parse_ui_config(&text) {
+            Ok(again) if again == config => {}
+            other => panic!("config.json round trip: {config:?} became {other:?}"),
+        }
+    }
+}
+
+fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(bytes: &[u8]) {
+    let Ok(value) = serde_json::from_slice::<T>(bytes) else { return };
+    let what = std::any::type_name::<T>();
+    let text =
+        serde_json::to_vec(&value).unwrap_or_else(|e| panic!("{what} {value:?} does not serialize: {e}"));
+    match serde_json::from_slice::<T>(&text) {
+        Ok(again) if again == value => {}
+        Ok(again) => panic!("{what} round trip changed {value:?} into {again:?}"),
+        Err(e) => {
+            panic!("{what} {value:?} serialized as {} does not parse: {e}", String::from_utf8_lossy(&text))
+        }
+    }
+}
+
+fn names(text: &str) {
+    if let Some(name) = TaskName::parse(text) {
+        let (seq_text, _) = text.split_once('_').expect("a parsed name has a '_'");
+        assert_eq!(seq_text.parse::<u64>().ok(), Some(name.seq), "seq of {text:?}");
+        assert_eq!(format!("{seq_text}_{}_{}", name.task_id, name.uuid), text, "parts of {text:?}");
+        assert!(!name.task_id.is_empty() && name.uuid.len() == 36, "{text:?} gave {name:?}");
+    }
+    if let Some((stem, kind)) = parse_entry(text) {
+        let rebuilt = match kind {
+            EntryKind::Spec => spec_file_name(stem),
+            EntryKind::Result(kind) => result_file_name(stem, kind),
+        };
+        assert_eq!(rebuilt, text, "parse_entry({text:?}) = ({stem:?}, {kind:?})");
+        assert!(TaskName::parse(stem).is_some() && !text.starts_with('.'), "{text:?}");
+    }
+    if let Some(state) = TaskState::parse(text) {
+        assert_eq!(TaskState::parse(state.label()), Some(state), "{text:?}");
+    }
+}
+
+/// The lines as file names: listed in every queue directory, then gone.
+fn names_through_index(mut lines: Vec<String>) {
+    lines.retain(|n| !n.starts_with('.'));
+    lines.sort_unstable();
+    lines.dedup();
+    let mut index = Index::new(STALE_S);
+    let stems: BTreeSet<&str> = lines.iter().filter_map(|n| parse_entry(n)).map(|(s, _)| s).collect();
+    let changed = |added: &[String], removed: &[String]| DirOutcome::Changed {
+        added: added.to_vec(),
+        removed: removed.to_vec(),
+    };
+    let listed = ROUND_ORDER.iter().map(|&dir| (dir, changed(&lines, &[]))).collect();
+    index.apply(Event::Round(Round { node: "a".into(), dirs: listed }));
+    let gone = ROUND_ORDER.iter().map(|&dir| (dir, changed(&[], &lines))).collect();
+    index.apply(Event::Round(Round { node: "a".into(), dirs: gone }));
+    index.apply(Event::Round(Round { node: "a".into(), dirs: Vec::new() }));
+    assert_eq!(index.task_count(), stems.len(), "one task per distinct stem");
+    for stem in &stems {
+        let task = index.find(stem).and_then(|id| index.task(id)).expect("listed stems stay");
+        assert!(task.state.is_terminal() || task.state == TaskState::Lost, "{stem}: {}", task.state);
+    }
+    if let Err(message) = check_counts(&index) {
+        panic!("names as listings: {message}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ONE: Setup = Setup { lagging: false, nodes: 1, no_runner: 0 };
+    const LAGGING: Setup = Setup { lagging: true, nodes: 1, no_runner: 0 };
+
+    fn round() -> Op {
+        round_with_moves_at(0, Vec::new())
+    }
+
+    /// A round with `moves` made just before the listing of `dir`.
+    /// A round with `moves` made just before the first listing of `dir`.
+    fn before(dir: QueueDir, moves: Vec<Move>) -> Op {
+        let at = ROUND_ORDER.iter().position(|&d| d == dir).expect("every dir is listed");
+        round_with_moves_at(at, moves)
+    }
+
+    /// A round with `moves` made just after the first listing of `dir`.
+    fn after(dir: QueueDir, moves: Vec<Move>) -> Op {
+        let at = ROUND_ORDER.iter().position(|&d| d == dir).expect("every dir is listed") + 1;
+        assert!(at < ROUND_ORDER.len(), "nothing is listed after {dir:?}");
+        round_with_moves_at(at, moves)
+    }
+
+    fn round_with_moves_at(at: usize, moves: Vec<Move>) -> Op {
+        let mut between = vec![Vec::new(); ROUND_ORDER.len()];
+        between[at] = moves;
+        Op::Round { node: 0, force: false, between }
+    }
+
+    /// As decoding gives it: one move list per listing.
+    fn normalized(op: &Op) -> Op {
+        match op {
+            Op::Round { node, force, between } => {
+                let mut between = between.clone();
+                between.resize(ROUND_ORDER.len(), Vec::new());
+                Op::Round { node: *node, force: *force, between }
+            }
+            other => other.clone(),
+        }
+    }
+
+    fn mv(m: Move) -> Op {
+        Op::Move(m)
+    }
+
+    /// Runs `ops` and records the state of the first task after each step.
+    fn run(setup: Setup, ops: &[Op]) -> (NfsCheck, Vec<Option<TaskState>>) {
+        let mut check = NfsCheck::new(setup);
+        let mut states = Vec::new();
+        for op in ops {
+            check.apply(op);
+            let first = check.model().stems().first().cloned();
+            states.push(first.and_then(|stem| check.state_of(&stem)));
+        }
+        (check, states)
+    }
+
+    /// The hand-written scenarios, also written out as fuzz seeds.
+    fn scenarios() -> Vec<(&'static str, Setup, Vec<Op>)> {
+        use Move::*;
+        let zombie = vec![
+            mv(Submit { node: 0 }),
+            round(),
+            mv(Claim { node: 0, pick: 0 }),
+            round(),
+            mv(Crash { node: 0 }),
+            after(QueueDir::Claimed, vec![Restart { node: 0 }]),
+            round(),
+            round(),
+        ];
+        let claim_mid_round = vec![
+            mv(Submit { node: 0 }),
+            round(),
+            after(QueueDir::Claimed, vec![Claim { node: 0, pick: 0 }]),
+            round(),
+            round(),
+        ];
+        let finish_between_steps = vec![
+            mv(Submit { node: 0 }),
+            mv(Claim { node: 0, pick: 0 }),
+            round(),
+            after(QueueDir::Claimed, vec![WriteResult { node: 0, pick: 0, exit_code: 2 }]),
+            before(QueueDir::Claimed, vec![ArchiveSpec { node: 0, pick: 0 }]),
+            round(),
+            Op::Hydrate { limit: 0 },
+            round(),
+        ];
+        let deleted = vec![
+            mv(Submit { node: 0 }),
+            mv(Claim { node: 0, pick: 0 }),
+            round(),
+            mv(DeleteClaimed { node: 0, pick: 0 }),
+            round(),
+            round(),
+            round(),
+        ];
+        let lagging_done = vec![
+            mv(Submit { node: 0 }),
+            mv(Claim { node: 0, pick: 0 }),
+            Op::Perturb { a: 0, b: 0, c: 0, seed: 0 },
+            round(),
+            mv(WriteResult { node: 0, pick: 0, exit_code: 0 }),
+            mv(ArchiveSpec { node: 0, pick: 0 }),
+            Op::Pin { node: 0, dir: 2, back: Some(2) },
+            round(),
+            round(),
+            Op::Pin { node: 0, dir: 2, back: None },
+            Op::Perturb { a: 0, b: 0, c: 0, seed: 0 },
+            round(),
+            Op::Pin { node: 0, dir: 2, back: Some(2) },
+            Op::Round { node: 0, force: true, between: Default::default() },
+            Op::Hydrate { limit: 0 },
+            Op::Round { node: 0, force: true, between: Default::default() },
+        ];
+        let crash_goes_stuck = vec![
+            mv(Submit { node: 0 }),
+            mv(Claim { node: 0, pick: 0 }),
+            round(),
+            Op::Heartbeats,
+            mv(Crash { node: 0 }),
+            Op::Advance { seconds: 90 },
+            Op::Heartbeats,
+            round(),
+        ];
+        let cancel_and_skip = vec![
+            mv(Submit { node: 0 }),
+            mv(Submit { node: 0 }),
+            mv(Submit { node: 0 }),
+            round(),
+            before(QueueDir::Done, vec![Cancel { node: 0, pick: 0 }, Claim { node: 0, pick: 0 }]),
+            after(QueueDir::Claimed, vec![Skip { node: 0, pick: 0 }, Stray { node: 0, dir: 0, pick: 0 }]),
+            Op::Hydrate { limit: 1 },
+            round(),
+        ];
+        let busy_three_nodes = {
+            let mut ops = Vec::new();
+            for node in 0..3 {
+                ops.push(mv(Submit { node }));
+                ops.push(mv(Submit { node }));
+            }
+            for step in 0..6u8 {
+                let node = step % 3;
+                ops.push(mv(Claim { node, pick: 0 }));
+                ops.push(Op::Round {
+                    node,
+                    force: step % 2 == 0,
+                    between: vec![
+                        vec![Submit { node }],
+                        vec![WriteResult { node, pick: step, exit_code: i32::from(step % 2) }],
+                        vec![Claim { node, pick: 1 }],
+                    ],
+                });
+                ops.push(Op::Advance { seconds: 20 });
+                ops.push(Op::Heartbeats);
+            }
+            ops
+        };
+        let no_runner = vec![
+            mv(Submit { node: 1 }),
+            Op::Round { node: 1, force: false, between: Default::default() },
+            Op::Heartbeats,
+        ];
+        let lagging_churn = {
+            let mut ops = vec![Op::Perturb { a: 0x3f, b: 0x44, c: 8, seed: 9 }];
+            for i in 0..8u8 {
+                ops.push(mv(Submit { node: i % 2 }));
+                ops.push(mv(Claim { node: i % 2, pick: 0 }));
+                ops.push(Op::Round {
+                    node: i % 2,
+                    force: i % 3 == 0,
+                    between: vec![
+                        vec![WriteResult { node: i % 2, pick: 0, exit_code: 0 }],
+                        vec![ArchiveSpec { node: i % 2, pick: 0 }],
+                        vec![Restart { node: i % 2 }],
+                    ],
+                });
+                ops.push(Op::Hydrate { limit: 2 });
+            }
+            ops
+        };
+        let restart_after_stale = vec![
+            mv(Submit { node: 0 }),
+            mv(Submit { node: 0 }),
+            mv(Claim { node: 0, pick: 0 }),
+            round(),
+            mv(Crash { node: 0 }),
+            Op::Advance { seconds: 200 },
+            Op::Heartbeats,
+            before(QueueDir::Claimed, vec![Restart { node: 0 }]),
+            Op::Heartbeats,
+            after(QueueDir::Claimed, vec![Claim { node: 0, pick: 1 }]),
+            round(),
+        ];
+        let lagging_stamps_and_failures = {
+            let mut ops = vec![Op::Perturb { a: 0x17, b: 0x22, c: 40, seed: 3 }];
+            for i in 0..6u8 {
+                ops.push(mv(Submit { node: 0 }));
+                ops.push(mv(Cancel { node: 0, pick: i }));
+                ops.push(mv(Claim { node: 0, pick: 0 }));
+                ops.push(Op::Round {
+                    node: 0,
+                    force: false,
+                    between: vec![
+                        vec![Skip { node: 0, pick: 0 }],
+                        vec![DeleteClaimed { node: 0, pick: 0 }, Stray { node: 0, dir: i, pick: i }],
+                        vec![],
+                    ],
+                });
+                ops.push(Op::Pin { node: 0, dir: i, back: Some(i) });
+                ops.push(Op::Advance { seconds: 30 });
+                ops.push(Op::Heartbeats);
+            }
+            ops
+        };
+        vec![
+            ("restart_after_stale", ONE, restart_after_stale),
+            ("lagging_stamps_and_failures", LAGGING, lagging_stamps_and_failures),
+            ("zombie_recovery_mid_round", ONE, zombie),
+            ("claim_between_claimed_and_inbox", ONE, claim_mid_round),
+            ("finish_listed_between_result_and_rename", ONE, finish_between_steps),
+            ("deleted_claimed_file", ONE, deleted),
+            ("lagging_done_after_finish", LAGGING, lagging_done),
+            ("crash_goes_stuck", ONE, crash_goes_stuck),
+            ("cancel_and_skip", ONE, cancel_and_skip),
+            ("busy_three_nodes", Setup { lagging: false, nodes: 3, no_runner: 0 }, busy_three_nodes),
+            ("node_without_runner", Setup { lagging: false, nodes: 2, no_runner: 2 }, no_runner),
+            ("lagging_churn", Setup { lagging: true, nodes: 2, no_runner: 0 }, lagging_churn),
+        ]
+    }
+
+    fn scenario(name: &str) -> Vec<Op> {
+        scenarios().into_iter().find(|s| s.0 == name).expect("a scenario of that name").2
+    }
+
+    #[test]
+    fn encoding_round_trips() {
+        for (name, setup, ops) in scenarios() {
+            let bytes = encode(setup, &ops);
+            let mut input = Input::new(&bytes);
+            assert_eq!(Setup::decode(&mut input), Some(setup), "{name}");
+            let decoded: Vec<Op> = std::iter::from_fn(|| Op::decode(&mut input)).collect();
+            assert_eq!(decoded, ops.iter().map(normalized).collect::<Vec<_>>(), "{name}");
+        }
+    }
+
+    #[test]
+    fn every_scenario_passes_the_check() {
+        for (_, setup, ops) in scenarios() {
+            check_nfs_model(&encode(setup, &ops));
+        }
+    }
+
+    #[test]
+    fn zombie_recovery_mid_round_is_never_lost() {
+        let ops = scenario("zombie_recovery_mid_round");
+        let (mut check, states) = run(ONE, &ops);
+        assert!(!states.contains(&Some(TaskState::Lost)), "{states:?}");
+        assert_eq!(states[3], Some(TaskState::Running));
+        // Seen in claimed/ (listed before the restart) and in inbox/ (after).
+        assert_eq!(states[5], Some(TaskState::Running));
+        assert_eq!(states[6], Some(TaskState::Pending));
+        check.settle_and_compare();
+    }
+
+    #[test]
+    fn a_claim_between_the_claimed_and_inbox_listings_is_not_lost() {
+        let ops = scenario("claim_between_claimed_and_inbox");
+        let (mut check, states) = run(ONE, &ops);
+        assert_eq!(states[1], Some(TaskState::Pending));
+        // Seen nowhere for one round: the last state stands.
+        assert_eq!(states[2], Some(TaskState::Pending));
+        assert_eq!(states[3], Some(TaskState::Running));
+        assert!(!states.contains(&Some(TaskState::Lost)), "{states:?}");
+        check.settle_and_compare();
+    }
+
+    #[test]
+    fn a_listing_between_result_write_and_rename_is_done() {
+        let ops = scenario("finish_listed_between_result_and_rename");
+        let (mut check, states) = run(ONE, &ops);
+        assert_eq!(states[2], Some(TaskState::Running));
+        assert_eq!(states[3], Some(TaskState::Done), "result listed while the spec is still claimed");
+        assert_eq!(states[4], Some(TaskState::Done));
+        assert_eq!(states[6], Some(TaskState::Failed));
+        assert!(!states.contains(&Some(TaskState::Lost)), "{states:?}");
+        check.settle_and_compare();
+    }
+
+    #[test]
+    fn a_deleted_claimed_file_is_lost_after_two_rounds() {
+        let ops = scenario("deleted_claimed_file");
+        let (mut check, states) = run(ONE, &ops);
+        assert_eq!(states[2], Some(TaskState::Running));
+        assert_eq!(states[4], Some(TaskState::Running), "one round is not enough");
+        assert_eq!(states[5], Some(TaskState::Lost));
+        let stem = check.model().stems()[0].clone();
+        assert_eq!(check.model().truth_state(&stem), TaskState::Lost);
+        check.settle_and_compare();
+        assert_eq!(check.state_of(&stem), Some(TaskState::Lost));
+    }
+
+    #[test]
+    fn lagging_done_may_show_lost_but_never_leaves_a_terminal_state() {
+        let ops = scenario("lagging_done_after_finish");
+        let (mut check, states) = run(LAGGING, &ops);
+        assert_eq!(states[3], Some(TaskState::Running));
+        // claimed/ shows it gone, the lagging done/ does not show it yet.
+        assert_eq!(states[7], Some(TaskState::Running));
+        assert_eq!(states[8], Some(TaskState::Lost));
+        assert_eq!(states[11], Some(TaskState::Done));
+        assert_eq!(states[13], Some(TaskState::Done), "a lagging done/ hides the result again");
+        assert_eq!(states[14], Some(TaskState::Finished));
+        assert_eq!(states[15], Some(TaskState::Finished));
+        check.settle_and_compare();
+    }
+
+    #[test]
+    fn a_crashed_runner_makes_its_task_stuck() {
+        let ops = scenario("crash_goes_stuck");
+        let (mut check, states) = run(ONE, &ops);
+        assert_eq!(states[3], Some(TaskState::Running));
+        assert_eq!(states[6], Some(TaskState::Stuck));
+        check.settle_and_compare();
+    }
+
+    #[test]
+    fn pseudo_random_inputs() {
+        let mut rng = fastrand::Rng::with_seed(0x1ea5e9);
+        for i in 0..3000 {
+            let len = rng.usize(..if i % 10 == 0 { 2000 } else { 300 });
+            let mut data: Vec<u8> = std::iter::repeat_with(|| rng.u8(..)).take(len).collect();
+            if let Some(first) = data.first_mut() {
+                // Half consistent, half lagging.
+                *first = (*first & !1) | (i & 1) as u8;
+            }
+            check_nfs_model(&data);
+        }
+    }
+
+    #[test]
+    fn pseudo_random_parser_inputs() {
+        let uuid = "2b7c9c9b-1234-4cde-8f00-0123456789ab";
+        let samples = [
+            r#"{"task_id":"T014","idempotency_key":"k","lease_id":"1","target_node":"a","seq":12,"uuid":"u","created_at":1,"cwd":"/","env":{"A":"b"},"gpus":1,"command":"echo é"}"#.to_string(),
+            r#"{"task_id":"T014","idempotency_key":"k","node":"a","started_at":1,"finished_at":2,"exit_code":-1,"stdout":"","stderr":"","runtime_s":0.5}"#.to_string(),
+            r#"{"node":"a","ts":5,"running_task_id":null,"pending_estimate":3}"#.to_string(),
+            r#"{"lease_type":"slurm","lease_id":"9","name":"x","created_at":1,"slurm":{"sbatch_args":["-N2"]}}"#.to_string(),
+            r#"{"default_lease":"local:h","leases":{"9":{"created_at":1,"name":"e"}}}"#.to_string(),
+            r#"{"type":"FINISHED","data":{"task_id":"T1","exit_code":0,"x":[1.5,null,true]}}"#.to_string(),
+            r#"{"ui":{"hb_stale_s":120,"refresh_s":3}}"#.to_string(),
+            format!("000012_T014_{uuid}.json\n0001736381200123456_Tab_{uuid}.result.json\nrunning\nlost?"),
+        ];
+        let mut rng = fastrand::Rng::with_seed(7);
+        for sample in &samples {
+            check_parsers(sample.as_bytes());
+        }
+        for _ in 0..3000 {
+            let mut data = samples[rng.usize(..samples.len())].clone().into_bytes();
+            for _ in 0..rng.usize(..4) {
+                match rng.u8(..4) {
+                    0 if !data.is_empty() => {
+                        let at = rng.usize(..data.len());
+                        data[at] = rng.u8(..);
+                    }
+                    1 if !data.is_empty() => {
+                        let at = rng.usize(..data.len());
+                        data.truncate(at);
+                    }
+                    2 => {
+                        let at = rng.usize(..=data.len());
+                        data.insert(at, b"0123456789_-.\n\":{}[]e"[rng.usize(..21)]);
+                    }
+                    _ => {
+                        let n = rng.usize(..8);
+                        data.extend(std::iter::repeat_with(|| rng.u8(..)).take(n))
+                    }
+                }
+            }
+            check_parsers(&data);
+        }
+    }
+
+    /// Found by `pseudo_random_parser_inputs`: `TaskName::parse` sliced
+    /// 36 bytes from the end without checking that this is a character
+    /// boundary, so a file named like this in any queue directory panicked
+    /// the index when a scanner listed it. Fixed in model.rs; kept as a
+    /// regression test (and as the parsers seed
+    /// `crash_task_name_multibyte_before_uuid.txt`).
+    #[test]
+    fn a_multibyte_char_before_the_uuid_is_not_a_task_name() {
+        let stem = format!("1_a\u{e9}{}", "0".repeat(35));
+        assert_eq!(TaskName::parse(&stem), None);
+        assert_eq!(parse_entry(&format!("{stem}.json")), None);
+        let mut index = Index::new(STALE_S);
+        let added = vec![format!("{stem}.json")];
+        let dirs = vec![(QueueDir::Inbox, DirOutcome::Changed { added, removed: vec![] })];
+        index.apply(Event::Round(Round { node: "a".into(), dirs }));
+        assert_eq!(index.node(0).map(|n| n.unrecognised), Some(1));
+        check_parsers(format!("{stem}.json\n{stem}").as_bytes());
+    }
+
+    /// A limit of the two-round LOST? rule (src/index/state.rs), shown by
+    /// lifting the model's move bound: a task claimed just after the
+    /// `claimed/` listing of one round (hidden for that round), then, in
+    /// the next round, put back by zombie recovery just before the
+    /// `claimed/` listing and claimed again just after it (hidden again),
+    /// is seen nowhere for two rounds in a row on perfectly consistent
+    /// listings, so it shows LOST? for a round (RUNNING again the round
+    /// after). It takes two moves of one task within milliseconds, twice
+    /// straddling a listing, so the checks bound moves to one per task per
+    /// round instead of calling this a bug.
+    #[test]
+    #[ignore = "known limit of LOST_AFTER_ROUNDS = 2: false LOST? after two moves in one round"]
+    fn known_limit_two_moves_in_one_round_can_show_a_false_lost() {
+        use Move::*;
+        let mut check = NfsCheck::new(ONE);
+        check.model().set_move_bound(false);
+        let mut twice = after(QueueDir::Claimed, vec![Claim { node: 0, pick: 0 }]);
+        if let Op::Round { between, .. } = &mut twice {
+            let at = ROUND_ORDER.iter().position(|&d| d == QueueDir::Claimed).expect("listed");
+            between[at] = vec![Restart { node: 0 }];
+        }
+        for op in [
+            mv(Submit { node: 0 }),
+            round(),
+            after(QueueDir::Claimed, vec![Claim { node: 0, pick: 0 }]),
+            twice,
+        ] {
+            check.apply(&op); // panics: "... is LOST? on consistent listings but really RUNNING"
+        }
+    }
+
+    /// Writes the scenarios as seed files: `cargo test --lib
+    /// write_nfs_model_seeds -- --ignored`.
+    #[test]
+    #[ignore = "writes fuzz/seeds/nfs_model; run by hand after changing the scenarios"]
+    fn write_nfs_model_seeds() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/nfs_model");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, setup, ops) in scenarios() {
+            std::fs::write(dir.join(name), encode(setup, &ops)).unwrap();
+        }
+    }
+}

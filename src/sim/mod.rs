@@ -1,0 +1,5 @@
+//! Synthetic histories and simulated clusters, for tests, benches and the demo.
+
+pub mod generate;
+pub mod live;
+pub mod nfs;

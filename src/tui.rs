@@ -1,0 +1,405 @@
+//! `leaseq tui`: the terminal, the pump, and the wiring between the UI
+//! state ([`crate::ui::app::App`]), the engine and the background.
+//!
+//! The pump waits on five sources (keys, snapshots, background replies,
+//! signals, a 1 s tick) and never on I/O: requests go out over channels
+//! that never block, results come back as data. It draws only when
+//! something changed. The terminal is restored on exit, panic and signals.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
+use futures_lite::{FutureExt, StreamExt};
+use ratatui::DefaultTerminal;
+use smol::Timer;
+
+use crate::background::Background;
+use crate::engine::{Control, Engine, EngineConfig, SnapshotSlot};
+use crate::index::{Index, TaskId};
+use crate::paths::{Roots, RunDir, UiConfig};
+use crate::scan::ListingSource;
+use crate::ui::app::{App, LeaseFilter};
+use crate::ui::draw::draw;
+use crate::ui::messages::{Reply, Request};
+use crate::ui::theme::Theme;
+
+/// Which lease to open at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenChoice {
+    Lease(String),
+    Local,
+    /// The registry's default lease, else the lease list.
+    Default,
+    /// The lease list, filtered to Slurm leases.
+    SlurmList,
+}
+
+pub struct TuiOptions {
+    pub roots: Roots,
+    pub open: OpenChoice,
+    pub max_tasks: Option<usize>,
+    pub source: Arc<dyn ListingSource>,
+    pub config: UiConfig,
+    /// When the process started (for the launch-to-first-rows figure).
+    pub started: Instant,
+}
+
+/// Typing must pause this long before a search starts on its own.
+const SEARCH_DEBOUNCE: Duration = Duration::from_millis(200);
+
+pub fn run(options: TuiOptions) -> Result<(), String> {
+    let signals = signal_channel()?;
+    let mut terminal = ratatui::try_init().map_err(|e| format!("cannot open the terminal: {e}"))?;
+    let result = smol::block_on(pump(&mut terminal, options, signals));
+    ratatui::restore();
+    result
+}
+
+/// SIGTERM, SIGHUP and SIGINT end the pump normally, so the terminal is
+/// restored (Ctrl-C in raw mode arrives as a key instead).
+fn signal_channel() -> Result<async_channel::Receiver<i32>, String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let (tx, rx) = async_channel::bounded(4);
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP, SIGINT])
+        .map_err(|e| format!("signals: {e}"))?;
+    std::thread::Builder::new()
+        .name("leaseq-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                let _ = tx.send_blocking(signal);
+            }
+        })
+        .map_err(|e| format!("signals: {e}"))?;
+    Ok(rx)
+}
+
+enum Wake {
+    Input(Option<std::io::Result<TermEvent>>),
+    Reply(Reply),
+    Snapshot(Arc<Index>),
+    Signal,
+    Tick,
+    Debounce,
+}
+
+async fn pump(
+    terminal: &mut DefaultTerminal,
+    options: TuiOptions,
+    signals: async_channel::Receiver<i32>,
+) -> Result<(), String> {
+    let config = options.config.clone();
+    let theme = Theme::from_env_value(std::env::var("NO_COLOR").ok().as_deref());
+    let trace = Trace::from_env(options.started);
+    let watchdog = Watchdog::from_env();
+    let (reply_tx, replies) = async_channel::unbounded();
+    let background = Background::start(options.roots.clone(), config.clone(), reply_tx);
+    let max_tasks = options.max_tasks.unwrap_or(config.max_tasks_display).max(1);
+    let mut app = App::new(config.clone(), max_tasks, Arc::new(Index::new(config.hb_stale_s)));
+    let mut engine: Option<(Engine, SnapshotSlot)> = None;
+    let mut pending = match &options.open {
+        OpenChoice::Lease(id) => app.open_lease(id.clone(), RunDir(options.roots.run_dir(id))),
+        OpenChoice::Local => {
+            let id = options.roots.local_lease_id();
+            app.open_lease(id.clone(), RunDir(options.roots.run_dir(&id)))
+        }
+        OpenChoice::Default => {
+            app.open_default_when_listed = true;
+            Vec::new()
+        }
+        OpenChoice::SlurmList => {
+            app.lease_filter = LeaseFilter::Slurm;
+            Vec::new()
+        }
+    };
+    let mut events = EventStream::new();
+    let mut seen_revision = u64::MAX;
+    let mut dirty = true;
+    let mut hinted: Vec<TaskId> = Vec::new();
+    let mut search_deadline: Option<Instant> = None;
+    let mut search_edits = 0u64;
+    let mut key_at: Option<Instant> = None;
+    let mut next_tick = Instant::now();
+    loop {
+        for request in pending.drain(..) {
+            dispatch(request, &mut engine, &background, &options, &config);
+        }
+        if dirty {
+            terminal.draw(|frame| draw(frame, &mut app, &theme)).map_err(|e| format!("drawing: {e}"))?;
+            dirty = false;
+            trace.frame(&app, key_at.take());
+            if let Some(text) = app.clipboard.take() {
+                copy_osc52(&text);
+            }
+            let visible = app.tasks.last_window.clone();
+            if visible != hinted {
+                if let Some((engine, _)) = &engine {
+                    engine.send(Control::Visible(visible.clone()));
+                }
+                hinted = visible;
+            }
+        }
+        if app.quit {
+            break;
+        }
+        watchdog.idle();
+        let slot = engine.as_ref().map(|e| &e.1);
+        let wake =
+            next_wake(&mut events, &replies, &signals, slot, seen_revision, next_tick, search_deadline).await;
+        watchdog.busy();
+        match wake {
+            Wake::Input(Some(Ok(TermEvent::Key(key)))) if key.kind != KeyEventKind::Release => {
+                key_at = Some(Instant::now());
+                pending = app.on_key(key);
+                if let Some(input) = &app.search_input {
+                    if input.edited_at_ms != search_edits {
+                        search_edits = input.edited_at_ms;
+                        search_deadline = Some(Instant::now() + SEARCH_DEBOUNCE);
+                    }
+                } else {
+                    search_deadline = None;
+                    search_edits = 0;
+                }
+                dirty = true;
+            }
+            Wake::Input(Some(Ok(TermEvent::Resize(..)))) => dirty = true,
+            Wake::Input(Some(Ok(_))) => {}
+            Wake::Input(Some(Err(e))) => return Err(format!("reading the terminal: {e}")),
+            Wake::Input(None) => break,
+            Wake::Reply(reply) => {
+                pending = app.on_reply(reply);
+                while let Ok(reply) = replies.try_recv() {
+                    pending.extend(app.on_reply(reply));
+                }
+                dirty = true;
+            }
+            Wake::Snapshot(snapshot) => {
+                seen_revision = snapshot.revision();
+                pending = app.on_snapshot(snapshot);
+                dirty = !app.paused;
+            }
+            Wake::Signal => break,
+            Wake::Tick => {
+                next_tick = Instant::now() + Duration::from_secs(1);
+                dirty |= app.tick(unix_now());
+            }
+            Wake::Debounce => {
+                search_deadline = None;
+                pending = app.debounced_search();
+                dirty = true;
+            }
+        }
+        if pending.iter().any(|r| matches!(r, Request::OpenLease { .. })) {
+            // A new engine publishes from revision 0 again.
+            seen_revision = u64::MAX;
+        }
+    }
+    drop(engine);
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn next_wake(
+    events: &mut EventStream,
+    replies: &async_channel::Receiver<Reply>,
+    signals: &async_channel::Receiver<i32>,
+    slot: Option<&SnapshotSlot>,
+    seen_revision: u64,
+    next_tick: Instant,
+    search_deadline: Option<Instant>,
+) -> Wake {
+    // Keys first: `or` polls its first arm first, so input never waits
+    // behind a stream of snapshots.
+    let input = async { Wake::Input(events.next().await) };
+    let reply = async {
+        match replies.recv().await {
+            Ok(reply) => Wake::Reply(reply),
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let snapshot = async {
+        match slot {
+            Some(slot) => Wake::Snapshot(slot.newer_than(seen_revision).await),
+            None => std::future::pending().await,
+        }
+    };
+    let signal = async {
+        let _ = signals.recv().await;
+        Wake::Signal
+    };
+    let tick = async {
+        Timer::at(next_tick).await;
+        Wake::Tick
+    };
+    let debounce = async {
+        match search_deadline {
+            Some(at) => {
+                Timer::at(at).await;
+                Wake::Debounce
+            }
+            None => std::future::pending().await,
+        }
+    };
+    input.or(signal).or(reply).or(snapshot).or(debounce).or(tick).await
+}
+
+fn dispatch(
+    request: Request,
+    engine: &mut Option<(Engine, SnapshotSlot)>,
+    background: &Background,
+    options: &TuiOptions,
+    config: &UiConfig,
+) {
+    match request {
+        Request::OpenLease { run_dir, .. } => {
+            // Dropping the old engine stops its threads without waiting.
+            *engine = None;
+            let started = Engine::start(EngineConfig::new(run_dir, config.clone(), options.source.clone()));
+            let slot = started.snapshots();
+            *engine = Some((started, slot));
+        }
+        Request::Engine(control) => {
+            if let Some((engine, _)) = engine {
+                engine.send(control);
+            }
+        }
+        other => background.send(other),
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// OSC 52: the terminal (local, or across SSH) puts the text on the
+/// clipboard. Written on the terminal's own output, like a frame.
+fn copy_osc52(text: &str) {
+    let mut out = std::io::stdout();
+    let _ = write!(out, "\x1b]52;c;{}\x07", base64(text.as_bytes()));
+    let _ = out.flush();
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &b)| acc | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Optional measurements, on when `LEASEQ_TRACE_FILE` names a file: the
+/// time from process start to the first frame with task rows, and for each
+/// key the time until its frame was flushed.
+struct Trace {
+    file: Option<std::sync::Mutex<std::fs::File>>,
+    started: Instant,
+    first_rows_seen: std::sync::atomic::AtomicBool,
+}
+
+impl Trace {
+    fn from_env(started: Instant) -> Trace {
+        let file = std::env::var_os("LEASEQ_TRACE_FILE")
+            .and_then(|path| std::fs::OpenOptions::new().create(true).append(true).open(path).ok())
+            .map(std::sync::Mutex::new);
+        Trace { file, started, first_rows_seen: std::sync::atomic::AtomicBool::new(false) }
+    }
+
+    fn write(&self, line: String) {
+        if let Some(file) = &self.file {
+            if let Ok(mut f) = file.lock() {
+                let _ = writeln!(f, "{line}");
+            }
+        }
+    }
+
+    fn frame(&self, app: &App, key_at: Option<Instant>) {
+        if self.file.is_none() {
+            return;
+        }
+        if !app.tasks.last_window.is_empty() && !self.first_rows_seen.swap(true, Ordering::Relaxed) {
+            let tasks = app.snapshot.task_count();
+            self.write(format!(
+                "first_rows_ms {:.3} tasks {tasks}",
+                self.started.elapsed().as_secs_f64() * 1e3
+            ));
+        }
+        if let Some(at) = key_at {
+            let ingested = app.snapshot.task_count();
+            self.write(format!("key_ms {:.3} tasks {ingested}", at.elapsed().as_secs_f64() * 1e3));
+        }
+    }
+}
+
+/// A stall watchdog, on when `LEASEQ_STALL_MS` is set: a thread checks
+/// that the pump never stays busy (between waking and waiting again)
+/// longer than that; stalls are appended to `LEASEQ_STALL_LOG` (default
+/// `leaseq-stalls.log` in the temp dir).
+struct Watchdog {
+    busy_since_ms: Option<Arc<AtomicU64>>,
+    epoch: Instant,
+}
+
+impl Watchdog {
+    fn from_env() -> Watchdog {
+        let epoch = Instant::now();
+        let Some(limit) = std::env::var("LEASEQ_STALL_MS").ok().and_then(|v| v.parse::<u64>().ok()) else {
+            return Watchdog { busy_since_ms: None, epoch };
+        };
+        let log = std::env::var_os("LEASEQ_STALL_LOG")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::env::temp_dir().join("leaseq-stalls.log"));
+        let busy = Arc::new(AtomicU64::new(0));
+        let watched = busy.clone();
+        let _ = std::thread::Builder::new().name("leaseq-watchdog".into()).spawn(move || {
+            let mut reported = 0;
+            loop {
+                std::thread::sleep(Duration::from_millis((limit / 4).max(1)));
+                let since = watched.load(Ordering::Relaxed);
+                let now = epoch.elapsed().as_millis() as u64;
+                if since != 0 && since != reported && now.saturating_sub(since) > limit {
+                    reported = since;
+                    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&log) {
+                        let _ = writeln!(f, "stall: pump busy for more than {limit} ms (at {since} ms)");
+                    }
+                }
+            }
+        });
+        Watchdog { busy_since_ms: Some(busy), epoch }
+    }
+
+    fn busy(&self) {
+        if let Some(busy) = &self.busy_since_ms {
+            busy.store((self.epoch.elapsed().as_millis() as u64).max(1), Ordering::Relaxed);
+        }
+    }
+
+    fn idle(&self) {
+        if let Some(busy) = &self.busy_since_ms {
+            busy.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_standard() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64("T014 é".as_bytes()), "VDAxNCDDqQ==");
+    }
+}
