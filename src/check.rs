@@ -222,7 +222,8 @@ pub enum Op {
     Hydrate {
         limit: u8,
     },
-    /// Lagging mode only: a new perturbation of the listings.
+    /// A new perturbation of the listings (consistent mode keeps only the
+    /// reordering and the duplicates).
     Perturb {
         a: u8,
         b: u8,
@@ -410,9 +411,12 @@ impl NfsCheck {
             Op::Heartbeats => self.heartbeats(),
             Op::Hydrate { limit } => self.hydrate(if *limit == 0 { usize::MAX } else { usize::from(*limit) }),
             Op::Perturb { a, b, c, seed } => {
-                if !self.consistent {
-                    self.model.set_perturbation(Perturbation::from_bytes(*a, *b, *c), u64::from(*seed));
+                let mut p = Perturbation::from_bytes(*a, *b, *c);
+                if self.consistent {
+                    // Order and duplicates do not change what a listing says.
+                    p = Perturbation { reorder: p.reorder, duplicate: p.duplicate, ..Perturbation::NONE };
                 }
+                self.model.set_perturbation(p, u64::from(*seed));
             }
             Op::Pin { node, dir, back } => {
                 if !self.consistent {
@@ -960,7 +964,8 @@ mod tests {
             round(),
         ];
         let busy_three_nodes = {
-            let mut ops = Vec::new();
+            // Consistent listings in any order, with duplicates.
+            let mut ops = vec![Op::Perturb { a: 0x20, b: 0x80, c: 0, seed: 5 }];
             for node in 0..3 {
                 ops.push(mv(Submit { node }));
                 ops.push(mv(Submit { node }));

@@ -207,7 +207,7 @@ pub fn write_tasks_text(
     limit: Option<usize>,
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
-    writeln!(out, "{:<9} {:<12} {:<10} {:>5}  {}", "STATE", "NODE", "TASK", "EXIT", "COMMAND / NAME")?;
+    writeln!(out, "{:<9} {:<12} {:<10} {:>5}  COMMAND / NAME", "STATE", "NODE", "TASK", "EXIT")?;
     for id in index.page(view, None, true, true, limit.unwrap_or(usize::MAX)) {
         let Some(task) = index.task(id) else { continue };
         let exit = task.exit_code.map_or("-".to_string(), |c| c.to_string());

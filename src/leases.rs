@@ -57,7 +57,8 @@ pub fn discover_leases(roots: &Roots) -> (Vec<LeaseInfo>, Vec<String>) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-                let belongs = dir == roots.runtime && name.starts_with("local:") || dir != roots.runtime;
+                // The runtime dir may hold other things: only local leases.
+                let belongs = dir != roots.runtime || name.starts_with("local:");
                 if is_dir && belongs && !name.starts_with('.') {
                     ids.push(name);
                 }

@@ -384,7 +384,6 @@ impl LogTail {
             version: 0,
         };
         tail.poll(0);
-        tail.restarts = 0;
         tail
     }
 
@@ -522,7 +521,9 @@ impl LogTail {
         outcome.new_lines += self.ingest_from(data, at_line_start);
         self.offset = start + data.len() as u64;
         self.fingerprint = buf[buf.len().saturating_sub(FINGERPRINT)..].to_vec();
-        self.restarts += 1;
+        if reason != Restart::Appeared {
+            self.restarts += 1;
+        }
         self.version += 1;
         outcome.restarted = Some(reason);
         Ok(())
@@ -686,7 +687,7 @@ impl LogTail {
     pub fn skipped_bytes(&self) -> u64 {
         self.skipped_bytes
     }
-    /// Restarts (truncated, replaced, rewritten, appeared) since opening.
+    /// Times the file was truncated, replaced or rewritten since opening.
     pub fn restarts(&self) -> u64 {
         self.restarts
     }
@@ -1059,8 +1060,8 @@ pub enum FollowEnd {
 }
 
 enum Follower {
-    Single(Stream, LogTail),
-    Merged(MergedTail),
+    Single(Stream, Box<LogTail>),
+    Merged(Box<MergedTail>),
 }
 
 impl Follower {
@@ -1068,14 +1069,14 @@ impl Follower {
         match req.mode {
             FollowMode::Single(stream) => Follower::Single(
                 stream,
-                LogTail::open(req.paths.get(stream), req.max_lines, req.max_initial_bytes),
+                Box::new(LogTail::open(req.paths.get(stream), req.max_lines, req.max_initial_bytes)),
             ),
-            FollowMode::Merged => Follower::Merged(MergedTail::open(
+            FollowMode::Merged => Follower::Merged(Box::new(MergedTail::open(
                 &req.paths.stdout,
                 &req.paths.stderr,
                 req.max_lines,
                 req.max_initial_bytes,
-            )),
+            ))),
         }
     }
 
@@ -1094,7 +1095,7 @@ impl Follower {
         let (lines, tails, truncated_front): (_, Vec<&LogTail>, _) = match self {
             Follower::Single(stream, tail) => (
                 tail.lines().into_iter().map(|line| (*stream, line)).collect(),
-                vec![tail],
+                vec![&**tail],
                 tail.truncated_front(),
             ),
             Follower::Merged(merged) => {

@@ -66,6 +66,11 @@ pub enum SlurmError {
     /// The command did not finish in time and was killed (with its process
     /// group).
     Timeout { command: String, after: Duration },
+    /// The controller does not answer: a command said "Unable to contact
+    /// slurm controller", or timed out while `scontrol ping` says DOWN.
+    /// (With the controller down, squeue takes ~18 s and sbatch ~9 s to
+    /// give up, so it usually shows as a timeout first.)
+    Unreachable { command: String, detail: String },
     /// The command could not be started for another reason than "not found".
     Spawn { command: String, error: String },
     /// The command succeeded but printed something we cannot use.
@@ -99,6 +104,9 @@ impl fmt::Display for SlurmError {
             }
             SlurmError::Timeout { command, after } => {
                 write!(f, "`{command}` did not answer within {}s and was killed", after.as_secs_f32())
+            }
+            SlurmError::Unreachable { command, detail } => {
+                write!(f, "Slurm controller unreachable (`{command}`): {detail}")
             }
             SlurmError::Spawn { command, error } => write!(f, "cannot run `{command}`: {error}"),
             SlurmError::Parse { command, output } => {
@@ -241,10 +249,12 @@ fn parse_squeue_line(line: &str, wanted: &[&str]) -> Option<(String, SlurmJob)> 
     } else {
         return None;
     };
-    let state = clean_line(state.trim()).to_ascii_uppercase();
+    // A state is one upper-case word; anything else is not a squeue line.
+    let state = state.trim();
     if state.is_empty() || !state.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
         return None;
     }
+    let state = state.to_string();
     let time_left = if time_left_meaningless(&state) { None } else { parse_time_left(left) };
     let job = SlurmJob {
         id: key.to_string(),
@@ -331,13 +341,8 @@ pub fn parse_gpus_per_node(text: &str) -> Option<u32> {
         if parts.next() != Some("gpu") {
             continue;
         }
-        let count = match parts.last() {
-            None => 1,
-            Some(last) => match last.parse::<u32>() {
-                Ok(n) => n,
-                Err(_) => 1, // `gpu:a100`: a type without a count
-            },
-        };
+        // No count (`gpu`, or a type alone as in `gpu:a100`) is one GPU.
+        let count = parts.next_back().and_then(|last| last.parse::<u32>().ok()).unwrap_or(1);
         total = Some(total.unwrap_or(0).saturating_add(count));
     }
     total
@@ -507,10 +512,27 @@ impl SlurmCli {
     }
 
     fn failed(program: &str, args: &[OsString], output: &Output) -> SlurmError {
-        SlurmError::Failed {
-            command: display_command(program, args),
-            status: output.status.code(),
-            stderr: short_message(&output.stderr),
+        let command = display_command(program, args);
+        let stderr = short_message(&output.stderr);
+        if stderr.contains("Unable to contact slurm controller") {
+            return SlurmError::Unreachable { command, detail: stderr };
+        }
+        SlurmError::Failed { command, status: output.status.code(), stderr }
+    }
+
+    /// [`SlurmCli::run`], but a timeout is reported as
+    /// [`SlurmError::Unreachable`] when `scontrol ping` (fast even then)
+    /// says the controller is down.
+    fn run_diagnosed(&self, program: &str, args: &[OsString]) -> Result<Output, SlurmError> {
+        match self.run(program, args) {
+            Err(SlurmError::Timeout { command, after }) => match self.ping() {
+                Err(SlurmError::Unreachable { detail, .. }) => Err(SlurmError::Unreachable {
+                    command,
+                    detail: format!("no answer within {}s; {detail}", after.as_secs_f32()),
+                }),
+                _ => Err(SlurmError::Timeout { command, after }),
+            },
+            other => other,
         }
     }
 
@@ -556,7 +578,7 @@ impl SlurmCli {
             .iter()
             .map(OsString::from)
             .collect();
-        let output = self.run("squeue", &args)?;
+        let output = self.run_diagnosed("squeue", &args)?;
         if !output.status.success() {
             if !is_invalid_job_id(&output.stderr) {
                 return Err(Self::failed("squeue", &args, &output));
@@ -612,21 +634,21 @@ impl SlurmCli {
         Ok(Some(parse_scontrol_line(line).into_iter().collect()))
     }
 
-    /// `scontrol ping`: Ok when the controller answers UP. `sinfo` missing
-    /// or `scontrol` missing is `NotInstalled`.
+    /// `scontrol ping` (answers at once even when the controller is down):
+    /// Ok when a controller is UP, [`SlurmError::Unreachable`] with its
+    /// first line (`Slurmctld(primary) at vm is DOWN`) when none is.
     pub fn ping(&self) -> Result<(), SlurmError> {
         let args = [OsString::from("ping")];
         let output = self.run("scontrol", &args)?;
-        if output.status.success() && output.stdout.contains("is UP") {
-            Ok(())
-        } else {
-            let mut failure = Self::failed("scontrol", &args, &output);
-            if let SlurmError::Failed { stderr, .. } = &mut failure {
-                if stderr.is_empty() {
-                    *stderr = short_message(&output.stdout);
-                }
+        if output.stdout.contains("is UP") {
+            return Ok(());
+        }
+        let first = output.stdout.lines().chain(output.stderr.lines()).find(|l| !l.trim().is_empty());
+        match first {
+            Some(line) if output.stdout.contains(" is DOWN") || !output.status.success() => {
+                Err(SlurmError::Unreachable { command: "scontrol ping".into(), detail: short_message(line) })
             }
-            Err(failure)
+            _ => Err(Self::failed("scontrol", &args, &output)),
         }
     }
 
@@ -676,7 +698,7 @@ impl SlurmCli {
         let submit = req.submit_args(script_path);
         let args: Vec<OsString> =
             submit.iter().map(OsString::from).chain([script_path.as_os_str().to_owned()]).collect();
-        let output = self.run("sbatch", &args)?;
+        let output = self.run_diagnosed("sbatch", &args)?;
         if !output.status.success() {
             return Err(Self::failed("sbatch", &args, &output));
         }
@@ -721,7 +743,7 @@ impl SlurmCli {
             return Err(not_a_job_id(id));
         }
         let args = [OsString::from(id)];
-        let output = self.run("scancel", &args)?;
+        let output = self.run_diagnosed("scancel", &args)?;
         if output.status.success()
             || is_invalid_job_id(&output.stderr)
             || output.stderr.contains("already completing or completed")
@@ -1659,16 +1681,13 @@ mod tests {
         let fakes = Fakes::new();
         fakes.add(
             "squeue",
-            "printf 'slurm_load_jobs error: Unable to contact slurm controller\\033[31m (connect failure)\\n' >&2; exit 1",
+            "printf 'slurm_load_jobs error: Zero Bytes were\\033[31m transmitted or received\\n' >&2; exit 1",
         );
         match fakes.cli().query_leases(&["1".into()]).unwrap_err() {
             SlurmError::Failed { command, status, stderr } => {
                 assert!(command.starts_with("squeue -h -t all -j 1 -o "), "{command}");
                 assert_eq!(status, Some(1));
-                assert_eq!(
-                    stderr,
-                    "slurm_load_jobs error: Unable to contact slurm controller (connect failure)"
-                );
+                assert_eq!(stderr, "slurm_load_jobs error: Zero Bytes were transmitted or received");
             }
             other => panic!("{other:?}"),
         }
@@ -1693,6 +1712,43 @@ mod tests {
         }
         let status = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         assert!(status.is_empty() || status.contains(") Z "), "the grandchild sleep survived: {status}");
+    }
+
+    #[test]
+    fn an_unreachable_controller_is_named_as_such() {
+        let fakes = Fakes::new();
+        // Recorded: what squeue and scontrol ping say with slurmctld stopped.
+        fakes.add(
+            "squeue",
+            "echo 'slurm_load_jobs error: Unable to contact slurm controller (connect failure)' >&2; exit 1",
+        );
+        fakes.add(
+            "scontrol",
+            "printf 'Slurmctld(primary) at vm is DOWN\n*****\n** RESTORE SLURMCTLD DAEMON TO SERVICE **\n'; exit 1",
+        );
+        let err = fakes.cli().query_leases(&["1".into()]).unwrap_err();
+        assert!(matches!(err, SlurmError::Unreachable { .. }), "{err:?}");
+        assert!(err.to_string().starts_with("Slurm controller unreachable (`squeue -h"), "{err}");
+        let err = fakes.cli().ping().unwrap_err();
+        assert_eq!(
+            err,
+            SlurmError::Unreachable {
+                command: "scontrol ping".into(),
+                detail: "Slurmctld(primary) at vm is DOWN".into()
+            }
+        );
+        // squeue hangs (it retries for ~18 s): a timeout, diagnosed by ping.
+        fakes.add("squeue", "exec sleep 30");
+        let cli = SlurmCli { timeout: Duration::from_millis(200), ..fakes.cli() };
+        match cli.query_leases(&["1".into()]).unwrap_err() {
+            SlurmError::Unreachable { detail, .. } => {
+                assert_eq!(detail, "no answer within 0.2s; Slurmctld(primary) at vm is DOWN")
+            }
+            other => panic!("{other:?}"),
+        }
+        fakes.add("scontrol", "echo 'Slurmctld(primary) at vm is UP'");
+        assert_eq!(fakes.cli().ping(), Ok(()));
+        assert!(matches!(cli.query_leases(&["1".into()]), Err(SlurmError::Timeout { .. })));
     }
 
     #[test]

@@ -78,7 +78,7 @@ fn signal_channel() -> Result<async_channel::Receiver<i32>, String> {
 
 enum Wake {
     Input(Option<std::io::Result<TermEvent>>),
-    Reply(Reply),
+    Reply(Box<Reply>),
     Snapshot(Arc<Index>),
     Signal,
     Tick,
@@ -169,7 +169,7 @@ async fn pump(
             Wake::Input(Some(Err(e))) => return Err(format!("reading the terminal: {e}")),
             Wake::Input(None) => break,
             Wake::Reply(reply) => {
-                pending = app.on_reply(reply);
+                pending = app.on_reply(*reply);
                 while let Ok(reply) = replies.try_recv() {
                     pending.extend(app.on_reply(reply));
                 }
@@ -215,7 +215,7 @@ async fn next_wake(
     let input = async { Wake::Input(events.next().await) };
     let reply = async {
         match replies.recv().await {
-            Ok(reply) => Wake::Reply(reply),
+            Ok(reply) => Wake::Reply(Box::new(reply)),
             Err(_) => std::future::pending().await,
         }
     };

@@ -295,7 +295,7 @@ impl Runner {
         let line =
             format!("epoch {} step {} loss={loss:.4} \x1b[32m✓\x1b[0m", current.step / 10, current.step);
         self.append_log("out", &format!("{}\t{line}", current.spec.task_id));
-        if current.step % 7 == 0 {
+        if current.step.is_multiple_of(7) {
             self.append_log(
                 "err",
                 &format!("{}\tUserWarning: step {} slower than expected", current.spec.task_id, current.step),

@@ -600,11 +600,10 @@ impl App {
                     return self.start_search(SearchQuery::HasStderr(run.clone()), "has stderr".into());
                 }
             }
-            KeyCode::Esc => {
-                if self.search.take().is_some() {
-                    self.tasks.set_view(self.tasks.view);
-                    return vec![Request::CancelSearch];
-                }
+            KeyCode::Esc if self.search.is_some() => {
+                self.search = None;
+                self.tasks.set_view(self.tasks.view);
+                return vec![Request::CancelSearch];
             }
             _ => {}
         }

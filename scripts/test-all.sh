@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs every test of leaseq on a fresh Debian machine: installs what the
+# tests need (tmux, a real single-node Slurm, cargo-fuzz when a nightly
+# toolchain is present), starts Slurm, then checks formatting and lints,
+# runs the unit, integration and end-to-end tests, makes sure the benches
+# build, and runs each fuzz target briefly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "tools"
+if ! command -v tmux >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq tmux >/dev/null
+fi
+tmux -V
+
+step "slurm"
+bash scripts/ensure-slurm.sh
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
+
+step "benches build"
+cargo bench --no-run --quiet
+
+step "fuzz (briefly)"
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet
+  for target in nfs_model parsers; do
+    corpus="fuzz/corpus/$target"
+    mkdir -p "$corpus"
+    cp -n fuzz/seeds/"$target"/* "$corpus"/ 2>/dev/null || true
+    (cd fuzz && cargo +nightly fuzz run "$target" "corpus/$target" -- -max_total_time="${FUZZ_SECONDS:-30}" -print_final_stats=1 2>&1 | grep -E 'stat::number_of_executed_units|Done|ERROR|panicked' || true)
+    if [ -n "$(ls -A fuzz/artifacts/"$target" 2>/dev/null)" ]; then
+      echo "fuzz target $target found a crash: see fuzz/artifacts/$target" >&2
+      exit 1
+    fi
+  done
+else
+  echo "no nightly toolchain: fuzz targets not run (their seeds are replayed by cargo test)"
+fi
+
+step "tests"
+cargo test --quiet 2>&1 | tee /tmp/leaseq-test.log

@@ -1,0 +1,177 @@
+//! End to end: the real binary in a real terminal (tmux) on a generated
+//! tree. Navigates panes, filters, opens details, follows a growing log,
+//! searches, quits, and checks the terminal is restored, also after
+//! SIGTERM. The stall watchdog runs throughout and must report nothing.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use leaseq::sim::generate::{generate, GenerateOptions};
+
+fn tmux(args: &[&str]) -> String {
+    let out = Command::new("tmux").args(args).output().expect("run tmux");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn tmux_available() -> bool {
+    let ok = Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "tmux is required in CI (scripts/test-all.sh installs it)");
+        eprintln!("skipping: tmux is not installed");
+    }
+    ok
+}
+
+struct Session {
+    name: String,
+}
+
+impl Session {
+    fn start(name: &str, command: &str) -> Session {
+        let _ = Command::new("tmux").args(["kill-session", "-t", name]).output();
+        let status = Command::new("tmux")
+            .args(["new-session", "-d", "-s", name, "-x", "120", "-y", "40", command])
+            .status()
+            .expect("start tmux");
+        assert!(status.success());
+        Session { name: name.to_string() }
+    }
+
+    fn screen(&self) -> String {
+        tmux(&["capture-pane", "-p", "-t", &self.name])
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        for key in keys {
+            tmux(&["send-keys", "-t", &self.name, key]);
+            std::thread::sleep(Duration::from_millis(60));
+        }
+    }
+
+    fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let screen = self.screen();
+            if ok(&screen) {
+                return screen;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; screen:\n{screen}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["kill-session", "-t", &self.name]).output();
+    }
+}
+
+fn tree(dir: &Path, tasks: usize) -> PathBuf {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let options = GenerateOptions { tasks, nodes: 4, now, ..GenerateOptions::default() };
+    generate(dir, &options).expect("generate").run_dir
+}
+
+/// The shell command: print a marker, run the dashboard, then report the
+/// exit status and whether the terminal is back in cooked mode.
+fn command(home: &Path, stall_log: &Path, extra: &str) -> String {
+    format!(
+        "echo BEFORE-TUI; env LEASEQ_HOME={} LEASEQ_STALL_MS=400 LEASEQ_STALL_LOG={} {} tui --lease 99887766 {extra}; \
+         echo EXIT=$?; stty -a | tr ' ' '\\n' | grep -x -- '-\\?icanon'; sleep 120",
+        home.display(),
+        stall_log.display(),
+        env!("CARGO_BIN_EXE_leaseq"),
+    )
+}
+
+fn assert_restored(session: &Session, exit: &str) {
+    let screen = session.wait_for("the shell after the dashboard", |s| s.contains("EXIT="));
+    assert!(screen.contains(exit), "{screen}");
+    assert!(screen.contains("BEFORE-TUI"), "the alternate screen was left: {screen}");
+    let mode = screen.lines().find(|l| l.trim().ends_with("icanon")).unwrap_or_default().trim().to_string();
+    assert_eq!(mode, "icanon", "the terminal is back in canonical mode: {screen}");
+}
+
+#[test]
+fn navigate_filter_details_follow_search_quit() {
+    if !tmux_available() {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let run = tree(home.path(), 20_000);
+    let stall_log = home.path().join("stalls.log");
+    let session = Session::start("leaseq-e2e-main", &command(home.path(), &stall_log, ""));
+
+    let screen = session.wait_for("task rows", |s| s.contains("tasks") && s.contains(" of 20,"));
+    assert!(screen.contains("nodes 4"), "{screen}");
+    assert!(screen.contains("STALE"), "the generated stale node is marked: {screen}");
+
+    // Quick filter: failed tasks only, then clear.
+    session.keys(&["3"]);
+    session.wait_for("the failed filter", |s| s.contains("state:FAIL"));
+    session.keys(&["0"]);
+    session.wait_for("filters cleared", |s| !s.contains("state:FAIL"));
+
+    // Nodes pane: Enter filters the task list to that node.
+    session.keys(&["BTab", "Enter"]);
+    session.wait_for("the node filter", |s| s.contains("node:node00"));
+    session.keys(&["Enter"]);
+
+    // Details of the selected task.
+    session.wait_for("details", |s| s.contains("task details"));
+    session.wait_for("the spec read", |s| s.contains("variables (v shows)"));
+    session.keys(&["Escape", "0"]);
+
+    // Follow a running task's growing log.
+    session.keys(&["2"]);
+    session.wait_for("running filter", |s| s.contains("state:RUNN"));
+    session.keys(&["F"]);
+    let screen = session.wait_for("the log pane", |s| s.contains("[stdout]"));
+    let task_id = screen
+        .lines()
+        .find_map(|l| l.split("[stdout] ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("followed task id")
+        .to_string();
+    let log = run.join("logs").join(format!("{task_id}.out"));
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+    writeln!(file, "e2e line one \x1b[31mred\x1b[0m").unwrap();
+    session.wait_for("the first appended line", |s| s.contains("e2e line one red"));
+    write!(file, "e2e partial ").unwrap();
+    file.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    writeln!(file, "completed").unwrap();
+    session.wait_for("the completed partial line", |s| s.contains("e2e partial completed"));
+
+    // Search the whole history.
+    session.keys(&["Tab", "/", "t", "r", "a", "i", "n", "Enter"]);
+    session.wait_for("search results", |s| s.contains("/train") && !s.contains("searching…"));
+
+    session.keys(&["q"]);
+    assert_restored(&session, "EXIT=0");
+    let stalls = std::fs::read_to_string(&stall_log).unwrap_or_default();
+    assert!(stalls.is_empty(), "the pump stalled:\n{stalls}");
+}
+
+#[test]
+fn sigterm_restores_the_terminal() {
+    if !tmux_available() {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    tree(home.path(), 500);
+    let stall_log = home.path().join("stalls.log");
+    let session = Session::start("leaseq-e2e-signal", &command(home.path(), &stall_log, "--max-tasks 100"));
+    session.wait_for("task rows", |s| s.contains(" of "));
+    // The pane's shell runs `env ... leaseq`, and env execs leaseq: the
+    // dashboard is the shell's child.
+    let shell = tmux(&["display", "-p", "-t", &session.name, "#{pane_pid}"]).trim().to_string();
+    let child = Command::new("pgrep").args(["-P", &shell]).output().expect("pgrep");
+    let pid = String::from_utf8_lossy(&child.stdout).lines().next().unwrap_or_default().trim().to_string();
+    assert!(!pid.is_empty(), "the dashboard's pid");
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert_restored(&session, "EXIT=0");
+}
