@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::hydrate::{jobs_for, perform, ReadJob};
-use crate::index::{Event, Index};
+use crate::index::{Event, Index, Round};
 use crate::paths::{RunDir, UiConfig};
 use crate::scan::{discover_nodes, read_heartbeats, read_paused, ListingSource, NodeScanner};
 
@@ -32,9 +32,7 @@ pub fn build(source: &dyn ListingSource, run: &RunDir, ui: &UiConfig, now: i64, 
     };
     index.apply(Event::Heartbeats(read_heartbeats(source, run)));
     let mut scanners: Vec<NodeScanner> = nodes.iter().map(|n| NodeScanner::new(run, n)).collect();
-    for round in scan_all(source, &mut scanners) {
-        index.apply(Event::Round(round));
-    }
+    scan_all(source, &mut scanners, |round| index.apply(Event::Round(round)));
     // A task caught between listings is unaccounted for after one round;
     // one more round of those nodes settles it (moved, or really lost).
     let unsettled: Vec<usize> = (0..scanners.len())
@@ -55,19 +53,28 @@ pub fn build(source: &dyn ListingSource, run: &RunDir, ui: &UiConfig, now: i64, 
     index
 }
 
-/// Lists nodes in parallel (one thread per core) and returns their rounds.
-fn scan_all(source: &dyn ListingSource, scanners: &mut [NodeScanner]) -> Vec<crate::index::Round> {
+/// Lists nodes on one thread per core and hands each round to `apply` as
+/// soon as it is listed, so folding overlaps listing.
+fn scan_all(source: &dyn ListingSource, scanners: &mut [NodeScanner], mut apply: impl FnMut(Round)) {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(scanners.len().max(1));
     let chunk = scanners.len().div_ceil(threads).max(1);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Round>(threads);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = scanners
-            .chunks_mut(chunk)
-            .map(|part| {
-                scope.spawn(move || part.iter_mut().map(|s| s.round(source, true)).collect::<Vec<_>>())
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
-    })
+        for part in scanners.chunks_mut(chunk) {
+            let tx = tx.clone();
+            scope.spawn(move || {
+                for scanner in part {
+                    if tx.send(scanner.round(source, true)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for round in rx {
+            apply(round);
+        }
+    });
 }
 
 /// Reads every file the index still owes, in parallel, and applies them.

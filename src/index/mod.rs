@@ -8,6 +8,7 @@
 
 mod event;
 mod feed;
+mod hasher;
 mod node;
 mod state;
 mod task;
@@ -16,7 +17,7 @@ mod views;
 use std::cmp::Reverse;
 use std::sync::Arc;
 
-use imbl::{HashMap, OrdSet, Vector};
+use imbl::{OrdSet, Vector};
 
 pub use event::{DirOutcome, Event, HeartbeatRound, ResultSummary, Round, SpecSummary};
 pub use feed::{Transition, COMPLETION_MINUTES, FEED_LEN};
@@ -28,6 +29,7 @@ pub use views::{Order, ViewSpec};
 use crate::model::{parse_entry, EntryKind, ResultKind};
 use crate::paths::QueueDir;
 use feed::Feed;
+use hasher::NameMap;
 use views::{Placement, Views};
 
 /// Tasks waiting for a background read, newest first.
@@ -40,9 +42,9 @@ pub struct Index {
     /// Number of events applied; changes whenever anything may have changed.
     revision: u64,
     tasks: Vector<Task>,
-    by_name: HashMap<Arc<str>, TaskId>,
+    by_name: NameMap<Arc<str>, TaskId>,
     nodes: Vector<Node>,
-    node_by_name: HashMap<Arc<str>, NodeId>,
+    node_by_name: NameMap<Arc<str>, NodeId>,
     views: Views,
     to_read: OrdSet<ReadKey>,
     /// Tasks with no result that are in neither inbox nor claimed.
@@ -51,7 +53,7 @@ pub struct Index {
     feed: Feed,
     lease_error: Option<Arc<str>>,
     /// Interned working directories: thousands of tasks share a few.
-    cwds: HashMap<Arc<str>, Arc<str>>,
+    cwds: NameMap<Arc<str>, Arc<str>>,
 }
 
 /// One change to a task's presence, from one directory of one round.
@@ -62,6 +64,15 @@ struct Sighting {
     added: bool,
 }
 
+impl Sighting {
+    fn mark(&mut self, kind: EntryKind) {
+        match kind {
+            EntryKind::Spec => self.spec = true,
+            EntryKind::Result(r) => self.result = Some(r),
+        }
+    }
+}
+
 impl Index {
     /// An empty index; `stale_after_s` is `ui.hb_stale_s`.
     pub fn new(stale_after_s: u64) -> Index {
@@ -70,16 +81,16 @@ impl Index {
             stale_after_s: stale_after_s as i64,
             revision: 0,
             tasks: Vector::new(),
-            by_name: HashMap::new(),
+            by_name: NameMap::default(),
             nodes: Vector::new(),
-            node_by_name: HashMap::new(),
+            node_by_name: NameMap::default(),
             views: Views::default(),
             to_read: OrdSet::new(),
             unaccounted: OrdSet::new(),
             counts: [0; TaskState::COUNT],
             feed: Feed::default(),
             lease_error: None,
-            cwds: HashMap::new(),
+            cwds: NameMap::default(),
         }
     }
 
@@ -220,33 +231,26 @@ impl Index {
     /// Applies a sorted list of file names; a spec and its result are
     /// adjacent in sorted order and are applied to their task together.
     fn apply_names(&mut self, node: NodeId, dir: QueueDir, names: &[String], added: bool) {
-        let mut i = 0;
-        while i < names.len() {
-            let Some((stem, kind)) = parse_entry(&names[i]) else {
-                if !names[i].starts_with('.') {
+        let mut entries = names.iter().map(|name| (name, parse_entry(name))).peekable();
+        while let Some((name, parsed)) = entries.next() {
+            let Some((stem, kind)) = parsed else {
+                if !name.starts_with('.') {
                     let n = &mut self.nodes[node as usize];
-                    n.unrecognised =
-                        if added { n.unrecognised + 1 } else { n.unrecognised.saturating_sub(1) };
+                    n.unrecognised = if added { n.unrecognised + 1 } else { n.unrecognised.saturating_sub(1) };
                 }
-                i += 1;
                 continue;
             };
             let mut sighting = Sighting { dir, spec: false, result: None, added };
-            let mark = |kind: EntryKind, s: &mut Sighting| match kind {
-                EntryKind::Spec => s.spec = true,
-                EntryKind::Result(r) => s.result = Some(r),
-            };
-            mark(kind, &mut sighting);
-            let mut j = i + 1;
-            while let Some((next_stem, next_kind)) = names.get(j).and_then(|n| parse_entry(n)) {
-                if next_stem != stem {
+            sighting.mark(kind);
+            // Files of one task are adjacent in sorted order: take them all.
+            while let Some((_, Some((next_stem, next_kind)))) = entries.peek() {
+                if *next_stem != stem {
                     break;
                 }
-                mark(next_kind, &mut sighting);
-                j += 1;
+                sighting.mark(*next_kind);
+                entries.next();
             }
             self.apply_sighting(node, stem, sighting);
-            i = j;
         }
     }
 

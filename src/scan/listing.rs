@@ -70,7 +70,10 @@ impl FsSource {
             // d_type from the directory read itself; no stat on most filesystems.
             let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
             if is_dir == want_dirs {
-                names.push(entry.file_name().to_string_lossy().into_owned());
+                // into_string reuses the allocation; only non-UTF-8 names
+                // (never task files) pay for a lossy copy.
+                let name = entry.file_name().into_string().unwrap_or_else(|raw| raw.to_string_lossy().into_owned());
+                names.push(name);
             }
         }
         Ok(names)
