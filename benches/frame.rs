@@ -16,17 +16,10 @@ use leaseq::ui::theme::Theme;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
-fn sizes() -> Vec<usize> {
-    match std::env::var("LEASEQ_BENCH_SIZES") {
-        Ok(list) => list.split(',').filter_map(|s| s.trim().parse().ok()).collect(),
-        Err(_) => vec![100_000, 1_000_000],
-    }
-}
-
 fn frames(c: &mut Criterion) {
     let mut group = c.benchmark_group("frame");
     let theme = Theme { no_color: false };
-    for tasks in sizes() {
+    for tasks in common::sizes(&[100_000, 1_000_000]) {
         let index = Arc::new(common::hydrated_index(tasks));
         for (w, h) in [(80u16, 24u16), (200, 60)] {
             let mut app = App::new(UiConfig::default(), 5000, Arc::new(leaseq::index::Index::new(60)));

@@ -9,17 +9,10 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use leaseq::index::{Index, Order, StateSet, TaskState, ViewSpec};
 
-fn sizes() -> Vec<usize> {
-    match std::env::var("LEASEQ_BENCH_SIZES") {
-        Ok(list) => list.split(',').filter_map(|s| s.trim().parse().ok()).collect(),
-        Err(_) => vec![10_000, 100_000, 1_000_000],
-    }
-}
-
 fn apply(c: &mut Criterion) {
     let mut group = c.benchmark_group("apply");
     group.sample_size(10);
-    for tasks in sizes() {
+    for tasks in common::sizes(&[10_000, 100_000, 1_000_000]) {
         let events = common::done_rounds(tasks);
         group.throughput(Throughput::Elements(common::names_in(&events)));
         group.bench_function(format!("names_only/{tasks}"), |b| {
@@ -56,7 +49,7 @@ fn apply(c: &mut Criterion) {
 
 fn snapshot_and_pages(c: &mut Criterion) {
     let mut group = c.benchmark_group("query");
-    for tasks in sizes() {
+    for tasks in common::sizes(&[10_000, 100_000, 1_000_000]) {
         let index = common::hydrated_index(tasks);
         group.bench_function(format!("snapshot/{tasks}"), |b| b.iter(|| black_box(index.clone())));
 
@@ -76,7 +69,8 @@ fn snapshot_and_pages(c: &mut Criterion) {
             // Anchor on the task in the middle of the view.
             let middle = (index.view_total(&view) / 2) as usize;
             let anchor = index.page(&view, None, true, true, middle + 1).last().copied();
-            assert_eq!(index.page(&view, anchor, true, true, 50).len(), 50.min(middle + 1));
+            let remaining = index.view_total(&view) as usize - middle;
+            assert_eq!(index.page(&view, anchor, true, true, 50).len(), 50.min(remaining));
             group.bench_function(format!("page50/{label}/{tasks}"), |b| {
                 b.iter(|| black_box(index.page(&view, anchor, true, true, 50)))
             });

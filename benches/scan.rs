@@ -14,20 +14,13 @@ use leaseq::oneshot::{build, read_parallel, Reads};
 use leaseq::paths::UiConfig;
 use leaseq::scan::{discover_nodes, FsSource, NodeScanner};
 
-fn sizes() -> Vec<usize> {
-    match std::env::var("LEASEQ_BENCH_SIZES") {
-        Ok(list) => list.split(',').filter_map(|s| s.trim().parse().ok()).collect(),
-        Err(_) => vec![10_000, 100_000, 1_000_000],
-    }
-}
-
 const NOW: i64 = 1_736_100_000;
 
 fn scan(c: &mut Criterion) {
     let mut group = c.benchmark_group("scan");
     group.sample_size(10).warm_up_time(Duration::from_secs(1));
     let ui = UiConfig::default();
-    for tasks in sizes() {
+    for tasks in common::sizes(&[10_000, 100_000, 1_000_000]) {
         let (_, run) = common::generated_tree(tasks);
         group.throughput(Throughput::Elements(tasks as u64));
         group.bench_function(format!("cold_names_only_build/{tasks}"), |b| {
@@ -63,7 +56,7 @@ fn hydration(c: &mut Criterion) {
     let mut group = c.benchmark_group("hydrate");
     group.sample_size(10).warm_up_time(Duration::from_secs(1));
     let ui = UiConfig::default();
-    for tasks in sizes() {
+    for tasks in common::sizes(&[10_000, 100_000, 1_000_000]) {
         let (_, run) = common::generated_tree(tasks);
         let index = build(&FsSource, &run, &ui, NOW, Reads::None);
         let mut jobs: Vec<ReadJob> = Vec::new();

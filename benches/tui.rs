@@ -140,10 +140,7 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return; // `cargo test --benches`: nothing to smoke-test here
     }
-    let sizes: Vec<usize> = match std::env::var("LEASEQ_BENCH_SIZES") {
-        Ok(list) => list.split(',').filter_map(|s| s.trim().parse().ok()).collect(),
-        Err(_) => vec![100_000, 1_000_000],
-    };
+    let sizes = common::sizes(&[100_000, 1_000_000]);
     let idle = std::env::var("LEASEQ_IDLE_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
     for tasks in sizes {
         measure(tasks, idle);

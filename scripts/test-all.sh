@@ -19,6 +19,8 @@ tmux -V
 
 step "slurm"
 bash scripts/ensure-slurm.sh
+# The real-Slurm tests must run here, not skip.
+export LEASEQ_SLURM_TESTS=require
 
 step "format and lints"
 cargo fmt --all -- --check

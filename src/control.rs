@@ -3,20 +3,14 @@
 //! dot-file + rename in the target directory), every timestamp an integer.
 //! Blocking I/O: run it off the UI thread.
 
+use crate::clock::{unix_micros, unix_now};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Serialize;
 
 use crate::model::{parse_entry, spec_file_name, CancelRequest, EntryKind, Heartbeat, TaskName, TaskSpec};
 use crate::paths::{new_uuid, write_atomic, QueueDir, RunDir};
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
-
-fn unix_micros() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
-}
 
 fn io(what: &str, path: &std::path::Path, e: std::io::Error) -> String {
     format!("{what} {}: {e}", path.display())
@@ -39,32 +33,57 @@ pub fn find_spec(run: &RunDir, node: &str, name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// A task submitted now, as the existing tool's `submit` does it: seq is
+/// Unix microseconds, task id `T` + the uuid's first 6 hex digits,
+/// idempotency key `{lease}-{node}-{micros}`, file `{micros:016}_{id}_{uuid}`.
+pub fn new_spec(
+    lease_id: &str,
+    node: &str,
+    command: String,
+    cwd: String,
+    env: BTreeMap<String, String>,
+    gpus: u32,
+) -> TaskSpec {
+    let micros = unix_micros();
+    let uuid = new_uuid();
+    TaskSpec {
+        task_id: format!("T{}", &uuid[..6]),
+        idempotency_key: format!("{lease_id}-{node}-{micros}"),
+        lease_id: lease_id.to_string(),
+        target_node: node.to_string(),
+        seq: micros,
+        uuid,
+        created_at: unix_now(),
+        cwd,
+        env,
+        gpus,
+        command,
+    }
+}
+
+/// The stem a spec is filed under.
+pub fn stem_of(spec: &TaskSpec) -> String {
+    format!("{:016}_{}_{}", spec.seq, spec.task_id, spec.uuid)
+}
+
+/// Writes a spec into `inbox/<node>/` (atomically) and returns its path.
+pub fn enqueue(run: &RunDir, spec: &TaskSpec) -> Result<PathBuf, String> {
+    let stem = stem_of(spec);
+    debug_assert!(TaskName::parse(&stem).is_some());
+    let path = run.queue(QueueDir::Inbox, &spec.target_node).join(spec_file_name(&stem));
+    let bytes = serde_json::to_vec(spec).map_err(|e| e.to_string())?;
+    write_atomic(&path, &bytes).map_err(|e| io("writing", &path, e))?;
+    Ok(path)
+}
+
 /// Re-enqueues a task as a new one: same command, cwd, env and gpus; new
-/// seq (Unix microseconds), uuid, task id and idempotency key, as the
-/// existing tool's `submit` names them. Returns the new file's path.
+/// seq, uuid, task id and idempotency key. Returns the new file's path.
 pub fn retry(run: &RunDir, node: &str, name: &str) -> Result<PathBuf, String> {
     let source = find_spec(run, node, name).ok_or_else(|| format!("no spec of {name} on {node} to retry"))?;
     let bytes = std::fs::read(&source).map_err(|e| io("reading", &source, e))?;
     let old: TaskSpec =
         serde_json::from_slice(&bytes).map_err(|e| format!("{}: malformed spec: {e}", source.display()))?;
-    let micros = unix_micros();
-    let uuid = new_uuid();
-    let task_id = format!("T{}", &uuid[..6]);
-    let spec = TaskSpec {
-        task_id: task_id.clone(),
-        idempotency_key: format!("{}-{node}-{micros}", old.lease_id),
-        seq: micros,
-        uuid: uuid.clone(),
-        created_at: unix_now(),
-        target_node: node.to_string(),
-        ..old
-    };
-    let stem = format!("{micros:016}_{task_id}_{uuid}");
-    debug_assert!(TaskName::parse(&stem).is_some());
-    let path = run.queue(QueueDir::Inbox, node).join(spec_file_name(&stem));
-    let bytes = serde_json::to_vec(&spec).map_err(|e| e.to_string())?;
-    write_atomic(&path, &bytes).map_err(|e| io("writing", &path, e))?;
-    Ok(path)
+    enqueue(run, &new_spec(&old.lease_id, node, old.command, old.cwd, old.env, old.gpus))
 }
 
 #[derive(Serialize)]

@@ -5,6 +5,7 @@
 //! Owns: threads, cadence, back-pressure and shutdown. Must not: decide
 //! task state (the index does) or draw anything (the UI does).
 
+use crate::clock::unix_now;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -238,13 +239,6 @@ impl Shared {
         let _permit = self.listings.acquire().await;
         smol::unblock(work).await
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 async fn fold_events(mut index: Index, events: Receiver<Event>, slot: SnapshotSlot) {

@@ -8,6 +8,7 @@ pub mod actions;
 pub mod background;
 pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod control;
 pub mod engine;
 pub mod hydrate;

@@ -1,5 +1,6 @@
 //! The `leaseq` command line.
 
+use leaseq::clock::unix_now;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -155,10 +156,6 @@ fn open_lease(roots: &Roots, args: &LeaseArgs) -> Result<(String, RunDir), Strin
         return Err(format!("lease {id}: no run directory at {}", run.0.display()));
     }
     Ok((id, run))
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 fn run(cli: Cli, started: std::time::Instant) -> Result<ExitCode, String> {

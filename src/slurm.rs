@@ -20,6 +20,7 @@
 //! (`Invalid job id specified`, or simply not listed) is
 //! [`LeaseSlurmState::Gone`]: a state, not an error.
 
+use crate::clock::unix_now;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fmt;
@@ -835,10 +836,6 @@ pub fn shell_quote(word: &str) -> String {
     } else {
         format!("'{}'", word.replace('\'', r"'\''"))
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 // ---------------------------------------------------------------- the form

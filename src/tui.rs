@@ -6,6 +6,7 @@
 //! that never block, results come back as data. It draws only when
 //! something changed. The terminal is restored on exit, panic and signals.
 
+use crate::clock::unix_now;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -267,10 +268,6 @@ fn dispatch(
         }
         other => background.send(other),
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 /// OSC 52: the terminal (local, or across SSH) puts the text on the

@@ -129,3 +129,11 @@ pub fn generated_tree(tasks: usize) -> (std::path::PathBuf, leaseq::paths::RunDi
     }
     (root, run)
 }
+
+/// Tree sizes to measure: `LEASEQ_BENCH_SIZES=10000,100000` or the default.
+pub fn sizes(default: &[usize]) -> Vec<usize> {
+    match std::env::var("LEASEQ_BENCH_SIZES") {
+        Ok(list) => list.split(',').filter_map(|s| s.trim().parse().ok()).collect(),
+        Err(_) => default.to_vec(),
+    }
+}

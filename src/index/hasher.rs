@@ -56,12 +56,9 @@ pub type NameMap<K, V> = imbl::GenericHashMap<K, V, BuildNameHasher, imbl::share
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::hash::Hash;
 
     fn hash(text: &str) -> u64 {
-        let mut h = BuildNameHasher.build_hasher();
-        text.hash(&mut h);
-        h.finish()
+        BuildNameHasher.hash_one(text)
     }
 
     #[test]

@@ -236,7 +236,8 @@ impl Index {
             let Some((stem, kind)) = parsed else {
                 if !name.starts_with('.') {
                     let n = &mut self.nodes[node as usize];
-                    n.unrecognised = if added { n.unrecognised + 1 } else { n.unrecognised.saturating_sub(1) };
+                    n.unrecognised =
+                        if added { n.unrecognised + 1 } else { n.unrecognised.saturating_sub(1) };
                 }
                 continue;
             };

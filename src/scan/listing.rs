@@ -72,7 +72,8 @@ impl FsSource {
             if is_dir == want_dirs {
                 // into_string reuses the allocation; only non-UTF-8 names
                 // (never task files) pay for a lossy copy.
-                let name = entry.file_name().into_string().unwrap_or_else(|raw| raw.to_string_lossy().into_owned());
+                let name =
+                    entry.file_name().into_string().unwrap_or_else(|raw| raw.to_string_lossy().into_owned());
                 names.push(name);
             }
         }

@@ -9,6 +9,7 @@
 //! uses plain `std::fs::write`, not the protocol's temp file + rename, because
 //! it only ever fills a fresh directory and must be fast (a million tasks).
 
+use crate::clock::unix_now;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::io;
@@ -142,13 +143,6 @@ const HOUR: i64 = 3600;
 const DAY: i64 = 24 * HOUR;
 /// Tasks written by one unit of work of the writer threads.
 const CHUNK: usize = 2048;
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
 
 fn validate(opts: &GenerateOptions) -> io::Result<()> {
     let invalid = |what: &str| Err(io::Error::new(io::ErrorKind::InvalidInput, what.to_string()));

@@ -6,6 +6,7 @@
 //! Real files and renames, so the dashboard reads it like a real tree.
 //! Simulated runners honour cancel requests and pause markers.
 
+use crate::clock::unix_now;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use crate::model::{
     parse_entry, result_file_name, spec_file_name, CancelRequest, EntryKind, Heartbeat, ResultKind,
     TaskResult, TaskSpec,
 };
-use crate::paths::{new_uuid, write_atomic, QueueDir, RunDir};
+use crate::paths::{write_atomic, QueueDir, RunDir};
 
 /// How the simulated cluster behaves.
 #[derive(Debug, Clone)]
@@ -99,14 +100,6 @@ impl Drop for LiveCluster {
     }
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
-
-fn unix_micros() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
-}
-
 const COMMANDS: [&str; 6] = [
     "python train.py --cfg cfgs/sweep.yaml --lr 3e-4",
     "python eval.py --ckpt runs/last.pt --split val",
@@ -119,27 +112,12 @@ const COMMANDS: [&str; 6] = [
 /// Writes a new task into a node's inbox, named as the real tool names
 /// them.
 pub fn submit(run: &RunDir, lease_id: &str, node: &str, command: &str) -> std::io::Result<String> {
-    let micros = unix_micros();
-    let uuid = new_uuid();
-    let task_id = format!("T{}", &uuid[..6]);
-    let spec = TaskSpec {
-        task_id: task_id.clone(),
-        idempotency_key: format!("{lease_id}-{node}-{micros}"),
-        lease_id: lease_id.to_string(),
-        target_node: node.to_string(),
-        seq: micros,
-        uuid: uuid.clone(),
-        created_at: unix_now(),
-        cwd: "/home/demo/exp".into(),
-        env: [("WANDB_MODE".to_string(), "offline".to_string()), ("CUDA_VISIBLE_DEVICES".into(), "0".into())]
-            .into(),
-        gpus: 1,
-        command: command.to_string(),
-    };
-    let stem = format!("{micros:016}_{task_id}_{uuid}");
-    let bytes = serde_json::to_vec(&spec).map_err(std::io::Error::other)?;
-    write_atomic(&run.queue(QueueDir::Inbox, node).join(spec_file_name(&stem)), &bytes)?;
-    Ok(stem)
+    let env =
+        [("WANDB_MODE".to_string(), "offline".to_string()), ("CUDA_VISIBLE_DEVICES".into(), "0".into())];
+    let spec =
+        crate::control::new_spec(lease_id, node, command.to_string(), "/home/demo/exp".into(), env.into(), 1);
+    crate::control::enqueue(run, &spec).map_err(std::io::Error::other)?;
+    Ok(crate::control::stem_of(&spec))
 }
 
 /// Submits a task and claims it at once, as a runner that then died would

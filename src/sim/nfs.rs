@@ -627,6 +627,11 @@ impl NfsModel {
         name
     }
 
+    /// Tasks ever submitted.
+    pub fn task_count(&self) -> usize {
+        self.world().tasks.len()
+    }
+
     /// Every task ever submitted, in name order.
     pub fn stems(&self) -> Vec<String> {
         self.world().tasks.keys().cloned().collect()

@@ -10,7 +10,7 @@ use super::{pane_block, title};
 use crate::index::{NodeHealth, TaskState};
 use crate::sanitize::clean_line;
 use crate::ui::app::{App, Modal, FORM_FIELDS};
-use crate::ui::format::{age, count, duration, fit, timestamp};
+use crate::ui::format::{age, count, duration, timestamp};
 use crate::ui::messages::LeaseForm;
 use crate::ui::theme::Theme;
 
@@ -291,18 +291,7 @@ fn activity(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let lines: Vec<Line> = index
         .feed()
         .take(feed.height as usize)
-        .map(|t| {
-            let task = index.task(t.task);
-            let name = task.map_or("?".into(), |task| clean_line(task.task_id()));
-            let node = task.map_or("?".into(), |task| clean_line(index.node_name(task.node)));
-            let from = t.from.map_or("new", TaskState::label);
-            let text = format!(
-                "{name:<10} {node:<10} {from:>9} → {:<9} {} ago",
-                t.to.label(),
-                age(app.now.max(index.now()) - t.at)
-            );
-            Line::from(Span::styled(fit(&text, feed.width as usize), theme.state(t.to)))
-        })
+        .map(|t| super::nodes::transition_line(app, t, feed.width as usize, true, theme))
         .collect();
     frame.render_widget(Paragraph::new(lines), feed);
 }

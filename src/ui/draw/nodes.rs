@@ -7,7 +7,7 @@ use ratatui::widgets::{Paragraph, Sparkline};
 use ratatui::Frame;
 
 use super::{focused, pane_block, title};
-use crate::index::{Index, Node, NodeHealth, NodeId, StateSet, TaskState, ViewSpec};
+use crate::index::{Index, Node, NodeHealth, NodeId, StateSet, TaskState, Transition, ViewSpec};
 use crate::sanitize::clean_line;
 use crate::ui::app::{App, Pane};
 use crate::ui::format::{age, count, fit, pad};
@@ -123,13 +123,24 @@ fn draw_activity(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let lines: Vec<Line> = index
         .feed()
         .take(feed_area.height as usize)
-        .map(|t| {
-            let name = index.task(t.task).map_or("?".to_string(), |task| clean_line(task.task_id()));
-            let from = t.from.map_or("new", TaskState::label);
-            let ago = age(app.now.max(index.now()) - t.at);
-            let text = fit(&format!("{name} {from}→{} {ago} ago", t.to.label()), feed_area.width as usize);
-            Line::from(Span::styled(text, theme.state(t.to)))
-        })
+        .map(|t| transition_line(app, t, feed_area.width as usize, false, theme))
         .collect();
     frame.render_widget(Paragraph::new(lines), feed_area);
+}
+
+/// One line of the transition feed: "T014 RUNNING→FAILED 3s ago", with
+/// the node and aligned columns when `wide`.
+pub fn transition_line<'a>(app: &App, t: &Transition, width: usize, wide: bool, theme: &Theme) -> Line<'a> {
+    let index = &app.snapshot;
+    let task = index.task(t.task);
+    let name = task.map_or("?".to_string(), |task| clean_line(task.task_id()));
+    let from = t.from.map_or("new", TaskState::label);
+    let ago = age(app.now.max(index.now()) - t.at);
+    let text = if wide {
+        let node = task.map_or("?".to_string(), |task| clean_line(index.node_name(task.node)));
+        format!("{name:<10} {node:<10} {from:>9} → {:<9} {ago} ago", t.to.label())
+    } else {
+        format!("{name} {from}→{} {ago} ago", t.to.label())
+    };
+    Line::from(Span::styled(fit(&text, width), theme.state(t.to)))
 }
