@@ -356,18 +356,30 @@ async fn node_loop(shared: Arc<Shared>, node: String) {
         let mut wait = cadence.current();
         if !shared.paused() {
             let force = cadence.next_is_full();
-            let source = shared.source.clone();
             let Some(mut owned) = scanner.take() else { return };
-            let (owned, round) = shared
+            // Live directories first, sent at once: running and pending
+            // tasks show before a large done/ has been listed.
+            let source = shared.source.clone();
+            let (mut owned, live) = shared
                 .listing(move || {
-                    let round = owned.round(&*source, force);
+                    let round = owned.start_round(&*source, force);
+                    (owned, round)
+                })
+                .await;
+            let mut changed = has_changes(&live);
+            if !shared.emit(Event::PartialRound(live)).await {
+                return;
+            }
+            let source = shared.source.clone();
+            let (owned, done) = shared
+                .listing(move || {
+                    let round = owned.finish_round(&*source, force);
                     (owned, round)
                 })
                 .await;
             scanner = Some(owned);
-            let changed =
-                round.dirs.iter().any(|(_, o)| matches!(o, crate::index::DirOutcome::Changed { .. }));
-            if !shared.emit(Event::Round(round)).await {
+            changed |= has_changes(&done);
+            if !shared.emit(Event::Round(done)).await {
                 return;
             }
             wait = cadence.after_round(changed);
@@ -376,6 +388,10 @@ async fn node_loop(shared: Arc<Shared>, node: String) {
             cadence.reset();
         }
     }
+}
+
+fn has_changes(round: &crate::index::Round) -> bool {
+    round.dirs.iter().any(|(_, o)| matches!(o, crate::index::DirOutcome::Changed { .. }))
 }
 
 async fn heartbeat_loop(shared: Arc<Shared>) {

@@ -12,7 +12,11 @@ pub enum Event {
     /// The clock, in Unix seconds. Liveness and ages are judged against it.
     Tick(i64),
     /// One scanning round of one node: what each queue directory showed.
+    /// Ends the round: unaccounted tasks count one more missing round.
     Round(Round),
+    /// The first part of a round (the live directories), sent ahead so
+    /// live work shows at once; the round ends with the next `Round`.
+    PartialRound(Round),
     /// The heartbeat directory was read.
     Heartbeats(HeartbeatRound),
     /// Listing the lease's top-level directories (node discovery) failed or

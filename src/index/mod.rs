@@ -99,7 +99,13 @@ impl Index {
         self.revision += 1;
         match event {
             Event::Tick(now) => self.tick(now),
-            Event::Round(round) => self.apply_round(round),
+            Event::Round(round) => {
+                let node = self.apply_dirs(round);
+                self.end_round(node);
+            }
+            Event::PartialRound(round) => {
+                self.apply_dirs(round);
+            }
             Event::Heartbeats(beats) => self.apply_heartbeats(beats),
             Event::LeaseScan(error) => self.lease_error = error.map(Arc::from),
             Event::SpecRead { node, name, outcome } => self.apply_spec(&node, &name, outcome),
@@ -209,7 +215,8 @@ impl Index {
         self.judge_all_nodes();
     }
 
-    fn apply_round(&mut self, round: Round) {
+    /// Applies what each listed directory showed; returns the node.
+    fn apply_dirs(&mut self, round: Round) -> NodeId {
         let node = self.intern_node(&round.node);
         for (dir, outcome) in round.dirs {
             let slot = dir_slot(dir);
@@ -225,7 +232,7 @@ impl Index {
                 }
             }
         }
-        self.end_round(node);
+        node
     }
 
     /// Applies a sorted list of file names; a spec and its result are

@@ -251,3 +251,16 @@ fn unrecognised_names_are_counted_not_dropped() {
     index.apply(round("a", vec![changed(QueueDir::Inbox, junk, vec![])]));
     assert_eq!(index.node(0).unwrap().unrecognised, 1);
 }
+
+#[test]
+fn a_partial_round_shows_live_work_but_does_not_count_as_a_round() {
+    let mut index = small_index();
+    let partial = |dirs| Event::PartialRound(Round { node: "a".into(), dirs });
+    // Task 3 leaves claimed/ (its result is in the done/ part, not listed yet).
+    index.apply(partial(vec![changed(QueueDir::Claimed, vec![], vec![spec(3)])]));
+    index.apply(partial(vec![(QueueDir::Claimed, DirOutcome::Unchanged)]));
+    assert_eq!(state(&index, 3), TaskState::Running, "partial rounds never make a task LOST?");
+    index.apply(round("a", vec![changed(QueueDir::Done, vec![spec(3), result(3)], vec![])]));
+    assert_eq!(state(&index, 3), TaskState::Done);
+    assert_eq!(index.node(0).unwrap().rounds, 2);
+}

@@ -84,16 +84,46 @@ impl NodeScanner {
         force: bool,
         between: &mut dyn FnMut(QueueDir),
     ) -> Round {
-        let mut outcomes = Vec::with_capacity(ROUND_ORDER.len());
-        for (i, &dir) in ROUND_ORDER.iter().enumerate() {
+        let outcomes = self.list(&ROUND_ORDER, source, force, between);
+        self.rounds += 1;
+        Round { node: self.node.clone(), dirs: outcomes }
+    }
+
+    /// The first part of a round: the small directories of live work
+    /// (`inbox/`, `claimed/`, `inbox/`), so running and pending tasks reach
+    /// the screen before a large `done/` is listed. Send it as
+    /// `Event::PartialRound`; [`finish_round`](Self::finish_round) completes it.
+    pub fn start_round(&mut self, source: &dyn ListingSource, force: bool) -> Round {
+        let live = &ROUND_ORDER[..ROUND_ORDER.len() - 1];
+        let outcomes = self.list(live, source, force, &mut |_| {});
+        Round { node: self.node.clone(), dirs: outcomes }
+    }
+
+    /// The rest of a round started with [`start_round`](Self::start_round):
+    /// `done/`. Send it as `Event::Round`.
+    pub fn finish_round(&mut self, source: &dyn ListingSource, force: bool) -> Round {
+        let done = &ROUND_ORDER[ROUND_ORDER.len() - 1..];
+        let outcomes = self.list(done, source, force, &mut |_| {});
+        self.rounds += 1;
+        Round { node: self.node.clone(), dirs: outcomes }
+    }
+
+    fn list(
+        &mut self,
+        order: &[QueueDir],
+        source: &dyn ListingSource,
+        force: bool,
+        between: &mut dyn FnMut(QueueDir),
+    ) -> Vec<(QueueDir, DirOutcome)> {
+        let mut outcomes = Vec::with_capacity(order.len());
+        for (i, &dir) in order.iter().enumerate() {
             between(dir);
             // A repeated listing in the same round may use the stamp even
             // in a forced round: the first listing just refreshed it.
-            let repeated = ROUND_ORDER[..i].contains(&dir);
+            let repeated = order[..i].contains(&dir);
             outcomes.push((dir, list_one(source, &mut self.dirs[slot(dir)], force && !repeated)));
         }
-        self.rounds += 1;
-        Round { node: self.node.clone(), dirs: outcomes }
+        outcomes
     }
 }
 
