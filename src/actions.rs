@@ -14,8 +14,9 @@ use crate::ui::messages::{Action, LeaseForm};
 pub struct ActionContext {
     pub roots: Roots,
     pub stale_after_s: i64,
-    /// The binary the lease keeper script starts runners with.
-    pub leaseq_bin: Option<PathBuf>,
+    /// The runner binary a lease's keeper script starts on each node
+    /// (`LEASEQ_RUNNER`): this build has no runner of its own yet.
+    pub runner: Option<PathBuf>,
 }
 
 /// Performs an action; `Ok` carries what happened, `Err` why not.
@@ -48,8 +49,11 @@ pub fn perform(action: &Action, context: &ActionContext) -> Result<String, Strin
         }
         Action::CreateLease(form) => {
             let request = lease_request(form)?;
-            let bin = context.leaseq_bin.clone().ok_or("cannot tell where the leaseq binary is")?;
-            let id = slurm::create_lease(&request, &context.roots, &bin).map_err(|e| e.to_string())?;
+            let runner = context.runner.clone().ok_or(
+                "a lease starts a leaseq runner on each node and this build has none (`leaseq run`); \
+                 set LEASEQ_RUNNER to the runner binary (the existing leaseq tool) and try again",
+            )?;
+            let id = slurm::create_lease(&request, &context.roots, &runner).map_err(|e| e.to_string())?;
             Ok(format!("submitted Slurm lease {id}"))
         }
         Action::ReleaseLease { id } => {
@@ -102,5 +106,42 @@ pub fn form_preview(form: &LeaseForm) -> Vec<String> {
     match lease_request(form) {
         Ok(request) => vec![request.preview(std::path::Path::new("<archive>/keepers/keeper-<time>.sh"))],
         Err(problem) => vec![format!("(not ready: {problem})")],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::paths::Env;
+
+    fn context(home: &std::path::Path) -> ActionContext {
+        let env = Env { leaseq_home: Some(home.into()), hostname: "h".into(), ..Env::default() };
+        ActionContext { roots: Roots::resolve(&env), stale_after_s: 60, runner: None }
+    }
+
+    #[test]
+    fn creating_a_lease_without_a_runner_fails_visibly() {
+        let tmp = tempfile::tempdir().unwrap();
+        let form = LeaseForm { nodes: "1".into(), time: "5".into(), ..LeaseForm::default() };
+        let error = perform(&Action::CreateLease(form), &context(tmp.path())).unwrap_err();
+        assert!(error.contains("LEASEQ_RUNNER"), "{error}");
+        let bad = LeaseForm { nodes: "many".into(), ..LeaseForm::default() };
+        assert!(perform(&Action::CreateLease(bad), &context(tmp.path())).unwrap_err().contains("nodes"));
+    }
+
+    #[test]
+    fn set_default_lease_updates_the_registry() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ctx = context(tmp.path());
+        let message = perform(&Action::SetDefaultLease { id: "42".into() }, &ctx).unwrap();
+        assert!(message.contains("42"));
+        let registry = read_registry(&ctx.roots.registry_path()).unwrap();
+        assert_eq!(registry.default_lease.as_deref(), Some("42"));
+    }
+
+    #[test]
+    fn releasing_a_local_lease_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(perform(&Action::ReleaseLease { id: "local:h".into() }, &context(tmp.path())).is_err());
     }
 }

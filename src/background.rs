@@ -134,7 +134,7 @@ async fn dispatch(ex: Arc<Executor<'static>>, worker: Arc<Worker>, incoming: Rec
                     let context = ActionContext {
                         roots: w.roots.clone(),
                         stale_after_s: w.config.hb_stale_s as i64,
-                        leaseq_bin: std::env::current_exe().ok(),
+                        runner: std::env::var_os("LEASEQ_RUNNER").map(std::path::PathBuf::from),
                     };
                     let refresh = action.changes_leases();
                     let outcome = smol::unblock(move || actions::perform(&action, &context)).await;
