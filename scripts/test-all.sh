@@ -47,4 +47,9 @@ else
 fi
 
 step "tests"
-cargo test --quiet 2>&1 | tee /tmp/leaseq-test.log
+log=$(mktemp)
+cargo test --quiet 2>&1 | tee "$log"
+
+# One closing line with the totals of every test binary above.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
+     END { printf "%d passed, %d failed\n", p, f; exit (f > 0) }' "$log"

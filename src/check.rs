@@ -211,9 +211,14 @@ pub enum Op {
     /// A scanning round of one node through a real [`NodeScanner`];
     /// `between[i]` are the moves made just before the `i`-th listing of
     /// the round (in [`ROUND_ORDER`]; one entry per listing when decoded).
+    /// With `split`, the round runs as the engine runs it: `start_round`
+    /// (sent as `Event::PartialRound`), then `finish_round` (`Event::Round`);
+    /// the moves before the last listing happen between the two, the
+    /// others before the round.
     Round {
         node: u8,
         force: bool,
+        split: bool,
         between: Vec<Vec<Move>>,
     },
     /// `Tick(now)`, then the heartbeat directory is read.
@@ -259,7 +264,8 @@ impl Op {
             10 => Op::Advance { seconds: input.byte() },
             11 | 16 => {
                 let node = input.byte();
-                let force = input.byte() & 1 != 0;
+                let flags = input.byte();
+                let (force, split) = (flags & 1 != 0, flags & 2 != 0);
                 let mut between: Vec<Vec<Move>> = vec![Vec::new(); ROUND_ORDER.len()];
                 for moves in &mut between {
                     let count = input.byte() % 4;
@@ -268,7 +274,7 @@ impl Op {
                         moves.push(Move::decode(kind, input));
                     }
                 }
-                Op::Round { node, force, between }
+                Op::Round { node, force, split, between }
             }
             12 => Op::Heartbeats,
             13 => Op::Hydrate { limit: input.byte() },
@@ -284,8 +290,8 @@ impl Op {
         match self {
             Op::Move(m) => m.encode(out),
             Op::Advance { seconds } => out.extend([10, *seconds]),
-            Op::Round { node, force, between } => {
-                out.extend([11, *node, u8::from(*force)]);
+            Op::Round { node, force, split, between } => {
+                out.extend([11, *node, u8::from(*force) | u8::from(*split) << 1]);
                 assert!(between.len() <= ROUND_ORDER.len(), "one move list per listing at most");
                 for at in 0..ROUND_ORDER.len() {
                     let moves = between.get(at).map_or(&[][..], Vec::as_slice);
@@ -409,7 +415,10 @@ impl NfsCheck {
         match op {
             Op::Move(m) => apply_move(&self.model, m),
             Op::Advance { seconds } => self.model.advance(i64::from(*seconds)),
-            Op::Round { node, force, between } => self.round(self.node(*node), *force, between),
+            Op::Round { node, force, split: false, between } => self.round(self.node(*node), *force, between),
+            Op::Round { node, force, split: true, between } => {
+                self.split_round(self.node(*node), *force, between)
+            }
             Op::Heartbeats => self.heartbeats(),
             Op::Hydrate { limit } => self.hydrate(if *limit == 0 { usize::MAX } else { usize::from(*limit) }),
             Op::Perturb { a, b, c, seed } => {
@@ -443,6 +452,26 @@ impl NfsCheck {
         });
         self.note_seen(&round);
         self.index.apply(Event::Round(round));
+        self.check_invariants();
+    }
+
+    /// A round in two events, as the engine sends it.
+    fn split_round(&mut self, node: usize, force: bool, between: &[Vec<Move>]) {
+        self.model.begin_round(node);
+        let last = ROUND_ORDER.len() - 1;
+        for m in between.iter().take(last).flatten() {
+            apply_move(&self.model, m);
+        }
+        let live = self.scanners[node].start_round(&self.model, force);
+        self.note_seen(&live);
+        self.index.apply(Event::PartialRound(live));
+        self.check_invariants();
+        for m in between.get(last).into_iter().flatten() {
+            apply_move(&self.model, m);
+        }
+        let done = self.scanners[node].finish_round(&self.model, force);
+        self.note_seen(&done);
+        self.index.apply(Event::Round(done));
         self.check_invariants();
     }
 
@@ -888,16 +917,24 @@ mod tests {
     fn round_with_moves_at(at: usize, moves: Vec<Move>) -> Op {
         let mut between = vec![Vec::new(); ROUND_ORDER.len()];
         between[at] = moves;
-        Op::Round { node: 0, force: false, between }
+        Op::Round { node: 0, force: false, split: false, between }
+    }
+
+    /// A split round (as the engine runs it) with `moves` between its
+    /// live part and its `done/` part.
+    fn split(moves: Vec<Move>) -> Op {
+        let mut between = vec![Vec::new(); ROUND_ORDER.len()];
+        between[ROUND_ORDER.len() - 1] = moves;
+        Op::Round { node: 0, force: false, split: true, between }
     }
 
     /// As decoding gives it: one move list per listing.
     fn normalized(op: &Op) -> Op {
         match op {
-            Op::Round { node, force, between } => {
+            Op::Round { node, force, split, between } => {
                 let mut between = between.clone();
                 between.resize(ROUND_ORDER.len(), Vec::new());
-                Op::Round { node: *node, force: *force, between }
+                Op::Round { node: *node, force: *force, split: *split, between }
             }
             other => other.clone(),
         }
@@ -972,9 +1009,9 @@ mod tests {
             Op::Perturb { a: 0, b: 0, c: 0, seed: 0 },
             round(),
             Op::Pin { node: 0, dir: 2, back: Some(2) },
-            Op::Round { node: 0, force: true, between: Default::default() },
+            Op::Round { node: 0, force: true, split: false, between: Default::default() },
             Op::Hydrate { limit: 0 },
-            Op::Round { node: 0, force: true, between: Default::default() },
+            Op::Round { node: 0, force: true, split: false, between: Default::default() },
         ];
         let crash_goes_stuck = vec![
             mv(Submit { node: 0 }),
@@ -1009,6 +1046,7 @@ mod tests {
                 ops.push(Op::Round {
                     node,
                     force: step % 2 == 0,
+                    split: step % 3 == 2,
                     between: vec![
                         vec![Submit { node }],
                         vec![WriteResult { node, pick: step, exit_code: i32::from(step % 2) }],
@@ -1022,7 +1060,7 @@ mod tests {
         };
         let no_runner = vec![
             mv(Submit { node: 1 }),
-            Op::Round { node: 1, force: false, between: Default::default() },
+            Op::Round { node: 1, force: false, split: true, between: Default::default() },
             Op::Heartbeats,
         ];
         let lagging_churn = {
@@ -1033,6 +1071,7 @@ mod tests {
                 ops.push(Op::Round {
                     node: i % 2,
                     force: i % 3 == 0,
+                    split: i % 2 == 1,
                     between: vec![
                         vec![WriteResult { node: i % 2, pick: 0, exit_code: 0 }],
                         vec![ArchiveSpec { node: i % 2, pick: 0 }],
@@ -1065,6 +1104,7 @@ mod tests {
                 ops.push(Op::Round {
                     node: 0,
                     force: false,
+                    split: i % 2 == 0,
                     between: vec![
                         vec![Skip { node: 0, pick: 0 }],
                         vec![DeleteClaimed { node: 0, pick: 0 }, Stray { node: 0, dir: i, pick: i }],
@@ -1077,7 +1117,20 @@ mod tests {
             }
             ops
         };
+        // The engine's split rounds, with a move between the two parts.
+        let split_rounds = vec![
+            mv(Submit { node: 0 }),
+            mv(Submit { node: 0 }),
+            mv(Claim { node: 0, pick: 0 }),
+            split(vec![Claim { node: 0, pick: 0 }]),
+            mv(WriteResult { node: 0, pick: 0, exit_code: 1 }),
+            split(vec![ArchiveSpec { node: 0, pick: 0 }]),
+            split(vec![WriteResult { node: 0, pick: 0, exit_code: 0 }]),
+            Op::Hydrate { limit: 0 },
+            split(vec![]),
+        ];
         vec![
+            ("split_rounds", ONE, split_rounds),
             ("restart_after_stale", ONE, restart_after_stale),
             ("lagging_stamps_and_failures", LAGGING, lagging_stamps_and_failures),
             ("zombie_recovery_mid_round", ONE, zombie),
@@ -1191,6 +1244,22 @@ mod tests {
         assert_eq!(states[14], Some(TaskState::Finished));
         assert_eq!(states[15], Some(TaskState::Finished));
         check.settle_and_compare();
+    }
+
+    #[test]
+    fn split_rounds_show_moves_between_their_parts() {
+        let ops = scenario("split_rounds");
+        let (mut check, states) = run(ONE, &ops);
+        let second = check.model().stems()[1].clone();
+        // The first task: claimed before, result after the first round.
+        assert_eq!(states[3], Some(TaskState::Running));
+        assert_eq!(states[5], Some(TaskState::Done), "archived between the parts: done/ shows it");
+        assert_eq!(states[7], Some(TaskState::Failed));
+        // The second: claimed between the parts, so still pending in that
+        // round; finished between the parts of the third.
+        assert_eq!(check.model().truth_state(&second), TaskState::Finished);
+        check.settle_and_compare();
+        assert_eq!(check.state_of(&second), Some(TaskState::Finished));
     }
 
     #[test]
