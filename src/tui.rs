@@ -51,9 +51,18 @@ pub struct TuiOptions {
 /// Typing must pause this long before a search starts on its own.
 const SEARCH_DEBOUNCE: Duration = Duration::from_millis(200);
 
+/// Set by the panic hook: a panic on any thread (the hook has already
+/// restored the terminal) ends the pump at its next wake.
+static PANICKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 pub fn run(options: TuiOptions) -> Result<(), String> {
     let signals = signal_channel()?;
     let mut terminal = ratatui::try_init().map_err(|e| format!("cannot open the terminal: {e}"))?;
+    let restore_and_report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICKED.store(true, Ordering::SeqCst);
+        restore_and_report(info);
+    }));
     let result = smol::block_on(pump(&mut terminal, options, signals));
     ratatui::restore();
     result
@@ -150,6 +159,11 @@ async fn pump(
         let wake =
             next_wake(&mut events, &replies, &signals, slot, seen_revision, next_tick, search_deadline).await;
         watchdog.busy();
+        if PANICKED.load(Ordering::SeqCst) {
+            return Err(
+                "a background thread panicked (its message is above); the terminal was restored".into()
+            );
+        }
         match wake {
             Wake::Input(Some(Ok(TermEvent::Key(key)))) if key.kind != KeyEventKind::Release => {
                 key_at = Some(Instant::now());
