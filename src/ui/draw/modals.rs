@@ -177,11 +177,11 @@ fn details_lines<'a>(
             }
         }
     }
-    lines.push(Line::from(""));
-    lines.push(Line::from(Span::styled(
+    push_hint(
+        &mut lines,
         "F stdout · E stderr · A both · L paged logs · c copy command · v env · Esc close",
-        theme.dim(),
-    )));
+        theme,
+    );
     lines
 }
 
@@ -221,11 +221,11 @@ fn form_lines<'a>(form: &LeaseForm, field: usize, error: Option<&str>, theme: &T
     if let Some(error) = error {
         lines.push(Line::from(Span::styled(clean_line(error), theme.error())));
     }
-    lines.push(Line::from(""));
-    lines.push(Line::from(Span::styled(
+    push_hint(
+        &mut lines,
         "Tab/↑↓ field · Enter on the last field adds an arg · F2 or Ctrl+Enter submit · Esc cancel",
-        theme.dim(),
-    )));
+        theme,
+    );
     lines
 }
 
@@ -294,4 +294,10 @@ fn activity(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .map(|t| super::nodes::transition_line(app, t, feed.width as usize, true, theme))
         .collect();
     frame.render_widget(Paragraph::new(lines), feed);
+}
+
+/// A blank line and the modal's key hints.
+fn push_hint(lines: &mut Vec<Line>, hint: &'static str, theme: &Theme) {
+    lines.push(Line::from(""));
+    lines.push(Line::from(Span::styled(hint, theme.dim())));
 }
