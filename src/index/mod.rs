@@ -52,6 +52,9 @@ pub struct Index {
     counts: [u64; TaskState::COUNT],
     feed: Feed,
     lease_error: Option<Arc<str>>,
+    /// `hb/` has been read: a node without a heartbeat file from then on
+    /// has none (not "not yet read").
+    heartbeats_read: bool,
     /// Interned working directories: thousands of tasks share a few.
     cwds: NameMap<Arc<str>, Arc<str>>,
 }
@@ -90,6 +93,7 @@ impl Index {
             counts: [0; TaskState::COUNT],
             feed: Feed::default(),
             lease_error: None,
+            heartbeats_read: false,
             cwds: NameMap::default(),
         }
     }
@@ -325,6 +329,7 @@ impl Index {
             }
             return;
         }
+        self.heartbeats_read = true;
         let mut seen = vec![false; self.nodes.len()];
         for (name, outcome) in round.beats {
             let id = self.intern_node(&name) as usize;
@@ -505,6 +510,9 @@ impl Index {
         let id = self.nodes.len() as NodeId;
         let name: Arc<str> = Arc::from(name);
         let mut node = Node::new(name.clone());
+        if self.heartbeats_read {
+            node.heartbeat = HeartbeatSeen::Missing;
+        }
         node.health = node.judge(self.now, self.stale_after_s);
         self.nodes.push_back(node);
         self.node_by_name.insert(name, id);

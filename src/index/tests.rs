@@ -264,3 +264,10 @@ fn a_partial_round_shows_live_work_but_does_not_count_as_a_round() {
     assert_eq!(state(&index, 3), TaskState::Done);
     assert_eq!(index.node(0).unwrap().rounds, 2);
 }
+
+#[test]
+fn a_node_first_listed_after_a_heartbeat_read_without_it_has_no_heartbeat() {
+    let mut index = small_index();
+    index.apply(round("b", vec![changed(QueueDir::Claimed, vec![spec(9)], vec![])]));
+    assert_eq!(state(&index, 9), TaskState::Stuck, "no heartbeat file for b: its claimed task is STUCK");
+}

@@ -19,12 +19,14 @@ use crate::paths::{QueueDir, RunDir};
 /// first `inbox/` or by `claimed/`; zombie recovery (claimed -> inbox) by
 /// `claimed/` or the second `inbox/`; a finish or skip (claimed -> done)
 /// and a cancel (inbox -> done) by their source or by `done/`, which comes
-/// last. The second `inbox/` listing is usually skipped by its unchanged
-/// stamp. A task can still hide for a round if it moves twice during one
-/// round; the index waits a second round before calling it LOST? (see
-/// `index::LOST_AFTER_ROUNDS`). Listing `done/` first, as one might think
-/// of "downstream first", would hide every task that finished between the
-/// `done/` and `claimed/` listings: the commonest move of all.
+/// last. The second `inbox/` listing only adds (see `list_one`): a claim
+/// after `claimed/` was listed keeps the task in `inbox/` until the next
+/// round. It is usually skipped by its unchanged stamp. A task can still
+/// hide for a round if it moves twice during one round; the index waits a
+/// second round before calling it LOST? (see `index::LOST_AFTER_ROUNDS`).
+/// Listing `done/` first, as one might think of "downstream first", would
+/// hide every task that finished between the `done/` and `claimed/`
+/// listings: the commonest move of all.
 pub const ROUND_ORDER: [QueueDir; 4] = [QueueDir::Inbox, QueueDir::Claimed, QueueDir::Inbox, QueueDir::Done];
 
 #[derive(Debug, Default)]
@@ -121,13 +123,18 @@ impl NodeScanner {
             // A repeated listing in the same round may use the stamp even
             // in a forced round: the first listing just refreshed it.
             let repeated = order[..i].contains(&dir);
-            outcomes.push((dir, list_one(source, &mut self.dirs[slot(dir)], force && !repeated)));
+            outcomes.push((dir, list_one(source, &mut self.dirs[slot(dir)], force && !repeated, repeated)));
         }
         outcomes
     }
 }
 
-fn list_one(source: &dyn ListingSource, state: &mut DirState, force: bool) -> DirOutcome {
+/// Lists one directory against its last listing. A `repeat` listing (the
+/// second `inbox/` of a round) reports additions only: a task that left
+/// between the two listings was claimed after `claimed/` was listed, and
+/// reporting its removal now would leave it seen nowhere this round. Its
+/// removal is reported by the next round's first listing instead.
+fn list_one(source: &dyn ListingSource, state: &mut DirState, force: bool, repeat: bool) -> DirOutcome {
     let stamp = match source.stamp(&state.path) {
         Ok(stamp) => Some(stamp),
         Err(ListError::NotFound) if !state.listed_once => return DirOutcome::Unchanged,
@@ -142,10 +149,21 @@ fn list_one(source: &dyn ListingSource, state: &mut DirState, force: bool) -> Di
             names.retain(|n| !n.starts_with('.'));
             names.sort_unstable();
             names.dedup();
-            let (added, removed) = diff_sorted(&state.names, &names);
-            state.names = names;
-            // A racy stamp cannot vouch for this listing later.
-            state.stamp = stamp.filter(|s| !s.racy);
+            let (added, mut removed) = diff_sorted(&state.names, &names);
+            if repeat && !removed.is_empty() {
+                // Keep what left in the state (and no stamp, which would
+                // vouch for contents the state no longer matches).
+                removed.clear();
+                let mut union = std::mem::take(&mut state.names);
+                union.extend(added.iter().cloned());
+                union.sort_unstable();
+                state.names = union;
+                state.stamp = None;
+            } else {
+                state.names = names;
+                // A racy stamp cannot vouch for this listing later.
+                state.stamp = stamp.filter(|s| !s.racy);
+            }
             state.listed_once = true;
             if added.is_empty() && removed.is_empty() {
                 DirOutcome::Unchanged
@@ -195,6 +213,31 @@ mod tests {
             round.dirs[0].1,
             DirOutcome::Changed { added: vec!["3.json".into()], removed: vec!["1.json".into()] }
         );
+    }
+
+    #[test]
+    fn the_second_inbox_listing_only_adds() {
+        use std::cell::Cell;
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir(tmp.path().to_path_buf());
+        let inbox = run.queue(QueueDir::Inbox, "a");
+        touch(&inbox.join("1.json"));
+        let mut scanner = NodeScanner::new(&run, "a");
+        scanner.round(&FsSource, true);
+        // Claimed right after claimed/ is listed: gone from the second inbox/.
+        let listings = Cell::new(0);
+        let round = scanner.round_with(&FsSource, true, &mut |dir| {
+            if dir == QueueDir::Inbox {
+                listings.set(listings.get() + 1);
+                if listings.get() == 2 {
+                    std::fs::remove_file(inbox.join("1.json")).unwrap();
+                    touch(&inbox.join("2.json"));
+                }
+            }
+        });
+        assert_eq!(round.dirs[2].1, DirOutcome::Changed { added: vec!["2.json".into()], removed: vec![] });
+        let next = scanner.round(&FsSource, false);
+        assert_eq!(next.dirs[0].1, DirOutcome::Changed { added: vec![], removed: vec!["1.json".into()] });
     }
 
     #[test]
