@@ -88,7 +88,10 @@ fn command(home: &Path, stall_log: &Path, extra: &str) -> String {
 }
 
 fn assert_restored(session: &Session, exit: &str) {
-    let screen = session.wait_for("the shell after the dashboard", |s| s.contains("EXIT="));
+    // The shell prints the exit status, then the terminal mode (stty).
+    let screen = session.wait_for("the shell after the dashboard", |s| {
+        s.contains("EXIT=") && s.lines().any(|l| l.trim().ends_with("icanon"))
+    });
     assert!(screen.contains(exit), "{screen}");
     assert!(screen.contains("BEFORE-TUI"), "the alternate screen was left: {screen}");
     let mode = screen.lines().find(|l| l.trim().ends_with("icanon")).unwrap_or_default().trim().to_string();
