@@ -56,7 +56,9 @@ pub fn build(source: &dyn ListingSource, run: &RunDir, ui: &UiConfig, now: i64, 
 /// Lists nodes on one thread per core and hands each round to `apply` as
 /// soon as it is listed, so folding overlaps listing.
 fn scan_all(source: &dyn ListingSource, scanners: &mut [NodeScanner], mut apply: impl FnMut(Round)) {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(scanners.len().max(1));
+    // One core stays with the fold (this thread), which is the serial part.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let threads = cores.saturating_sub(1).max(1).min(scanners.len().max(1));
     let chunk = scanners.len().div_ceil(threads).max(1);
     let (tx, rx) = std::sync::mpsc::sync_channel::<Round>(threads);
     std::thread::scope(|scope| {
