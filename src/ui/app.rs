@@ -307,14 +307,13 @@ impl App {
             Reply::Matches { generation, ids, scanned, done } => {
                 if let Some(search) = &mut self.search {
                     if search.generation == generation {
-                        let mut all = (*search.matches).clone();
-                        all.extend(ids);
-                        search.matches = Arc::new(all);
+                        // Release the list's share first, so appending a
+                        // chunk never copies the matches streamed so far.
+                        self.tasks.source = super::task_list::Source::View;
+                        Arc::make_mut(&mut search.matches).extend(ids);
                         search.scanned = scanned;
                         search.done = done;
-                        let selected = self.tasks.selected;
                         self.tasks.source = super::task_list::Source::Matches(search.matches.clone());
-                        self.tasks.selected = selected;
                     }
                 }
             }

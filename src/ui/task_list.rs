@@ -70,7 +70,7 @@ impl TaskList {
         match &self.source {
             Source::View => index.page(&self.view, anchor, forward, inclusive, limit),
             Source::Matches(ids) => {
-                let at = anchor.and_then(|a| ids.iter().position(|&id| id == a));
+                let at = anchor.and_then(|a| self.index_in(ids, a));
                 match (at, forward) {
                     (None, true) => ids.iter().take(limit).copied().collect(),
                     (None, false) => ids.iter().rev().take(limit).copied().collect(),
@@ -87,6 +87,15 @@ impl TaskList {
         }
     }
 
+    /// Where `id` sits in a match list: O(1) at or next to the tracked
+    /// position (every move keeps it), a scan only when it is off.
+    fn index_in(&self, ids: &[TaskId], id: TaskId) -> Option<usize> {
+        let at = self.position as usize;
+        (at.saturating_sub(1)..(at + 2).min(ids.len()))
+            .find(|&i| ids[i] == id)
+            .or_else(|| ids.iter().position(|&x| x == id))
+    }
+
     /// The rows for a pane `height` rows high, cursor kept on its task.
     pub fn window(&mut self, index: &Index, height: usize) -> Window {
         let total = self.total(index);
@@ -94,7 +103,7 @@ impl TaskList {
             return Window { ids: vec![], cursor: None, total, first_position: 0 };
         }
         if let Source::Matches(ids) = &self.source {
-            if let Some(i) = self.selected.and_then(|s| ids.iter().position(|&id| id == s)) {
+            if let Some(i) = self.selected.and_then(|s| self.index_in(ids, s)) {
                 self.position = i as u64;
             }
         }
