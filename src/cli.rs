@@ -6,9 +6,6 @@ use serde::Serialize;
 use crate::index::{Index, NodeHealth, Order, StateSet, TaskState, ViewSpec};
 use crate::sanitize::clean_line;
 
-/// The states a person cares about in a summary, in display order.
-const SUMMARY_STATES: [TaskState; 9] = TaskState::ALL;
-
 pub fn status_text(index: &Index, lease: &str, run_dir: &std::path::Path) -> String {
     let mut out = String::new();
     out.push_str(&format!("lease {}  ({})\n", clean_line(lease), clean_line(&run_dir.display().to_string())));
@@ -16,7 +13,7 @@ pub fn status_text(index: &Index, lease: &str, run_dir: &std::path::Path) -> Str
         out.push_str(&format!("scan error: {}\n", clean_line(error)));
     }
     out.push_str(&format!("tasks {}", index.task_count()));
-    for state in SUMMARY_STATES {
+    for state in TaskState::ALL {
         let n = index.count(state);
         if n > 0 {
             out.push_str(&format!("  {} {}", state.label(), n));

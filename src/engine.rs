@@ -114,7 +114,6 @@ pub struct Engine {
     slot: SnapshotSlot,
     control: Sender<Control>,
     stop: Sender<()>,
-    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Engine {
@@ -147,11 +146,12 @@ impl Engine {
                     }
                     // Runs until the stop channel closes (the Engine dropped).
                     let _ = smol::block_on(ex.run(stop_rx.recv()));
-                    shared.stopped.store(true, Ordering::SeqCst);
                 })
                 .expect("spawn io thread")
         };
-        Engine { slot, control: control_tx, stop: stop_tx, threads: vec![fold, io] }
+        // Both threads are detached: they end when the channels close.
+        drop((fold, io));
+        Engine { slot, control: control_tx, stop: stop_tx }
     }
 
     pub fn snapshots(&self) -> SnapshotSlot {
@@ -168,11 +168,8 @@ impl Drop for Engine {
     fn drop(&mut self) {
         self.stop.close();
         self.control.close();
-        // The threads end promptly (a blocking listing in flight finishes on
-        // smol's pool, not here); do not wait for a hung NFS read.
-        for thread in self.threads.drain(..) {
-            drop(thread);
-        }
+        // The threads end on their own once the channels close; nothing
+        // waits for them (a hung NFS read must not hang the caller).
     }
 }
 
@@ -184,7 +181,6 @@ struct Shared {
     slot: SnapshotSlot,
     listings: Semaphore,
     paused: AtomicBool,
-    stopped: AtomicBool,
     refresh: event_listener::Event,
     planner: Mutex<ReadPlanner>,
     hinted: event_listener::Event,
@@ -202,7 +198,6 @@ impl Shared {
             slot,
             listings: Semaphore::new(config.max_listings.max(1)),
             paused: AtomicBool::new(false),
-            stopped: AtomicBool::new(false),
             refresh: event_listener::Event::new(),
             planner: Mutex::new(ReadPlanner::default()),
             hinted: event_listener::Event::new(),
@@ -438,9 +433,6 @@ async fn hydrate_loop(shared: Arc<Shared>) {
                     return;
                 }
             }
-        }
-        if shared.stopped.load(Ordering::Relaxed) {
-            return;
         }
     }
 }

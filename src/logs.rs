@@ -60,12 +60,6 @@ const NUL_HOLE: usize = 4096;
 /// reusing the same log path).
 const FINGERPRINT: usize = 16;
 
-/// The number of lines a follow window keeps: the configured
-/// `ui.log_tail_lines`, but at least a screenful.
-pub fn window_lines(configured: usize, screen_rows: usize) -> usize {
-    configured.max(screen_rows).max(1)
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stream {
     Out,

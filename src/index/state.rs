@@ -77,11 +77,6 @@ impl TaskState {
                 | TaskState::Skipped
         )
     }
-
-    /// Work that is not history: never hidden by a display cap.
-    pub fn is_live(self) -> bool {
-        matches!(self, TaskState::Running | TaskState::Stuck | TaskState::Lost | TaskState::Pending)
-    }
 }
 
 impl std::fmt::Display for TaskState {
