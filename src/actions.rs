@@ -2,8 +2,6 @@
 //! resume, recover, create and release leases, set the default lease).
 //! Blocking: runs in the background and reports a message or a reason.
 
-use std::path::PathBuf;
-
 use crate::control;
 use crate::paths::{read_registry, write_registry, Roots};
 use crate::slurm::{self, LeaseRequest};
@@ -14,21 +12,17 @@ use crate::ui::messages::{Action, LeaseForm};
 pub struct ActionContext {
     pub roots: Roots,
     pub stale_after_s: i64,
-    /// The runner binary a lease's keeper script starts on each node
-    /// (`LEASEQ_RUNNER`): this build has no runner of its own yet.
-    pub runner: Option<PathBuf>,
 }
 
 /// Performs an action; `Ok` carries what happened, `Err` why not.
 pub fn perform(action: &Action, context: &ActionContext) -> Result<String, String> {
     match action {
-        Action::CancelTask { run, task_id, node } => {
-            let path = control::request_cancel(run, node, task_id)?;
-            Ok(format!(
-                "cancel request written ({}); runners that honour cancel requests stop it on their next loop",
-                path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-            ))
-        }
+        Action::CancelTask { run, name, task_id, node } => match control::cancel(run, node, name, task_id)? {
+            control::CancelOutcome::CancelledPending => Ok(format!("{task_id} cancelled (it was pending)")),
+            control::CancelOutcome::Requested(_) => Ok(format!(
+                "cancel of {task_id} sent to {node}'s runner (SIGTERM, then SIGKILL after its grace period)"
+            )),
+        },
         Action::RetryTask { run, name, node } => {
             let path = control::retry(run, node, name)?;
             let stem = path.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -49,10 +43,7 @@ pub fn perform(action: &Action, context: &ActionContext) -> Result<String, Strin
         }
         Action::CreateLease(form) => {
             let request = lease_request(form)?;
-            let runner = context.runner.clone().ok_or(
-                "a lease starts a leaseq runner on each node and this build has none (`leaseq run`); \
-                 set LEASEQ_RUNNER to the runner binary (the existing leaseq tool) and try again",
-            )?;
+            let runner = slurm::runner_binary()?;
             let id = slurm::create_lease(&request, &context.roots, &runner).map_err(|e| e.to_string())?;
             Ok(format!("submitted Slurm lease {id}"))
         }
@@ -116,15 +107,12 @@ mod tests {
 
     fn context(home: &std::path::Path) -> ActionContext {
         let env = Env { leaseq_home: Some(home.into()), hostname: "h".into(), ..Env::default() };
-        ActionContext { roots: Roots::resolve(&env), stale_after_s: 60, runner: None }
+        ActionContext { roots: Roots::resolve(&env), stale_after_s: 60 }
     }
 
     #[test]
-    fn creating_a_lease_without_a_runner_fails_visibly() {
+    fn a_malformed_lease_form_is_refused_with_the_field() {
         let tmp = tempfile::tempdir().unwrap();
-        let form = LeaseForm { nodes: "1".into(), time: "5".into(), ..LeaseForm::default() };
-        let error = perform(&Action::CreateLease(form), &context(tmp.path())).unwrap_err();
-        assert!(error.contains("LEASEQ_RUNNER"), "{error}");
         let bad = LeaseForm { nodes: "many".into(), ..LeaseForm::default() };
         assert!(perform(&Action::CreateLease(bad), &context(tmp.path())).unwrap_err().contains("nodes"));
     }

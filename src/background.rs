@@ -6,6 +6,7 @@
 //! the lease list with its Slurm states. Superseded work (an older follow
 //! or search) stops cooperatively through generation counters.
 
+use crate::task_logs::{LogLocation, LogStream};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -101,15 +102,26 @@ async fn dispatch(ex: Arc<Executor<'static>>, worker: Arc<Worker>, incoming: Rec
                     LogStreams::Stderr => FollowMode::Single(Stream::Err),
                     LogStreams::Merged => FollowMode::Merged,
                 };
-                let request = FollowRequest::new(generation, LogPaths { stdout, stderr }, mode, max_lines);
-                ex.spawn(follow(w, request)).detach();
+                ex.spawn(async move {
+                    // Which file a running task writes is a stat away: not on the pump.
+                    let paths = smol::unblock(move || LogPaths {
+                        stdout: stdout.resolve(),
+                        stderr: stderr.resolve(),
+                    })
+                    .await;
+                    let request = FollowRequest::new(generation, paths, mode, max_lines);
+                    follow(w, request).await;
+                })
+                .detach();
             }
             Request::StopLogs => {
                 w.follow_generation.fetch_add(1 << 32, Ordering::SeqCst);
             }
             Request::ReadPage { generation, path, anchor, lines } => {
                 ex.spawn(async move {
-                    let page = smol::unblock(move || logs::read_page(&path, anchor, lines, PAGE_BYTES)).await;
+                    let page =
+                        smol::unblock(move || logs::read_page(&path.resolve(), anchor, lines, PAGE_BYTES))
+                            .await;
                     w.reply(Reply::Page { generation, page }).await;
                 })
                 .detach();
@@ -131,11 +143,8 @@ async fn dispatch(ex: Arc<Executor<'static>>, worker: Arc<Worker>, incoming: Rec
             Request::Act(action) => {
                 ex.spawn(async move {
                     let what = action.describe();
-                    let context = ActionContext {
-                        roots: w.roots.clone(),
-                        stale_after_s: w.config.hb_stale_s as i64,
-                        runner: std::env::var_os("LEASEQ_RUNNER").map(std::path::PathBuf::from),
-                    };
+                    let context =
+                        ActionContext { roots: w.roots.clone(), stale_after_s: w.config.hb_stale_s as i64 };
                     let refresh = action.changes_leases();
                     let outcome = smol::unblock(move || actions::perform(&action, &context)).await;
                     w.reply(Reply::ActionDone { what, outcome }).await;
@@ -220,7 +229,7 @@ async fn lease_loop(worker: Arc<Worker>) {
     }
 }
 
-fn lease_row(info: &LeaseInfo, slurm: Option<&LeaseSlurmState>, slurm_error: Option<&str>) -> LeaseRow {
+pub fn lease_row(info: &LeaseInfo, slurm: Option<&LeaseSlurmState>, slurm_error: Option<&str>) -> LeaseRow {
     let (state, capacity, time_left, reason, name) = match (info.kind, slurm) {
         (LeaseKind::Local, _) => {
             let gpus = match &info.meta {
@@ -270,8 +279,8 @@ fn load_details(snapshot: &Index, id: TaskId, run: &RunDir) -> Result<TaskDetail
     let task = snapshot.task(id).ok_or("task not in the snapshot")?;
     let node = snapshot.node_name(task.node);
     let mut details = TaskDetails {
-        stdout_path: run.resolve(&task.stdout_path()),
-        stderr_path: run.resolve(&task.stderr_path()),
+        stdout_path: LogLocation::of_indexed(run, snapshot, task, LogStream::Stdout).resolve(),
+        stderr_path: LogLocation::of_indexed(run, snapshot, task, LogStream::Stderr).resolve(),
         ..TaskDetails::default()
     };
     match find_spec(run, node, &task.name) {
@@ -351,7 +360,8 @@ fn matches(index: &Index, id: TaskId, query: &SearchQuery) -> bool {
         SearchQuery::HasStderr(run) => {
             task.state == TaskState::Failed
                 || task.exit_code.is_some_and(|c| c != 0)
-                || std::fs::metadata(run.resolve(&task.stderr_path())).is_ok_and(|m| m.len() > 0)
+                || std::fs::metadata(LogLocation::of_indexed(run, index, task, LogStream::Stderr).resolve())
+                    .is_ok_and(|m| m.len() > 0)
         }
     }
 }

@@ -530,6 +530,7 @@ impl NfsCheck {
                     stderr: result.stderr.into(),
                     command: result.command.map(Into::into),
                     gpus_assigned: result.gpus_assigned.map(Into::into),
+                    error: result.error.map(Into::into),
                 };
                 let (node, name) = (node.as_str().into(), task.name.clone());
                 self.index.apply(Event::ResultRead { node, name, kind, outcome: Ok(summary) });

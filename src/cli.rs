@@ -157,6 +157,8 @@ struct TaskJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     command: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     problem: Option<&'a str>,
 }
 
@@ -187,6 +189,7 @@ pub fn write_tasks_json(
             started_at: nonzero(task.started_at),
             finished_at: nonzero(task.finished_at),
             command: task.command.as_deref(),
+            error: task.runner_error(),
             problem: task.problem(),
         };
         if i > 0 {

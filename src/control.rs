@@ -3,24 +3,112 @@
 //! dot-file + rename in the target directory), every timestamp an integer.
 //! Blocking I/O: run it off the UI thread.
 
-use crate::clock::{unix_micros, unix_now};
+use crate::clock::{unique_micros, unix_now};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::model::{parse_entry, spec_file_name, CancelRequest, EntryKind, Heartbeat, TaskName, TaskSpec};
+use crate::model::{
+    parse_entry, result_file_name, spec_file_name, CancelRequest, EntryKind, Heartbeat, ResultKind, TaskName,
+    TaskResult, TaskSpec,
+};
 use crate::paths::{new_uuid, write_atomic, QueueDir, RunDir};
+use crate::store::{read_record, MAX_RECORD_BYTES};
 
 fn io(what: &str, path: &std::path::Path, e: std::io::Error) -> String {
     format!("{what} {}: {e}", path.display())
 }
 
-/// Writes `control/<node>/cancel_<task_id>_<uuid>.json`.
-pub fn request_cancel(run: &RunDir, node: &str, task_id: &str) -> Result<PathBuf, String> {
-    let request = CancelRequest { task_id: task_id.to_string(), requested_at: unix_now() };
+/// Writes `control/<node>/cancel_<task_id>_<uuid>.json` for the task filed
+/// as `stem` (named in the request, so a task id shared by two tasks still
+/// cancels one).
+pub fn request_cancel(
+    run: &RunDir,
+    node: &str,
+    task_id: &str,
+    stem: Option<&str>,
+) -> Result<PathBuf, String> {
+    let request = CancelRequest {
+        task_id: task_id.to_string(),
+        requested_at: unix_now(),
+        task: stem.map(str::to_string),
+    };
     let path = run.control(node).join(format!("cancel_{task_id}_{}.json", new_uuid()));
     let bytes = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
+    write_atomic(&path, &bytes).map_err(|e| io("writing", &path, e))?;
+    Ok(path)
+}
+
+/// What a cancel did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The task was still pending: taken out of the inbox, with a
+    /// `.cancelled.json` result. Done, nothing else to wait for.
+    CancelledPending,
+    /// The task was not in the inbox (claimed, running): a request for its
+    /// node's runner was written.
+    Requested(PathBuf),
+}
+
+/// Cancels a task: a pending one at once (the same rename a runner's claim
+/// is, so exactly one of the two wins), anything else by a request to its
+/// node's runner.
+pub fn cancel(run: &RunDir, node: &str, stem: &str, task_id: &str) -> Result<CancelOutcome, String> {
+    if cancel_pending(run, node, stem, "cancelled while pending")? {
+        return Ok(CancelOutcome::CancelledPending);
+    }
+    request_cancel(run, node, task_id, Some(stem)).map(CancelOutcome::Requested)
+}
+
+/// Takes a pending task out of `inbox/<node>/` into `done/<node>/` and
+/// writes its `.cancelled.json` (exit code -1, no logs). `Ok(false)` when
+/// it was not in the inbox (claimed meanwhile, or never there).
+pub fn cancel_pending(run: &RunDir, node: &str, stem: &str, reason: &str) -> Result<bool, String> {
+    let from = run.queue(QueueDir::Inbox, node).join(spec_file_name(stem));
+    let done = run.queue(QueueDir::Done, node);
+    std::fs::create_dir_all(&done).map_err(|e| io("creating", &done, e))?;
+    let to = done.join(spec_file_name(stem));
+    match std::fs::rename(&from, &to) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io("moving", &from, e)),
+    }
+    let spec =
+        read_record(&to, MAX_RECORD_BYTES).ok().and_then(|b| serde_json::from_slice::<TaskSpec>(&b).ok());
+    let task_id = TaskName::parse(stem).map_or(stem, |n| n.task_id);
+    let now = unix_now();
+    let result = TaskResult {
+        task_id: task_id.to_string(),
+        idempotency_key: spec.as_ref().map(|s| s.idempotency_key.clone()).unwrap_or_default(),
+        node: node.to_string(),
+        started_at: now,
+        finished_at: now,
+        exit_code: -1,
+        stdout: String::new(),
+        stderr: String::new(),
+        runtime_s: 0.0,
+        command: spec.as_ref().map(|s| s.command.clone()),
+        cwd: spec.as_ref().map(|s| s.cwd.clone()),
+        gpus_requested: spec.as_ref().map(|s| s.gpus),
+        gpus_assigned: None,
+        error: Some(reason.to_string()),
+        signal: None,
+    };
+    write_result(run, node, stem, ResultKind::Cancelled, &result)?;
+    Ok(true)
+}
+
+/// Writes `done/<node>/<stem><kind suffix>` atomically.
+pub fn write_result(
+    run: &RunDir,
+    node: &str,
+    stem: &str,
+    kind: ResultKind,
+    result: &TaskResult,
+) -> Result<PathBuf, String> {
+    let path = run.queue(QueueDir::Done, node).join(result_file_name(stem, kind));
+    let bytes = serde_json::to_vec(result).map_err(|e| e.to_string())?;
     write_atomic(&path, &bytes).map_err(|e| io("writing", &path, e))?;
     Ok(path)
 }
@@ -44,7 +132,7 @@ pub fn new_spec(
     env: BTreeMap<String, String>,
     gpus: u32,
 ) -> TaskSpec {
-    let micros = unix_micros();
+    let micros = unique_micros();
     let uuid = new_uuid();
     TaskSpec {
         task_id: format!("T{}", &uuid[..6]),
@@ -187,9 +275,9 @@ mod tests {
     fn cancel_pause_resume_markers() {
         let tmp = tempfile::tempdir().unwrap();
         let run = RunDir(tmp.path().to_path_buf());
-        let path = request_cancel(&run, "a", "T014").unwrap();
+        let path = request_cancel(&run, "a", "T014", Some(NAME)).unwrap();
         let request: CancelRequest = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-        assert_eq!(request.task_id, "T014");
+        assert_eq!((request.task_id.as_str(), request.task.as_deref()), ("T014", Some(NAME)));
         pause(&run, "a").unwrap();
         assert!(crate::scan::read_paused(&crate::scan::FsSource, &run, "a"));
         resume(&run, "a").unwrap();

@@ -85,6 +85,8 @@ struct ResultHead<'a> {
     command: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     gpus_assigned: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    error: Option<Cow<'a, str>>,
 }
 
 pub fn parse_result_summary(bytes: &[u8]) -> Result<ResultSummary, serde_json::Error> {
@@ -98,6 +100,7 @@ pub fn parse_result_summary(bytes: &[u8]) -> Result<ResultSummary, serde_json::E
         stderr: Arc::from(head.stderr.as_ref()),
         command: head.command.map(|c| Arc::from(c.as_ref())),
         gpus_assigned: head.gpus_assigned.map(|g| Arc::from(g.as_ref())),
+        error: head.error.map(|e| Arc::from(e.as_ref())),
     })
 }
 

@@ -12,9 +12,13 @@ use leaseq::index::TaskState;
 use leaseq::leases::{discover_leases, resolve, LeaseChoice};
 use leaseq::oneshot::{build, Reads};
 use leaseq::paths::{load_ui_config, Env, Roots, RunDir, UiConfig};
+use leaseq::runner::RunnerOptions;
 use leaseq::scan::FsSource;
 use leaseq::tui::{OpenChoice, TuiOptions};
 use std::sync::Arc;
+use std::time::Duration;
+
+mod subcommands;
 
 #[derive(Parser)]
 #[command(
@@ -27,12 +31,13 @@ struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     home: Option<PathBuf>,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// The dashboard: leases, nodes, tasks and logs, live.
+    /// The dashboard: leases, nodes, tasks and logs, live (also `leaseq`
+    /// with no subcommand).
     Tui {
         /// Open this lease directly.
         #[arg(long, value_name = "ID", conflicts_with_all = ["local", "slurm"])]
@@ -46,6 +51,141 @@ enum Command {
         /// Task rows materialised at most (default ui.max_tasks_display).
         #[arg(long, value_name = "N")]
         max_tasks: Option<usize>,
+    },
+    /// Run tasks: the runner of one node of a lease (what a lease's keeper
+    /// script starts on each node, and `daemon start` in the background).
+    Run {
+        /// The lease (Slurm job id, or local:<host>).
+        #[arg(long, value_name = "ID")]
+        lease: String,
+        /// This node's name (default: the host name).
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+        /// The lease's run directory (default: from the lease id and
+        /// LEASEQ_HOME / the runtime dir).
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// Tasks at once (default: the lease's `parallel`, else 1).
+        #[arg(long, value_name = "N")]
+        parallel: Option<usize>,
+        /// GPUs this node hands out (default: the lease's `total_gpus`, else
+        /// CUDA_VISIBLE_DEVICES or SLURM_GPUS_ON_NODE, else none).
+        #[arg(long, value_name = "N")]
+        gpus: Option<usize>,
+        /// Seconds between SIGTERM and SIGKILL when a task is cancelled or
+        /// the runner is stopped.
+        #[arg(long, value_name = "S", default_value_t = 10)]
+        grace_s: u64,
+        /// How often the inbox and control requests are looked at, in ms.
+        #[arg(long, value_name = "MS", default_value_t = 250)]
+        poll_ms: u64,
+        /// Seconds between heartbeats (at most 5).
+        #[arg(long, value_name = "S", default_value_t = 3)]
+        heartbeat_s: u64,
+    },
+    /// The local lease (local:<hostname>) and its background runner.
+    Daemon {
+        #[command(subcommand)]
+        action: DaemonAction,
+    },
+    /// Queue a task (or one task per line of --file).
+    #[command(trailing_var_arg = true)]
+    Submit {
+        #[command(flatten)]
+        lease: LeaseArgs,
+        /// The node to queue on (default: the live node with the fewest
+        /// pending tasks).
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+        /// GPUs the task needs (it waits for that many free ones).
+        #[arg(long, value_name = "G", default_value_t = 0)]
+        gpus: u32,
+        /// Working directory of the task (default: this one).
+        #[arg(long, value_name = "DIR")]
+        cwd: Option<PathBuf>,
+        /// Submit one task per line of this file (blank lines and # comments skipped).
+        #[arg(long, value_name = "FILE", conflicts_with = "command")]
+        file: Option<PathBuf>,
+        /// Print the submitted tasks as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The command (after `--`), run with `bash -lc`.
+        #[arg(value_name = "CMD", required_unless_present = "file")]
+        command: Vec<String>,
+    },
+    /// Cancel tasks: a pending one at once, a running one by its runner
+    /// (SIGTERM to its process group, SIGKILL after the grace period).
+    Cancel {
+        #[command(flatten)]
+        lease: LeaseArgs,
+        /// Task ids, task file names or unique prefixes.
+        #[arg(value_name = "TASK", required = true)]
+        tasks: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue tasks again as new tasks (same command, cwd, env and GPUs).
+    Retry {
+        #[command(flatten)]
+        lease: LeaseArgs,
+        #[arg(value_name = "TASK", required = true)]
+        tasks: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a task's stdout (or stderr).
+    Logs {
+        #[command(flatten)]
+        lease: LeaseArgs,
+        #[arg(value_name = "TASK")]
+        task: String,
+        /// Stderr instead of stdout.
+        #[arg(long)]
+        err: bool,
+        /// Only the last N lines.
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
+    },
+    /// Follow a task's output until it ends (default: the only running
+    /// task, else a list to choose from).
+    Follow {
+        #[command(flatten)]
+        lease: LeaseArgs,
+        #[arg(value_name = "TASK")]
+        task: Option<String>,
+        /// Stderr instead of stdout.
+        #[arg(long)]
+        err: bool,
+        /// Lines of existing output to show first.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        tail: usize,
+    },
+    /// Slurm leases: create, release, list, choose the default.
+    Lease {
+        #[command(subcommand)]
+        action: LeaseAction,
+    },
+    /// Stop a node's runner from claiming new tasks (running ones finish).
+    Pause {
+        #[command(flatten)]
+        lease: LeaseArgs,
+        #[arg(value_name = "NODE")]
+        node: String,
+    },
+    /// Let a paused node claim tasks again.
+    Resume {
+        #[command(flatten)]
+        lease: LeaseArgs,
+        #[arg(value_name = "NODE")]
+        node: String,
+    },
+    /// Move a dead node's claimed tasks back to its inbox (refused while
+    /// its runner's heartbeat is fresh).
+    Recover {
+        #[command(flatten)]
+        lease: LeaseArgs,
+        #[arg(value_name = "NODE")]
+        node: String,
     },
     /// Counts per state and per node, and node health.
     Status {
@@ -94,6 +234,85 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum DaemonAction {
+    /// Start the local runner in the background.
+    Start {
+        /// Tasks at once (kept for later starts).
+        #[arg(long, value_name = "N")]
+        parallel: Option<u32>,
+        /// GPUs to hand out (kept for later starts).
+        #[arg(long, value_name = "N")]
+        gpus: Option<u32>,
+        /// Seconds between SIGTERM and SIGKILL for cancelled tasks.
+        #[arg(long, value_name = "S")]
+        grace_s: Option<u64>,
+    },
+    /// Stop it: its running tasks are stopped and get results.
+    Stop {
+        /// Seconds to wait for it to exit.
+        #[arg(long, value_name = "S", default_value_t = 30)]
+        wait_s: u64,
+    },
+    /// Whether it runs, its heartbeat and tasks.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum LeaseAction {
+    /// Submit a Slurm lease: a keeper job that runs a leaseq runner on each node.
+    Create {
+        /// A Slurm lease (the only kind created here; the local lease is `daemon start`).
+        #[arg(long, required = true)]
+        slurm: bool,
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        nodes: u32,
+        /// Time limit: minutes, HH:MM:SS, D-HH:MM:SS.
+        #[arg(long, value_name = "T", default_value = "1:00:00")]
+        time: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        partition: Option<String>,
+        #[arg(long)]
+        qos: Option<String>,
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long)]
+        constraint: Option<String>,
+        #[arg(long)]
+        reservation: Option<String>,
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        gpus_per_node: u32,
+        /// One more sbatch argument (repeatable): --sbatch-arg=--mem=100G.
+        #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
+        sbatch_args: Vec<String>,
+        /// Make it the default lease.
+        #[arg(long = "use")]
+        make_default: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a Slurm lease (scancel); its runners stop their tasks.
+    Release {
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+    /// Every lease and its state.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a lease the default for every command.
+    Use {
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+}
+
 #[derive(Args)]
 struct LeaseArgs {
     /// Lease id (Slurm job id, or local:<host>).
@@ -135,8 +354,33 @@ fn config(roots: &Roots) -> UiConfig {
     config
 }
 
-/// The lease id and run dir a command means.
+/// The lease id and run dir a command means; the run dir must exist.
 fn open_lease(roots: &Roots, args: &LeaseArgs) -> Result<(String, RunDir), String> {
+    let (id, run) = lease_of(roots, args)?;
+    if !run.0.is_dir() {
+        return Err(format!("lease {id}: no run directory at {}", run.0.display()));
+    }
+    Ok((id, run))
+}
+
+/// [`open_lease`] for `submit`: the local lease's run dir may not exist
+/// yet (no runner has started), and is made.
+fn open_lease_for_submit(roots: &Roots, args: &LeaseArgs) -> Result<(String, RunDir), String> {
+    let (id, run) = lease_of(roots, args)?;
+    if !run.0.is_dir() && id == roots.local_lease_id() {
+        std::fs::create_dir_all(&run.0).map_err(|e| format!("creating {}: {e}", run.0.display()))?;
+    }
+    if !run.0.is_dir() {
+        return Err(format!(
+            "lease {id}: no run directory at {} (has the lease started? `leaseq lease ls`)",
+            run.0.display()
+        ));
+    }
+    Ok((id, run))
+}
+
+/// The lease id and run dir a command means.
+fn lease_of(roots: &Roots, args: &LeaseArgs) -> Result<(String, RunDir), String> {
     if let Some(dir) = &args.run_dir {
         let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         return Ok((id, RunDir(dir.clone())));
@@ -151,16 +395,66 @@ fn open_lease(roots: &Roots, args: &LeaseArgs) -> Result<(String, RunDir), Strin
         (None, false) => LeaseChoice::Default,
     };
     let id = resolve(roots, &leases, choice)?;
-    let run = RunDir(roots.run_dir(&id));
-    if !run.0.is_dir() {
-        return Err(format!("lease {id}: no run directory at {}", run.0.display()));
+    if !leaseq::paths::is_valid_lease_id(&id) {
+        return Err(format!(
+            "{:?} is not a lease id (a Slurm job id such as 12345, or local:<host>)",
+            leaseq::sanitize::clean_line(&id)
+        ));
     }
-    Ok((id, run))
+    Ok((id.clone(), RunDir(roots.run_dir(&id))))
 }
 
 fn run(cli: Cli, started: std::time::Instant) -> Result<ExitCode, String> {
     let roots = roots(cli.home);
-    match cli.command {
+    let command =
+        cli.command.unwrap_or(Command::Tui { lease: None, local: false, slurm: false, max_tasks: None });
+    match command {
+        Command::Run { lease, node, root, parallel, gpus, grace_s, poll_ms, heartbeat_s } => {
+            let options = subcommands::runner_options(&roots, lease, node, root, parallel, gpus)?;
+            let options = RunnerOptions {
+                grace: Duration::from_secs(grace_s),
+                poll: Duration::from_millis(poll_ms.clamp(10, 10_000)),
+                heartbeat_every: Duration::from_secs(heartbeat_s.clamp(1, 5)),
+                live_heartbeat: Duration::from_secs(config(&roots).hb_stale_s),
+                ..options
+            };
+            leaseq::runner::run(options)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Daemon { action } => subcommands::daemon(&roots, action),
+        Command::Submit { lease, node, gpus, cwd, file, json, command } => {
+            let (id, run) = open_lease_for_submit(&roots, &lease)?;
+            subcommands::submit(&roots, &id, &run, node, gpus, cwd, file, json, command, &config(&roots))
+        }
+        Command::Cancel { lease, tasks, json } => {
+            let (_, run) = open_lease(&roots, &lease)?;
+            subcommands::cancel(&run, &tasks, json, &config(&roots))
+        }
+        Command::Retry { lease, tasks, json } => {
+            let (_, run) = open_lease(&roots, &lease)?;
+            subcommands::retry(&run, &tasks, json, &config(&roots))
+        }
+        Command::Logs { lease, task, err, tail } => {
+            let (_, run) = open_lease(&roots, &lease)?;
+            subcommands::logs(&run, &task, err, tail, &config(&roots))
+        }
+        Command::Follow { lease, task, err, tail } => {
+            let (_, run) = open_lease(&roots, &lease)?;
+            subcommands::follow(&run, task, err, tail, &config(&roots))
+        }
+        Command::Lease { action } => subcommands::lease(&roots, action),
+        Command::Pause { lease, node } => {
+            let (_, run) = open_lease(&roots, &lease)?;
+            subcommands::node_action(&roots, &run, &node, subcommands::NodeAction::Pause, &config(&roots))
+        }
+        Command::Resume { lease, node } => {
+            let (_, run) = open_lease(&roots, &lease)?;
+            subcommands::node_action(&roots, &run, &node, subcommands::NodeAction::Resume, &config(&roots))
+        }
+        Command::Recover { lease, node } => {
+            let (_, run) = open_lease(&roots, &lease)?;
+            subcommands::node_action(&roots, &run, &node, subcommands::NodeAction::Recover, &config(&roots))
+        }
         Command::Tui { lease, local, slurm, max_tasks } => {
             let open = match (lease, local, slurm) {
                 (Some(id), _, _) => OpenChoice::Lease(id),

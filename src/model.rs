@@ -50,6 +50,13 @@ pub struct TaskResult {
     pub gpus_requested: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpus_assigned: Option<String>,
+    /// Why the task did not run or did not end by itself (a runner of this
+    /// project writes it; older runners never do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The signal that ended the task, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
 }
 
 /// `hb/<node>.json`, replaced atomically by the node's runner.
@@ -65,6 +72,13 @@ pub struct Heartbeat {
     pub runner_pid: u32,
     #[serde(default)]
     pub version: String,
+    /// Every running task's id (`running_task_id` holds the first, for
+    /// readers that know only one slot).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub running_task_ids: Vec<String>,
+    /// The lane is paused: the runner claims nothing new.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
 }
 
 /// `meta/lease.json`, tagged by `lease_type`.
@@ -131,6 +145,10 @@ pub struct LeaseEntry {
 pub struct CancelRequest {
     pub task_id: String,
     pub requested_at: i64,
+    /// The task's file stem, so that a cancel names one task even when task
+    /// ids collide (ignored by older runners).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
 }
 
 /// One line of `events/<node>.jsonl`.

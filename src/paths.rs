@@ -104,6 +104,30 @@ impl Roots {
     }
 }
 
+/// Whether a node name can be a path component: what host names are
+/// (letters, digits, `.`, `-`, `_`), not starting with `.` or `-`, at most
+/// 255 bytes. Anything else never becomes a path.
+pub fn is_valid_node_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with(['.', '-'])
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
+/// Whether a lease id can be a path component: a Slurm job id (digits,
+/// `_` for an array task) or `local:<host name>`.
+pub fn is_valid_lease_id(id: &str) -> bool {
+    match id.strip_prefix("local:") {
+        Some(host) => is_valid_node_name(host),
+        None => {
+            !id.is_empty()
+                && id.len() <= 64
+                && id.bytes().all(|b| b.is_ascii_digit() || b == b'_')
+                && id.as_bytes()[0].is_ascii_digit()
+        }
+    }
+}
+
 /// The queue directories of a run dir, in the order a node's round lists
 /// them (see `scan::round`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -150,6 +174,10 @@ impl RunDir {
     }
     pub fn meta(&self) -> PathBuf {
         self.0.join("meta").join("lease.json")
+    }
+    /// The events log of a node (`events/<node>.jsonl`).
+    pub fn events(&self, node: &str) -> PathBuf {
+        self.0.join("events").join(format!("{node}.jsonl"))
     }
     /// A path a result names (`logs/T014.out`), relative to the run dir.
     pub fn resolve(&self, relative: &str) -> PathBuf {
@@ -226,20 +254,40 @@ pub fn write_registry(path: &Path, registry: &LeaseRegistry) -> std::io::Result<
 /// fsync, then rename over the target, so readers see the old or the new
 /// content and never a torn one. Creates the directory if needed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    replace_file(path, bytes, true)
+}
+
+/// [`write_atomic`] without the fsync, for files that are rewritten every
+/// few seconds and worthless after a crash (heartbeats): a slow disk must
+/// not delay them.
+pub fn write_atomic_volatile(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    replace_file(path, bytes, false)
+}
+
+fn replace_file(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let temp = dir.join(format!(".tmp.{file_name}.{}", random_suffix()));
+    let temp = temp_path_for(path);
     let result = (|| {
         let mut file = std::fs::File::create(&temp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
+        if durable {
+            file.sync_all()?;
+        }
         std::fs::rename(&temp, path)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&temp);
     }
     result
+}
+
+/// The temp dot-file a write of `path` goes through: `.tmp.<name>.<random>`
+/// in the same directory (readers ignore dot-files).
+pub fn temp_path_for(path: &Path) -> PathBuf {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    dir.join(format!(".tmp.{file_name}.{}", random_suffix()))
 }
 
 fn random_suffix() -> String {
@@ -305,6 +353,22 @@ mod tests {
         assert_eq!(read_registry(&path).unwrap(), registry);
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp files left behind");
+    }
+
+    #[test]
+    fn node_names_and_lease_ids_that_may_become_paths() {
+        for good in ["nodeA", "gpu-01.cluster", "n_1", "vm"] {
+            assert!(is_valid_node_name(good), "{good}");
+        }
+        for bad in ["", ".", "..", "../x", "a/b", ".hidden", "-n", "a b", "é", "a\0b"] {
+            assert!(!is_valid_node_name(bad), "{bad:?}");
+        }
+        for good in ["99887766", "12_3", "local:myhost"] {
+            assert!(is_valid_lease_id(good), "{good}");
+        }
+        for bad in ["", "../../x", "/abs", "local:", "local:../x", "_1", "abc"] {
+            assert!(!is_valid_lease_id(bad), "{bad:?}");
+        }
     }
 
     #[test]

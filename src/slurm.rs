@@ -771,6 +771,16 @@ pub fn release_lease(id: &str) -> Result<(), SlurmError> {
     SlurmCli::default().release_lease(id)
 }
 
+/// The runner a lease's keeper starts on each node: `LEASEQ_RUNNER` when
+/// set (an override, e.g. a build on a shared path), else this binary.
+pub fn runner_binary() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("LEASEQ_RUNNER").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    std::env::current_exe()
+        .map_err(|e| format!("cannot tell where this leaseq binary is ({e}); set LEASEQ_RUNNER"))
+}
+
 fn not_a_job_id(id: &str) -> SlurmError {
     let shown = clean_line(id);
     if id.starts_with("local:") {

@@ -46,6 +46,8 @@ fn result(seq: u64, exit_code: i32) -> Vec<u8> {
         cwd: None,
         gpus_requested: None,
         gpus_assigned: None,
+        error: None,
+        signal: None,
     };
     serde_json::to_vec(&result).unwrap()
 }
@@ -59,6 +61,8 @@ fn heartbeat(run: &RunDir) {
         pending_estimate: 0,
         runner_pid: 1,
         version: "test".into(),
+        running_task_ids: Vec::new(),
+        paused: false,
     };
     write_atomic(&run.heartbeat("a"), &serde_json::to_vec(&hb).unwrap()).unwrap();
 }

@@ -78,4 +78,6 @@ pub struct ResultSummary {
     pub stderr: Arc<str>,
     pub command: Option<Arc<str>>,
     pub gpus_assigned: Option<Arc<str>>,
+    /// What the runner said of why it did not run or end by itself.
+    pub error: Option<Arc<str>>,
 }

@@ -14,6 +14,7 @@ mod state;
 mod task;
 mod views;
 
+use crate::task_logs::{legacy_log_relative, runner_log_relative, LogStream};
 use std::cmp::Reverse;
 use std::sync::Arc;
 
@@ -415,6 +416,7 @@ impl Index {
         }
         let now = self.now;
         let mut finished_at = None;
+        let node_name = self.node_name(self.tasks[id as usize].node).to_string();
         self.update_task(id, true, |task| {
             task.presence.result.get_or_insert(kind);
             match outcome {
@@ -427,15 +429,22 @@ impl Index {
                     if task.command.is_none() {
                         task.command = result.command;
                     }
-                    let is_default = |path: &str, ext: &str| {
-                        path.strip_prefix("logs/")
-                            .and_then(|p| p.strip_suffix(ext))
-                            .is_some_and(|id| id == task.task_id())
+                    // Paths either runner derives from the name are not kept:
+                    // `LogLocation` finds them again without memory per task.
+                    let derivable = |path: &str, stream: LogStream| {
+                        path.is_empty()
+                            || path == legacy_log_relative(task.task_id(), stream)
+                            || path == runner_log_relative(&node_name, &task.name, stream)
                     };
-                    if !is_default(&result.stdout, ".out") || !is_default(&result.stderr, ".err") {
+                    if !derivable(&result.stdout, LogStream::Stdout)
+                        || !derivable(&result.stderr, LogStream::Stderr)
+                    {
                         let extra = task.extra_mut();
                         extra.stdout = Some(result.stdout);
                         extra.stderr = Some(result.stderr);
+                    }
+                    if let Some(error) = result.error {
+                        task.extra_mut().error = Some(error);
                     }
                     if kind == ResultKind::Ran {
                         finished_at = Some(result.finished_at);

@@ -53,6 +53,9 @@ pub struct TaskExtra {
     /// Log paths a result named, when not the default `logs/<task_id>.*`.
     pub stdout: Option<Arc<str>>,
     pub stderr: Option<Arc<str>>,
+    /// The runner's reason a task failed to start or was ended (the
+    /// result's `error`).
+    pub error: Option<Arc<str>>,
 }
 
 impl Task {
@@ -106,6 +109,11 @@ impl Task {
             || (self.presence.result.is_some() && self.result_read == ReadStatus::Unread)
     }
 
+    /// The runner's reason it did not run or end by itself.
+    pub fn runner_error(&self) -> Option<&str> {
+        self.extra.as_ref().and_then(|e| e.error.as_deref())
+    }
+
     pub fn problem(&self) -> Option<&str> {
         self.extra.as_ref().and_then(|e| e.problem.as_deref())
     }
@@ -114,19 +122,13 @@ impl Task {
         self.extra.get_or_insert_with(Default::default)
     }
 
-    /// The stdout path relative to the run dir: what the result named, else
-    /// the default the runner uses.
-    pub fn stdout_path(&self) -> String {
-        self.extra
-            .as_ref()
-            .and_then(|e| e.stdout.as_deref())
-            .map_or_else(|| format!("logs/{}.out", self.task_id()), str::to_string)
-    }
-
-    pub fn stderr_path(&self) -> String {
-        self.extra
-            .as_ref()
-            .and_then(|e| e.stderr.as_deref())
-            .map_or_else(|| format!("logs/{}.err", self.task_id()), str::to_string)
+    /// The log path its result names (relative to the run dir), once the
+    /// result was read.
+    pub fn result_log(&self, stream: crate::task_logs::LogStream) -> Option<&str> {
+        let extra = self.extra.as_ref()?;
+        match stream {
+            crate::task_logs::LogStream::Stdout => extra.stdout.as_deref(),
+            crate::task_logs::LogStream::Stderr => extra.stderr.as_deref(),
+        }
     }
 }

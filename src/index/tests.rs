@@ -36,6 +36,8 @@ fn hb(node: &str, ts: i64) -> Event {
         pending_estimate: 0,
         runner_pid: 1,
         version: "t".into(),
+        running_task_ids: Vec::new(),
+        paused: false,
     };
     Event::Heartbeats(HeartbeatRound { beats: vec![(node.into(), Ok(beat))], dir_error: None })
 }
@@ -54,6 +56,7 @@ fn done_ok(seq: u32, exit_code: i32) -> Event {
             stderr: format!("logs/T{seq:03}.err").into(),
             command: None,
             gpus_assigned: None,
+            error: None,
         }),
     }
 }

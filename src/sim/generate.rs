@@ -529,6 +529,8 @@ fn write_heartbeats(
             pending_estimate: items.iter().filter(|item| item.kind == Kind::Pending).count() as u64,
             runner_pid: 1000 + (splitmix(opts.seed ^ index as u64) % 4_000_000) as u32,
             version: "0.2.0".to_string(),
+            running_task_ids: Vec::new(),
+            paused: false,
         };
         let bytes = serde_json::to_vec(&heartbeat).map_err(io::Error::other)?;
         write_file(&run.heartbeat(node), &bytes)?;
@@ -640,6 +642,8 @@ impl<'a> TaskWriter<'a> {
                 cwd: Some(String::new()),
                 gpus_requested: Some(0),
                 gpus_assigned: Some(String::new()),
+                error: None,
+                signal: None,
             },
             json: Vec::with_capacity(4096),
             name: String::with_capacity(128),

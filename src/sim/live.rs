@@ -222,6 +222,8 @@ impl Runner {
             pending_estimate: pending,
             runner_pid: std::process::id(),
             version: "demo".into(),
+            running_task_ids: Vec::new(),
+            paused: false,
         };
         let bytes = serde_json::to_vec(&hb).map_err(std::io::Error::other)?;
         write_atomic(&self.run.heartbeat(&self.node), &bytes)
@@ -313,6 +315,8 @@ impl Runner {
             cwd: Some(spec.cwd.clone()),
             gpus_requested: Some(spec.gpus),
             gpus_assigned: Some("0".into()),
+            error: None,
+            signal: None,
         };
         if exit_code != 0 {
             self.append_log(
@@ -384,6 +388,8 @@ impl Runner {
                     cwd: Some(spec.cwd),
                     gpus_requested: None,
                     gpus_assigned: None,
+                    error: None,
+                    signal: None,
                 };
                 let bytes = serde_json::to_vec(&result).map_err(std::io::Error::other)?;
                 let done = self.run.queue(QueueDir::Done, &self.node);
@@ -410,7 +416,7 @@ mod tests {
         let first = submit(&run, "1", "a", "echo one").unwrap();
         let second = submit(&run, "1", "a", "echo two").unwrap();
         let task_id = crate::model::TaskName::parse(&second).unwrap().task_id.to_string();
-        crate::control::request_cancel(&run, "a", &task_id).unwrap();
+        crate::control::request_cancel(&run, "a", &task_id, None).unwrap();
         let cluster = LiveCluster::start(run.clone(), options);
         let deadline = Instant::now() + Duration::from_secs(20);
         let done = run.queue(QueueDir::Done, "a");

@@ -350,6 +350,8 @@ impl World {
             cwd: None,
             gpus_requested: None,
             gpus_assigned: None,
+            error: None,
+            signal: None,
         };
         serde_json::to_vec(&result).expect("a result serializes")
     }
@@ -764,6 +766,8 @@ impl ListingSource for NfsModel {
                     pending_estimate: 0,
                     runner_pid: 4242,
                     version: "sim".to_string(),
+                    running_task_ids: Vec::new(),
+                    paused: false,
                 };
                 Ok(serde_json::to_vec(&beat).expect("a heartbeat serializes"))
             }

@@ -2,6 +2,7 @@
 //! out, replies and snapshots folded in. Pure: no I/O, no clock reads (the
 //! pump passes `now`), so every key is testable as a state transition.
 
+use crate::task_logs::{LogLocation, LogStream};
 use std::sync::Arc;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -674,14 +675,14 @@ impl App {
             }
             KeyCode::Char('c') => {
                 if let Some(task) = self.logs.task.and_then(|id| self.snapshot.task(id)) {
-                    let path = match self.logs.streams {
-                        LogStreams::Stderr => task.stderr_path(),
-                        _ => task.stdout_path(),
+                    let stream = self.logs.streams.log_stream();
+                    let full = match &self.lease {
+                        Some((_, run)) => LogLocation::of_indexed(run, &self.snapshot, task, stream)
+                            .primary
+                            .display()
+                            .to_string(),
+                        None => task.result_log(stream).unwrap_or_default().to_string(),
                     };
-                    let full = self
-                        .lease
-                        .as_ref()
-                        .map_or(path.clone(), |(_, run)| run.resolve(&path).display().to_string());
                     return self.copy(full, "log path");
                 }
             }
@@ -893,7 +894,12 @@ impl App {
             }
             (
                 format!("Cancel {} on {node} ({})?", task.task_id(), task.state),
-                Action::CancelTask { run, task_id: task.task_id().to_string(), node },
+                Action::CancelTask {
+                    run,
+                    name: task.name.to_string(),
+                    task_id: task.task_id().to_string(),
+                    node,
+                },
             )
         } else {
             (
@@ -938,7 +944,8 @@ impl App {
     pub fn follow(&mut self, task: TaskId, streams: LogStreams) -> Vec<Request> {
         let Some((_, run)) = &self.lease else { return Vec::new() };
         let Some(t) = self.snapshot.task(task) else { return Vec::new() };
-        let (stdout, stderr) = (run.resolve(&t.stdout_path()), run.resolve(&t.stderr_path()));
+        let stdout = LogLocation::of_indexed(run, &self.snapshot, t, LogStream::Stdout);
+        let stderr = LogLocation::of_indexed(run, &self.snapshot, t, LogStream::Stderr);
         let generation = self.next_generation();
         self.logs = LogPane {
             visible: true,
@@ -966,10 +973,7 @@ impl App {
     fn request_page(&mut self, at: PageAt) -> Vec<Request> {
         let Some(task) = self.logs.task.and_then(|id| self.snapshot.task(id)) else { return Vec::new() };
         let Some((_, run)) = &self.lease else { return Vec::new() };
-        let path = match self.logs.streams {
-            LogStreams::Stderr => run.resolve(&task.stderr_path()),
-            _ => run.resolve(&task.stdout_path()),
-        };
+        let path = LogLocation::of_indexed(run, &self.snapshot, task, self.logs.streams.log_stream());
         vec![Request::ReadPage {
             generation: self.logs.generation,
             path,

@@ -9,6 +9,7 @@ use crate::engine::Control;
 use crate::index::{Index, TaskId, ViewSpec};
 use crate::logs::{LogUpdate, Page, PageAnchor};
 use crate::paths::RunDir;
+use crate::task_logs::LogLocation;
 
 /// An action that changes files or Slurm. Each goes through one interface
 /// (`actions::perform`) and reports success or a reason.
@@ -16,6 +17,8 @@ use crate::paths::RunDir;
 pub enum Action {
     CancelTask {
         run: RunDir,
+        /// The task's file stem (its identity).
+        name: String,
         task_id: String,
         node: String,
     },
@@ -92,6 +95,16 @@ pub enum LogStreams {
     Merged,
 }
 
+impl LogStreams {
+    /// The one file a single-stream view reads (stdout for merged).
+    pub fn log_stream(self) -> crate::task_logs::LogStream {
+        match self {
+            LogStreams::Stderr => crate::task_logs::LogStream::Stderr,
+            _ => crate::task_logs::LogStream::Stdout,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Request {
     /// Start (or switch) the engine on a lease.
@@ -107,15 +120,15 @@ pub enum Request {
     /// Follow (tail) a task's logs; supersedes any earlier follow.
     Follow {
         generation: u64,
-        stdout: PathBuf,
-        stderr: PathBuf,
+        stdout: LogLocation,
+        stderr: LogLocation,
         streams: LogStreams,
         max_lines: usize,
     },
     /// A page of a log file, for scrolling back and the paged view.
     ReadPage {
         generation: u64,
-        path: PathBuf,
+        path: LogLocation,
         anchor: PageAnchor,
         lines: usize,
     },

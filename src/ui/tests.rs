@@ -46,6 +46,8 @@ fn beat(node: &str, ts: i64) -> (Arc<str>, Result<Heartbeat, String>) {
         pending_estimate: 0,
         runner_pid: 7,
         version: "0.2.0".into(),
+        running_task_ids: Vec::new(),
+        paused: false,
     };
     (node.into(), Ok(hb))
 }
@@ -93,6 +95,7 @@ fn sample_index() -> Index {
                 stderr: format!("logs/T0{seq:03}.err").into(),
                 command: None,
                 gpus_assigned: None,
+                error: None,
             }),
         });
     }
@@ -322,7 +325,13 @@ fn follow_keys_request_logs_and_replies_fill_the_pane() {
         panic!("{requests:?}")
     };
     assert_eq!(streams, LogStreams::Stdout);
-    assert!(stdout.ends_with("logs/T0004.out"), "{stdout:?}");
+    // Running: this project's per-task log first, the older runner's after.
+    assert!(
+        stdout.primary.to_string_lossy().contains("logs/nodeA/")
+            && stdout.primary.to_string_lossy().ends_with(".out"),
+        "{stdout:?}"
+    );
+    assert!(stdout.legacy.as_ref().is_some_and(|p| p.ends_with("logs/T0004.out")), "{stdout:?}");
     assert_eq!(app.focus, Pane::Logs);
     let update = |generation, text: &str| LogUpdate {
         generation,

@@ -1,6 +1,7 @@
 //! Modals drawn over the screen: help, task details, the lease form,
 //! confirmations, the follow picker, node stats and the activity feed.
 
+use crate::task_logs::{LogLocation, LogStream};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph, Sparkline, Wrap};
@@ -98,6 +99,27 @@ fn help_lines(theme: &Theme) -> Vec<Line<'static>> {
         .collect()
 }
 
+/// A log path for the details view: the one the background found on disk
+/// once the details are loaded, else where it should be.
+fn log_shown(
+    app: &App,
+    task: &crate::index::Task,
+    loaded: Option<&Result<crate::ui::messages::TaskDetails, String>>,
+    stream: LogStream,
+) -> String {
+    let Some((_, run)) = &app.lease else { return task.result_log(stream).unwrap_or("-").to_string() };
+    let found = match (loaded, stream) {
+        (Some(Ok(details)), LogStream::Stdout) => Some(details.stdout_path.clone()),
+        (Some(Ok(details)), LogStream::Stderr) => Some(details.stderr_path.clone()),
+        _ => None,
+    };
+    let path = found
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| LogLocation::of_indexed(run, &app.snapshot, task, stream).primary);
+    // Relative to the run dir, as results name them.
+    path.strip_prefix(&run.0).unwrap_or(&path).display().to_string()
+}
+
 fn details_lines<'a>(
     app: &App,
     id: crate::index::TaskId,
@@ -131,9 +153,12 @@ fn details_lines<'a>(
                     String::new()
                 },
         ),
-        field("stdout", task.stdout_path()),
-        field("stderr", task.stderr_path()),
+        field("stdout", log_shown(app, task, loaded, LogStream::Stdout)),
+        field("stderr", log_shown(app, task, loaded, LogStream::Stderr)),
     ];
+    if let Some(error) = task.runner_error() {
+        lines.push(field("error", error.to_string()));
+    }
     if task.state == TaskState::Lost {
         lines.push(Line::from(Span::styled(
             "⚠ LOST?: it left claimed/ and no result is visible yet. NFS may be lagging; this clears when a result or the task reappears.",

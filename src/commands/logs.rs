@@ -1,0 +1,205 @@
+//! `leaseq logs` and `leaseq follow`: a task's stdout or stderr, whole,
+//! its last lines, or followed as it grows until the task ends.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::resolve::TaskRef;
+use crate::hydrate::read_result_summary;
+use crate::index::TaskState;
+use crate::model::{result_file_name, ResultKind};
+use crate::paths::{QueueDir, RunDir};
+use crate::task_logs::{LogLocation, LogStream};
+
+/// How often `follow` looks for new output and for the task's end.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+/// The most `follow` copies per poll, so a log that grows by gigabytes
+/// cannot make it hold a huge buffer.
+const FOLLOW_CHUNK: u64 = 1 << 20;
+
+/// The task's result, when one of its result files exists.
+fn result_of(run: &RunDir, task: &TaskRef) -> Option<crate::index::ResultSummary> {
+    let done = run.queue(QueueDir::Done, &task.node);
+    [ResultKind::Ran, ResultKind::Cancelled, ResultKind::Skipped]
+        .into_iter()
+        .find_map(|kind| read_result_summary(&done.join(result_file_name(&task.name, kind))).ok())
+}
+
+/// Where the task's log is now.
+pub fn log_path(run: &RunDir, task: &TaskRef, stream: LogStream) -> PathBuf {
+    let result = result_of(run, task);
+    let named = result.as_ref().map(|r| match stream {
+        LogStream::Stdout => r.stdout.to_string(),
+        LogStream::Stderr => r.stderr.to_string(),
+    });
+    LogLocation::of_task(run, &task.node, &task.name, &task.task_id, named.as_deref(), stream).resolve()
+}
+
+/// `leaseq logs TASK [--err] [--tail N]`: the bytes as the task wrote them.
+pub fn print_log(
+    run: &RunDir,
+    task: &TaskRef,
+    stream: LogStream,
+    tail: Option<usize>,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    let path = log_path(run, task, stream);
+    let mut file = open_log(&path, task)?;
+    if let Some(lines) = tail {
+        let start = start_of_last_lines(&mut file, lines).map_err(|e| format!("{}: {e}", path.display()))?;
+        file.seek(SeekFrom::Start(start)).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    std::io::copy(&mut file, out).map(|_| ()).map_err(|e| io_or_pipe(&path, e))
+}
+
+fn open_log(path: &Path, task: &TaskRef) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => format!(
+                "{} ({}) has no log at {} yet{}",
+                task.task_id,
+                task.state,
+                path.display(),
+                if task.state == TaskState::Pending { ": it has not started" } else { "" }
+            ),
+            _ => format!("{}: {e}", path.display()),
+        })?;
+    let meta = file.metadata().map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file; not read", path.display()));
+    }
+    Ok(file)
+}
+
+fn io_or_pipe(path: &Path, e: std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        String::new()
+    } else {
+        format!("{}: {e}", path.display())
+    }
+}
+
+/// The offset where the last `lines` lines start, reading backwards in
+/// bounded chunks (a huge log is never read whole).
+fn start_of_last_lines(file: &mut std::fs::File, lines: usize) -> std::io::Result<u64> {
+    const CHUNK: u64 = 64 << 10;
+    let len = file.seek(SeekFrom::End(0))?;
+    if lines == 0 {
+        return Ok(len);
+    }
+    let mut end = len;
+    let mut newlines = 0usize;
+    let mut buf = vec![0u8; CHUNK as usize];
+    // A final newline ends the last line; it does not start an empty one.
+    let mut skip_final = true;
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        let n = (end - start) as usize;
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut buf[..n])?;
+        for i in (0..n).rev() {
+            if buf[i] == b'\n' {
+                if skip_final && start + i as u64 == len - 1 {
+                    continue;
+                }
+                newlines += 1;
+                if newlines == lines {
+                    return Ok(start + i as u64 + 1);
+                }
+            }
+        }
+        skip_final = false;
+        end = start;
+    }
+    Ok(0)
+}
+
+/// `leaseq follow`: prints the log's last `tail` lines, then what is
+/// appended, until the task has a result and its log has been read to the
+/// end (a task without a result is followed however long it runs).
+pub fn follow_log(
+    run: &RunDir,
+    task: &TaskRef,
+    stream: LogStream,
+    tail: usize,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    let mut path = log_path(run, task, stream);
+    let mut offset: Option<u64> = None;
+    let mut waited_note = false;
+    loop {
+        let ended = result_of(run, task).is_some();
+        if ended {
+            // The result may name the log (a different path for the older runner).
+            let final_path = log_path(run, task, stream);
+            if final_path != path {
+                path = final_path;
+                offset = None;
+            }
+        }
+        match std::fs::File::open(&path) {
+            Ok(mut file) => {
+                let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+                let from = match offset {
+                    Some(at) if at <= len => at,
+                    Some(_) => {
+                        let _ = writeln!(
+                            out,
+                            "\n[leaseq: {} was truncated; following from its start]",
+                            path.display()
+                        );
+                        0
+                    }
+                    None => start_of_last_lines(&mut file, tail).unwrap_or(0),
+                };
+                file.seek(SeekFrom::Start(from)).map_err(|e| format!("{}: {e}", path.display()))?;
+                let mut chunk = file.take(FOLLOW_CHUNK);
+                let copied = std::io::copy(&mut chunk, out).map_err(|e| io_or_pipe(&path, e))?;
+                out.flush().map_err(|e| io_or_pipe(&path, e))?;
+                offset = Some(from + copied);
+                if copied == FOLLOW_CHUNK {
+                    continue; // more is there already
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !waited_note {
+                    eprintln!("leaseq: waiting for {} to appear", path.display());
+                    waited_note = true;
+                }
+            }
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        }
+        if ended {
+            return Ok(());
+        }
+        std::thread::sleep(FOLLOW_POLL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last_lines(text: &str, n: usize) -> String {
+        let tmp = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(tmp.path(), text).unwrap();
+        let mut file = std::fs::File::open(tmp.path()).unwrap();
+        let start = start_of_last_lines(&mut file, n).unwrap();
+        text[start as usize..].to_string()
+    }
+
+    #[test]
+    fn tail_counts_lines_from_the_end() {
+        assert_eq!(last_lines("a\nb\nc\n", 2), "b\nc\n");
+        assert_eq!(last_lines("a\nb\nc", 2), "b\nc");
+        assert_eq!(last_lines("a\nb\n", 5), "a\nb\n");
+        assert_eq!(last_lines("a\nb\n", 0), "");
+        let long: String = (0..100_000).map(|i| format!("{i}\n")).collect();
+        assert_eq!(last_lines(&long, 3), "99997\n99998\n99999\n");
+    }
+}

@@ -1,0 +1,193 @@
+//! Reading and writing run-directory files safely.
+//!
+//! Owns: the one bounded reader of small records (specs, results,
+//! heartbeats, control requests): regular files only, checked on the opened
+//! descriptor (a FIFO, a device or a symlink to `/dev/tty` is refused, never
+//! read), opened non-blocking, and at most a stated number of bytes; and the
+//! staged writer that publishes many files with one sync.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// The most a task record (spec or result) may hold. Specs carry the
+/// submitter's environment (~2 KB); 16 MiB is far past any real one.
+pub const MAX_RECORD_BYTES: u64 = 16 << 20;
+
+/// Why a record could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordError {
+    /// Not there (moved, removed, not created yet).
+    NotFound,
+    /// There, but not a regular file: never opened for reading.
+    NotRegular(&'static str),
+    /// Larger than the bound.
+    TooLarge { len: u64, limit: u64 },
+    /// Any other I/O error, as text.
+    Io(String),
+}
+
+impl RecordError {
+    /// A message for a person: the path and what is wrong.
+    pub fn describe(&self, path: &Path) -> String {
+        match self {
+            RecordError::NotFound => format!("{}: not found", path.display()),
+            RecordError::NotRegular(kind) => {
+                format!("{}: is a {kind}, not a regular file; not read", path.display())
+            }
+            RecordError::TooLarge { len, limit } => format!(
+                "{}: {len} bytes, more than the {limit}-byte limit for a record; not read",
+                path.display()
+            ),
+            RecordError::Io(e) => format!("{}: {e}", path.display()),
+        }
+    }
+}
+
+fn kind_of(file_type: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_dir() {
+        "directory"
+    } else if file_type.is_fifo() {
+        "FIFO"
+    } else if file_type.is_char_device() {
+        "character device"
+    } else if file_type.is_block_device() {
+        "block device"
+    } else if file_type.is_socket() {
+        "socket"
+    } else {
+        "special file"
+    }
+}
+
+/// Reads a whole small file: regular files only (checked with fstat on the
+/// descriptor opened with O_NONBLOCK, so a FIFO never blocks the open),
+/// at most `limit` bytes.
+pub fn read_record(path: &Path, limit: u64) -> Result<Vec<u8>, RecordError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => RecordError::NotFound,
+            _ => RecordError::Io(e.to_string()),
+        })?;
+    let meta = file.metadata().map_err(|e| RecordError::Io(e.to_string()))?;
+    if !meta.file_type().is_file() {
+        return Err(RecordError::NotRegular(kind_of(meta.file_type())));
+    }
+    if meta.len() > limit {
+        return Err(RecordError::TooLarge { len: meta.len(), limit });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // One more byte than the limit tells a file that grew after the fstat.
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(|e| RecordError::Io(e.to_string()))?;
+    if bytes.len() as u64 > limit {
+        return Err(RecordError::TooLarge { len: bytes.len() as u64, limit });
+    }
+    Ok(bytes)
+}
+
+/// Publishes many new files with one sync: each is written to a dot-file
+/// beside its target, then one `syncfs` makes all of them durable, then
+/// each is renamed into place. Readers see whole files or nothing, as with
+/// one atomic write per file, at a fraction of the cost of a sync each.
+#[derive(Default)]
+pub struct StagedWrites {
+    staged: Vec<(PathBuf, PathBuf)>,
+}
+
+impl StagedWrites {
+    pub fn new() -> StagedWrites {
+        StagedWrites::default()
+    }
+
+    /// Writes `bytes` to a temp file for `target` (the directory must exist).
+    pub fn stage(&mut self, target: &Path, bytes: &[u8]) -> io::Result<()> {
+        let temp = crate::paths::temp_path_for(target);
+        let result = File::create(&temp).and_then(|mut file| file.write_all(bytes));
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&temp);
+            return Err(e);
+        }
+        self.staged.push((temp, target.to_path_buf()));
+        Ok(())
+    }
+
+    /// Syncs the filesystem of the staged files once, then renames each into
+    /// place, in the order staged. Returns how many were published; on an
+    /// error, the rest are removed.
+    pub fn publish(mut self) -> io::Result<usize> {
+        if let Some((first, _)) = self.staged.first() {
+            let dir = File::open(first.parent().unwrap_or(Path::new(".")))?;
+            // SAFETY: syncfs takes any open descriptor of the filesystem;
+            // `dir` stays open for the call.
+            if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        let staged = std::mem::take(&mut self.staged);
+        for (i, (temp, target)) in staged.iter().enumerate() {
+            if let Err(e) = std::fs::rename(temp, target) {
+                for (rest, _) in &staged[i..] {
+                    let _ = std::fs::remove_file(rest);
+                }
+                return Err(e);
+            }
+        }
+        Ok(staged.len())
+    }
+}
+
+impl Drop for StagedWrites {
+    fn drop(&mut self) {
+        for (temp, _) in &self.staged {
+            let _ = std::fs::remove_file(temp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_regular_files_within_the_bound() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("r.json");
+        std::fs::write(&path, b"{}").unwrap();
+        assert_eq!(read_record(&path, 10).unwrap(), b"{}");
+        assert_eq!(read_record(&path, 1), Err(RecordError::TooLarge { len: 2, limit: 1 }));
+        assert!(read_record(&path, 1).unwrap_err().describe(&path).contains("1-byte limit"));
+        assert_eq!(read_record(&tmp.path().join("none"), 10), Err(RecordError::NotFound));
+        assert_eq!(read_record(tmp.path(), 10), Err(RecordError::NotRegular("directory")));
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("fifo.json");
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        assert_eq!(read_record(&path, 10), Err(RecordError::NotRegular("FIFO")));
+    }
+
+    #[test]
+    fn staged_writes_publish_all_and_leave_no_temp_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut writes = StagedWrites::new();
+        for i in 0..5 {
+            writes.stage(&tmp.path().join(format!("{i}.json")), b"x").unwrap();
+        }
+        assert_eq!(writes.publish().unwrap(), 5);
+        let names: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 5);
+        let mut dropped = StagedWrites::new();
+        dropped.stage(&tmp.path().join("late.json"), b"x").unwrap();
+        drop(dropped);
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 5);
+    }
+}

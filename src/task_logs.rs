@@ -1,0 +1,137 @@
+//! Where a task's stdout and stderr are.
+//!
+//! Owns: the naming rule of this project's runner (`logs/<node>/<stem>.out`,
+//! one pair of files per task, so tasks whose 24-bit task ids collide never
+//! share a log), the older runner's rule (`logs/<task_id>.out`), and the
+//! choice between them for a task that has no result yet. A result names
+//! its logs itself, and that name always wins. Paths are computed without
+//! I/O; only [`LogLocation::resolve`] looks at the disk.
+
+use std::path::{Path, PathBuf};
+
+use crate::paths::RunDir;
+
+/// Which of a task's two logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+impl LogStream {
+    pub fn label(self) -> &'static str {
+        match self {
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+        }
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            LogStream::Stdout => "out",
+            LogStream::Stderr => "err",
+        }
+    }
+}
+
+/// The run-dir-relative path this project's runner writes a task's log to.
+pub fn runner_log_relative(node: &str, stem: &str, stream: LogStream) -> String {
+    format!("logs/{node}/{stem}.{}", stream.extension())
+}
+
+/// The run-dir-relative path the older runner writes (shared by every task
+/// with the same task id).
+pub fn legacy_log_relative(task_id: &str, stream: LogStream) -> String {
+    format!("logs/{task_id}.{}", stream.extension())
+}
+
+/// Where to look for one log of one task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLocation {
+    /// The path the result names, or this project's per-task path.
+    pub primary: PathBuf,
+    /// The older runner's path, tried when `primary` does not exist (only
+    /// for tasks without a result: a result's path is final).
+    pub legacy: Option<PathBuf>,
+}
+
+impl LogLocation {
+    /// A log whose path is known (from a result).
+    pub fn exact(path: PathBuf) -> LogLocation {
+        LogLocation { primary: path, legacy: None }
+    }
+
+    /// The log of a task: `result_path` (relative, from its result) when
+    /// there is one, else the per-task path with the older runner's
+    /// per-task-id path as the alternative.
+    pub fn of_task(
+        run: &RunDir,
+        node: &str,
+        stem: &str,
+        task_id: &str,
+        result_path: Option<&str>,
+        stream: LogStream,
+    ) -> LogLocation {
+        match result_path.filter(|p| !p.is_empty()) {
+            Some(path) => LogLocation::exact(run.resolve(path)),
+            None => LogLocation {
+                primary: run.resolve(&runner_log_relative(node, stem, stream)),
+                legacy: Some(run.resolve(&legacy_log_relative(task_id, stream))),
+            },
+        }
+    }
+
+    /// The log of a task of an index snapshot.
+    pub fn of_indexed(
+        run: &RunDir,
+        index: &crate::index::Index,
+        task: &crate::index::Task,
+        stream: LogStream,
+    ) -> LogLocation {
+        LogLocation::of_task(
+            run,
+            index.node_name(task.node),
+            &task.name,
+            task.task_id(),
+            task.result_log(stream),
+            stream,
+        )
+    }
+
+    /// The path to read now: `primary` if it exists, else `legacy` if that
+    /// exists, else `primary` (a log not written yet). Blocking (a stat).
+    pub fn resolve(&self) -> PathBuf {
+        match &self.legacy {
+            Some(legacy) if !exists(&self.primary) && exists(legacy) => legacy.clone(),
+            _ => self.primary.clone(),
+        }
+    }
+}
+
+fn exists(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_path_wins_else_ours_then_the_legacy_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir(tmp.path().to_path_buf());
+        let stem = "1_T1_x";
+        let named = LogLocation::of_task(&run, "a", stem, "T1", Some("logs/T1.out"), LogStream::Stdout);
+        assert_eq!(named.resolve(), tmp.path().join("logs/T1.out"));
+        assert!(named.legacy.is_none());
+
+        let running = LogLocation::of_task(&run, "a", stem, "T1", None, LogStream::Stderr);
+        assert_eq!(running.resolve(), tmp.path().join("logs/a/1_T1_x.err"), "nothing written yet");
+        std::fs::create_dir_all(tmp.path().join("logs")).unwrap();
+        std::fs::write(tmp.path().join("logs/T1.err"), b"old").unwrap();
+        assert_eq!(running.resolve(), tmp.path().join("logs/T1.err"), "the older runner's log");
+        std::fs::create_dir_all(tmp.path().join("logs/a")).unwrap();
+        std::fs::write(tmp.path().join("logs/a/1_T1_x.err"), b"ours").unwrap();
+        assert_eq!(running.resolve(), tmp.path().join("logs/a/1_T1_x.err"), "ours first");
+    }
+}
