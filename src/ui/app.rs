@@ -319,7 +319,12 @@ impl App {
                 }
             }
             Reply::ActionDone { what, outcome } => match outcome {
-                Ok(message) => self.say(format!("{what}: {message}"), Level::Info),
+                Ok(message) => {
+                    self.say(format!("{what}: {message}"), Level::Info);
+                    // What the action changed shows at once, not at the
+                    // next idle scan (a second `P` must see the first).
+                    return vec![Request::Engine(crate::engine::Control::RefreshNow)];
+                }
                 Err(reason) => self.say(format!("{what} failed: {reason}"), Level::Error),
             },
             Reply::Log(_) | Reply::Page { .. } => {}
