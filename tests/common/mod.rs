@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses part of it
 
+pub mod slurm;
 pub mod tmux;
 
 use std::path::{Path, PathBuf};
