@@ -50,7 +50,8 @@ fn cancel_retry_and_pause_from_the_dashboard_are_carried_out_by_the_runner() {
     wait_until("the task's process group to end", Duration::from_secs(6), || !group_alive(pgid));
     lease.wait_state(&running, "CANCELLED", SHORT);
     session.keys(&["0"]);
-    session.wait_for("the CANCELLED row", |s| s.lines().any(|l| l.contains("CANC") && l.contains("sleep 600")));
+    session
+        .wait_for("the CANCELLED row", |s| s.lines().any(|l| l.contains("CANC") && l.contains("sleep 600")));
 
     // R on the finished task, confirmed: a new task with the same command runs.
     session.keys(&["4"]);
@@ -67,7 +68,8 @@ fn cancel_retry_and_pause_from_the_dashboard_are_carried_out_by_the_runner() {
     // P on the node pauses it; the runner's heartbeat says so; P resumes.
     let hb = lease.run_dir().join("hb/n1.json");
     let paused = || {
-        serde_json::from_slice::<Value>(&std::fs::read(&hb).unwrap_or_default()).is_ok_and(|v| v["paused"] == true)
+        serde_json::from_slice::<Value>(&std::fs::read(&hb).unwrap_or_default())
+            .is_ok_and(|v| v["paused"] == true)
     };
     session.keys(&["BTab", "P"]);
     wait_until("the runner to pause", SHORT, paused);

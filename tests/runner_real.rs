@@ -77,7 +77,8 @@ fn tasks_with_the_same_task_id_never_share_a_log() {
     spec["idempotency_key"] = "other-key".into();
     spec["command"] = "echo second".into();
     let second = format!("{seq:016}_{task_id}_{uuid}");
-    std::fs::write(lease.run_dir().join("inbox/n1").join(format!("{second}.json")), spec.to_string()).unwrap();
+    std::fs::write(lease.run_dir().join("inbox/n1").join(format!("{second}.json")), spec.to_string())
+        .unwrap();
     let _runner = lease.runner("n1", &[]);
     lease.wait_state(&first, "FINISHED", SHORT);
     lease.wait_state(&second, "FINISHED", SHORT);
@@ -85,7 +86,11 @@ fn tasks_with_the_same_task_id_never_share_a_log() {
     assert_eq!(lease.ok(&["logs", "--run-dir", &run_dir_arg(&lease), &second]), "second\n");
     let ambiguous = lease.cli(&["logs", "--run-dir", &run_dir_arg(&lease), &task_id]);
     assert!(!ambiguous.status.success());
-    assert!(common::text(&ambiguous.stderr).contains("matches 2 tasks"), "{}", common::text(&ambiguous.stderr));
+    assert!(
+        common::text(&ambiguous.stderr).contains("matches 2 tasks"),
+        "{}",
+        common::text(&ambiguous.stderr)
+    );
 }
 
 #[test]
@@ -160,7 +165,8 @@ fn pause_stops_claiming_and_resume_starts_again() {
     lease.ok(&["pause", "--run-dir", &run_dir_arg(&lease), "n1"]);
     let hb = lease.run_dir().join("hb/n1.json");
     wait_until("the heartbeat to say paused", SHORT, || {
-        serde_json::from_slice::<Value>(&std::fs::read(&hb).unwrap_or_default()).is_ok_and(|v| v["paused"] == true)
+        serde_json::from_slice::<Value>(&std::fs::read(&hb).unwrap_or_default())
+            .is_ok_and(|v| v["paused"] == true)
     });
     let stem = lease.submit("n1", &[], "echo ran");
     std::thread::sleep(Duration::from_millis(1500));
@@ -182,11 +188,14 @@ fn retry_runs_the_task_again_as_a_new_task() {
     let stem = lease.submit("n1", &[], "echo once; exit 3");
     let row = lease.wait_state(&stem, "FAILED", SHORT);
     assert_eq!(row["exit_code"], 3);
-    let out: Value = serde_json::from_str(&lease.ok(&["retry", "--run-dir", &run_dir_arg(&lease), &stem, "--json"])).unwrap();
+    let out: Value =
+        serde_json::from_str(&lease.ok(&["retry", "--run-dir", &run_dir_arg(&lease), &stem, "--json"]))
+            .unwrap();
     let again = out[0]["result"]["new_task"].as_str().unwrap().to_string();
     assert_ne!(again, stem);
     lease.wait_state(&again, "FAILED", SHORT);
-    let (old, new) = (result_of(&lease, "n1", &stem, ".result.json"), result_of(&lease, "n1", &again, ".result.json"));
+    let (old, new) =
+        (result_of(&lease, "n1", &stem, ".result.json"), result_of(&lease, "n1", &again, ".result.json"));
     assert_ne!(old["idempotency_key"], new["idempotency_key"]);
     assert_eq!(old["command"], new["command"]);
     let seq = |s: &str| s.split('_').next().unwrap().parse::<u64>().unwrap();
@@ -328,7 +337,8 @@ fn a_duplicate_idempotency_key_is_skipped_not_run() {
     let mut copy: Value = serde_json::from_slice(&spec).unwrap();
     let uuid = "00000000-0000-4000-8000-00000000abcd";
     copy["uuid"] = uuid.into();
-    let dup = format!("{:016}_{}_{uuid}", copy["seq"].as_u64().unwrap() + 5, copy["task_id"].as_str().unwrap());
+    let dup =
+        format!("{:016}_{}_{uuid}", copy["seq"].as_u64().unwrap() + 5, copy["task_id"].as_str().unwrap());
     std::fs::write(lease.run_dir().join("inbox/n1").join(format!("{dup}.json")), copy.to_string()).unwrap();
     lease.wait_state(&dup, "SKIPPED", SHORT);
     assert_eq!(std::fs::read_to_string(&marks).unwrap(), "x\n", "ran once");
@@ -357,7 +367,9 @@ fn the_heartbeat_lists_running_tasks_and_keeps_its_interval() {
     lease.wait_state(&a, "RUNNING", SHORT);
     let hb_path = lease.run_dir().join("hb/n1.json");
     let read = || serde_json::from_slice::<Value>(&std::fs::read(&hb_path).unwrap()).unwrap();
-    wait_until("the heartbeat to name the task", SHORT, || read()["running_task_ids"].as_array().is_some_and(|a| a.len() == 1));
+    wait_until("the heartbeat to name the task", SHORT, || {
+        read()["running_task_ids"].as_array().is_some_and(|a| a.len() == 1)
+    });
     let hb = read();
     assert_eq!(hb["running_task_id"], lease.task(&a)["task_id"]);
     let first = hb["ts"].as_i64().unwrap();
@@ -370,7 +382,16 @@ fn submit_file_queues_every_line_in_order() {
     let file = lease.home().join("commands.txt");
     let lines: String = (0..500).map(|i| format!("echo {i}\n")).collect::<String>() + "\n# a comment\n";
     std::fs::write(&file, lines).unwrap();
-    let out = lease.ok(&["submit", "--run-dir", &run_dir_arg(&lease), "--node", "n1", "--file", file.to_str().unwrap(), "--json"]);
+    let out = lease.ok(&[
+        "submit",
+        "--run-dir",
+        &run_dir_arg(&lease),
+        "--node",
+        "n1",
+        "--file",
+        file.to_str().unwrap(),
+        "--json",
+    ]);
     let submitted: Vec<Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(submitted.len(), 500);
     let names: Vec<&str> = submitted.iter().map(|s| s["name"].as_str().unwrap()).collect();
@@ -387,7 +408,9 @@ fn submit_without_a_node_picks_the_live_node_with_the_fewest_pending() {
     std::thread::sleep(Duration::from_millis(200));
     lease.submit("na", &[], "echo queued");
     let run = run_dir_arg(&lease);
-    let out: Value = serde_json::from_str(&lease.ok(&["submit", "--run-dir", &run, "--json", "--", "echo", "hi"])).unwrap();
+    let out: Value =
+        serde_json::from_str(&lease.ok(&["submit", "--run-dir", &run, "--json", "--", "echo", "hi"]))
+            .unwrap();
     assert_eq!(out[0]["node"], "nb");
     let dead = Lease::new("117");
     std::fs::create_dir_all(dead.run_dir().join("inbox/gone")).unwrap();

@@ -20,7 +20,8 @@ const SLURM_WAIT: Duration = Duration::from_secs(40);
 
 /// The lease's row of `lease ls --json`.
 fn lease_row(lease: &Lease, id: &str) -> Value {
-    let rows: Vec<Value> = serde_json::from_str(&lease.ok(&["lease", "ls", "--json"])).expect("lease ls --json");
+    let rows: Vec<Value> =
+        serde_json::from_str(&lease.ok(&["lease", "ls", "--json"])).expect("lease ls --json");
     rows.into_iter().find(|r| r["lease"] == id).unwrap_or(Value::Null)
 }
 
@@ -44,7 +45,16 @@ fn cli_lease_runs_tasks_on_our_runner_and_release_ends_it() {
     }
     let lease = Lease::new("unused");
     let out: Value = serde_json::from_str(&lease.ok(&[
-        "lease", "create", "--slurm", "--nodes", "1", "--time", "5", "--name", "leaseq-runner-test", "--json",
+        "lease",
+        "create",
+        "--slurm",
+        "--nodes",
+        "1",
+        "--time",
+        "5",
+        "--name",
+        "leaseq-runner-test",
+        "--json",
     ]))
     .expect("lease create --json");
     let id = out["lease"].as_str().expect("a lease id").to_string();
@@ -52,9 +62,15 @@ fn cli_lease_runs_tasks_on_our_runner_and_release_ends_it() {
     let node = wait_for_runner(&lease, &id);
 
     // A task submitted without --node goes to the live node and runs there.
-    let submitted: Value =
-        serde_json::from_str(&lease.ok(&["submit", "--lease", &id, "--json", "--", "echo hello from $SLURM_JOB_ID"]))
-            .unwrap();
+    let submitted: Value = serde_json::from_str(&lease.ok(&[
+        "submit",
+        "--lease",
+        &id,
+        "--json",
+        "--",
+        "echo hello from $SLURM_JOB_ID",
+    ]))
+    .unwrap();
     assert_eq!(submitted[0]["node"], node.as_str());
     let stem = submitted[0]["name"].as_str().unwrap().to_string();
     wait_until("the task to finish on the Slurm node", SLURM_WAIT, || {
@@ -77,7 +93,14 @@ fn cli_lease_runs_tasks_on_our_runner_and_release_ends_it() {
     let long: Value = serde_json::from_str(&lease.ok(&["submit", "--json", "--", "sleep 600"])).unwrap();
     let long_stem = long[0]["name"].as_str().unwrap().to_string();
     wait_until("the long task to run", SLURM_WAIT, || {
-        lease.home().join("runs").join(&id).join("claimed").join(&node).join(format!("{long_stem}.json")).exists()
+        lease
+            .home()
+            .join("runs")
+            .join(&id)
+            .join("claimed")
+            .join(&node)
+            .join(format!("{long_stem}.json"))
+            .exists()
     });
     let released = lease.ok(&["lease", "release", &id]);
     assert!(released.contains(&id), "{released}");
@@ -85,7 +108,8 @@ fn cli_lease_runs_tasks_on_our_runner_and_release_ends_it() {
         let state = lease_row(&lease, &id)["state"].as_str().unwrap_or_default().to_string();
         state == "CANCELLED" || state == "ENDED"
     });
-    let result = lease.home().join("runs").join(&id).join("done").join(&node).join(format!("{long_stem}.result.json"));
+    let result =
+        lease.home().join("runs").join(&id).join("done").join(&node).join(format!("{long_stem}.result.json"));
     wait_until("the runner to write the stopped task's result", SLURM_WAIT, || result.exists());
     let result: Value = serde_json::from_slice(&std::fs::read(&result).unwrap()).unwrap();
     assert!(result["error"].as_str().unwrap_or_default().contains("runner was stopped"), "{result}");
@@ -116,12 +140,18 @@ fn the_dashboard_form_creates_a_lease_our_runner_serves_and_x_releases_it() {
     });
     let _jobs = Jobs(vec![id.clone()]);
     wait_for_runner(&lease, &id);
-    session.wait_for("the new lease RUNNING in the list", |s| s.lines().any(|l| l.contains(&id) && l.contains("RUNNING")));
+    session.wait_for("the new lease RUNNING in the list", |s| {
+        s.lines().any(|l| l.contains(&id) && l.contains("RUNNING"))
+    });
     assert_eq!(lease_row(&lease, &id)["state"], "RUNNING", "lease ls agrees");
     // A task on it runs on our runner.
-    let submitted: Value = serde_json::from_str(&lease.ok(&["submit", "--lease", &id, "--json", "--", "echo via-form"])).unwrap();
+    let submitted: Value =
+        serde_json::from_str(&lease.ok(&["submit", "--lease", &id, "--json", "--", "echo via-form"]))
+            .unwrap();
     let stem = submitted[0]["name"].as_str().unwrap().to_string();
-    wait_until("the task to finish", SLURM_WAIT, || text(&lease.cli(&["logs", "--lease", &id, &stem]).stdout) == "via-form\n");
+    wait_until("the task to finish", SLURM_WAIT, || {
+        text(&lease.cli(&["logs", "--lease", &id, &stem]).stdout) == "via-form\n"
+    });
 
     session.keys(&["x"]);
     session.wait_for("the release question", |s| s.contains("Release Slurm lease"));
@@ -131,7 +161,9 @@ fn the_dashboard_form_creates_a_lease_our_runner_serves_and_x_releases_it() {
         s.lines().any(|l| l.contains(&id) && (l.contains("CANCELLED") || l.contains("ENDED")))
     });
     let out = lease.cli(&["lease", "ls"]);
-    assert!(text(&out.stdout).lines().any(|l| l.contains(&id) && (l.contains("CANCELLED") || l.contains("ENDED"))));
+    assert!(text(&out.stdout)
+        .lines()
+        .any(|l| l.contains(&id) && (l.contains("CANCELLED") || l.contains("ENDED"))));
     session.keys(&["q"]);
     session.wait_for("the dashboard to exit", |s| s.contains("EXIT=0"));
 }

@@ -61,6 +61,9 @@ pub struct Finisher {
     pub events: EventLog,
     /// Idempotency keys that already have a result on this node.
     pub keys: Mutex<HashSet<String>>,
+    /// The stop signal the runner got (0: none yet), set by the signal
+    /// thread itself, before the lane hears of it.
+    pub stop_signal: std::sync::atomic::AtomicI32,
 }
 
 impl Finisher {

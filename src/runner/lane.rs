@@ -67,6 +67,8 @@ pub struct Lane {
     paused: bool,
     /// The signal that is stopping the runner, once one came.
     stopping: Option<i32>,
+    /// The inbox listing's last error, reported once.
+    list_error: Option<String>,
 }
 
 impl Lane {
@@ -91,6 +93,7 @@ impl Lane {
             listed_at: None,
             paused: false,
             stopping: None,
+            list_error: None,
         }
     }
 
@@ -280,9 +283,25 @@ impl Lane {
     // ------------------------------------------------------------ claiming
 
     /// The inbox's task stems in FIFO (name) order.
-    fn list_inbox(&self) -> Vec<String> {
+    fn list_inbox(&mut self) -> Vec<String> {
         let dir = self.options.run.queue(QueueDir::Inbox, &self.options.node);
-        let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                // Said (once per new error): a shared filesystem that fails
+                // (ESTALE, EACCES) must not look like an empty queue.
+                let message =
+                    format!("listing {}: {e}; claiming nothing until it lists again", dir.display());
+                if self.list_error.as_ref() != Some(&message) {
+                    eprintln!("leaseq run: {message}");
+                    self.list_error = Some(message);
+                }
+                return Vec::new();
+            }
+        };
+        if self.list_error.take().is_some() {
+            eprintln!("leaseq run: {} lists again", dir.display());
+        }
         let mut stems: Vec<String> = entries
             .flatten()
             .filter_map(|e| e.file_name().into_string().ok())
@@ -459,6 +478,20 @@ impl Lane {
 /// on another host may lag behind the request), then dropped.
 const UNMATCHED_CANCEL_KEEP_S: i64 = 60;
 
+/// When a lease ends, Slurm signals every process of the job at once: a
+/// task can die of the same SIGTERM as the runner before the lane hears of
+/// it. A task killed by a signal is counted as stopped with the runner when
+/// the runner got a stop signal too, within a moment.
+fn stopped_with_the_runner(finisher: &Finisher) -> Option<Ending> {
+    for _ in 0..20 {
+        match finisher.stop_signal.load(Ordering::SeqCst) {
+            0 => std::thread::sleep(Duration::from_millis(10)),
+            signal => return Some(Ending::RunnerStopped(signal)),
+        }
+    }
+    None
+}
+
 fn wait_and_finish(
     mut child: std::process::Child,
     claimed: Claimed,
@@ -476,6 +509,9 @@ fn wait_and_finish(
     };
     let ending = match why.load(Ordering::SeqCst) {
         KILL_CANCEL => Ending::Cancelled,
+        KILL_NONE if status.signal().is_some() => {
+            stopped_with_the_runner(&finisher).unwrap_or(Ending::Natural)
+        }
         KILL_NONE => Ending::Natural,
         stop => Ending::RunnerStopped(i32::from(stop - KILL_STOP)),
     };

@@ -97,10 +97,12 @@ pub fn run(options: RunnerOptions) -> Result<(), String> {
         .map_err(|e| format!("installing signal handlers: {e}"))?;
     let signal_handle = signals.handle();
     let forward = wake_tx.clone();
+    let stopped = finisher.clone();
     std::thread::Builder::new()
         .name("leaseq-signals".into())
         .spawn(move || {
             for signal in signals.forever() {
+                stopped.stop_signal.store(signal, std::sync::atomic::Ordering::SeqCst);
                 if forward.send(lane::Wake::Signal(signal)).is_err() {
                     return;
                 }
@@ -126,6 +128,7 @@ fn finish_for(run: &RunDir, node: &str) -> finish::Finisher {
         node: node.to_string(),
         events: events::EventLog::open(run.events(node), node),
         keys: Mutex::new(HashSet::new()),
+        stop_signal: std::sync::atomic::AtomicI32::new(0),
     }
 }
 

@@ -175,7 +175,8 @@ impl Runner {
 }
 
 pub fn task_pids(run: &Path, node: &str) -> Vec<i32> {
-    let events = std::fs::read_to_string(run.join("events").join(format!("{node}.jsonl"))).unwrap_or_default();
+    let events =
+        std::fs::read_to_string(run.join("events").join(format!("{node}.jsonl"))).unwrap_or_default();
     events
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())

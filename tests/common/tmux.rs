@@ -62,4 +62,3 @@ impl Drop for Session {
         let _ = Command::new("tmux").args(["kill-session", "-t", &self.name]).output();
     }
 }
-
