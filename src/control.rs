@@ -7,11 +7,9 @@ use crate::clock::{unique_micros, unix_now};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::Serialize;
-
 use crate::model::{
-    parse_entry, result_file_name, spec_file_name, CancelRequest, EntryKind, Heartbeat, ResultKind, TaskName,
-    TaskResult, TaskSpec,
+    parse_entry, result_file_name, spec_file_name, CancelRequest, ControlMarker, EntryKind, ResultKind,
+    TaskName, TaskResult, TaskSpec,
 };
 use crate::paths::{new_uuid, write_atomic, QueueDir, RunDir};
 use crate::store::{read_record, MAX_RECORD_BYTES};
@@ -61,21 +59,28 @@ pub fn cancel(run: &RunDir, node: &str, stem: &str, task_id: &str) -> Result<Can
     request_cancel(run, node, task_id, Some(stem)).map(CancelOutcome::Requested)
 }
 
-/// Takes a pending task out of `inbox/<node>/` into `done/<node>/` and
-/// writes its `.cancelled.json` (exit code -1, no logs). `Ok(false)` when
-/// it was not in the inbox (claimed meanwhile, or never there).
+/// Takes a pending task out of `inbox/<node>/` and gives it a
+/// `.cancelled.json` (exit code -1, no logs). The first step is the same
+/// rename a runner's claim is (into `claimed/`), so of a cancel and a claim
+/// exactly one wins; then the result is written, then the spec archived,
+/// as a runner finishes a task: interrupted anywhere, the task is in
+/// `claimed/` (recovered, and archived as done) or finished, never lost.
+/// `Ok(false)` when it was not in the inbox (claimed meanwhile, or never
+/// there).
 pub fn cancel_pending(run: &RunDir, node: &str, stem: &str, reason: &str) -> Result<bool, String> {
-    let from = run.queue(QueueDir::Inbox, node).join(spec_file_name(stem));
-    let done = run.queue(QueueDir::Done, node);
-    std::fs::create_dir_all(&done).map_err(|e| io("creating", &done, e))?;
-    let to = done.join(spec_file_name(stem));
-    match std::fs::rename(&from, &to) {
+    let name = spec_file_name(stem);
+    let from = run.queue(QueueDir::Inbox, node).join(&name);
+    let claimed_dir = run.queue(QueueDir::Claimed, node);
+    std::fs::create_dir_all(&claimed_dir).map_err(|e| io("creating", &claimed_dir, e))?;
+    let claimed = claimed_dir.join(&name);
+    match std::fs::rename(&from, &claimed) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(io("moving", &from, e)),
     }
-    let spec =
-        read_record(&to, MAX_RECORD_BYTES).ok().and_then(|b| serde_json::from_slice::<TaskSpec>(&b).ok());
+    let spec = read_record(&claimed, MAX_RECORD_BYTES)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<TaskSpec>(&b).ok());
     let task_id = TaskName::parse(stem).map_or(stem, |n| n.task_id);
     let now = unix_now();
     let result = TaskResult {
@@ -95,8 +100,30 @@ pub fn cancel_pending(run: &RunDir, node: &str, stem: &str, reason: &str) -> Res
         error: Some(reason.to_string()),
         signal: None,
     };
-    write_result(run, node, stem, ResultKind::Cancelled, &result)?;
+    if let Err(e) = write_result(run, node, stem, ResultKind::Cancelled, &result) {
+        // Not cancelled after all: back to the inbox, as it was.
+        let _ = std::fs::rename(&claimed, &from);
+        return Err(e);
+    }
+    archive(run, node, stem)?;
     Ok(true)
+}
+
+/// Moves a finished task's spec from `claimed/` into `done/`.
+pub fn archive(run: &RunDir, node: &str, stem: &str) -> Result<(), String> {
+    let name = spec_file_name(stem);
+    let from = run.queue(QueueDir::Claimed, node).join(&name);
+    let done = run.queue(QueueDir::Done, node);
+    std::fs::create_dir_all(&done).map_err(|e| io("creating", &done, e))?;
+    std::fs::rename(&from, done.join(&name)).map_err(|e| io("archiving", &from, e))
+}
+
+/// Which result a task already has in `done/<node>/`, if any.
+pub fn existing_result(run: &RunDir, node: &str, stem: &str) -> Option<ResultKind> {
+    let done = run.queue(QueueDir::Done, node);
+    [ResultKind::Ran, ResultKind::Cancelled, ResultKind::Skipped]
+        .into_iter()
+        .find(|kind| std::fs::symlink_metadata(done.join(result_file_name(stem, *kind))).is_ok())
 }
 
 /// Writes `done/<node>/<stem><kind suffix>` atomically.
@@ -174,11 +201,6 @@ pub fn retry(run: &RunDir, node: &str, name: &str) -> Result<PathBuf, String> {
     enqueue(run, &new_spec(&old.lease_id, node, old.command, old.cwd, old.env, old.gpus))
 }
 
-#[derive(Serialize)]
-struct Marker {
-    requested_at: i64,
-}
-
 /// Writes `control/<node>/pause.json` (and drops a stale resume marker).
 pub fn pause(run: &RunDir, node: &str) -> Result<(), String> {
     set_marker(run, node, "pause.json", "resume.json")
@@ -192,7 +214,9 @@ pub fn resume(run: &RunDir, node: &str) -> Result<(), String> {
 fn set_marker(run: &RunDir, node: &str, write: &str, remove: &str) -> Result<(), String> {
     let dir = run.control(node);
     let path = dir.join(write);
-    let bytes = serde_json::to_vec(&Marker { requested_at: unix_now() }).map_err(|e| e.to_string())?;
+    let now = crate::clock::unix_micros();
+    let marker = ControlMarker { requested_at: (now / 1_000_000) as i64, requested_at_us: now % 1_000_000 };
+    let bytes = serde_json::to_vec(&marker).map_err(|e| e.to_string())?;
     write_atomic(&path, &bytes).map_err(|e| io("writing", &path, e))?;
     match std::fs::remove_file(dir.join(remove)) {
         Ok(()) => Ok(()),
@@ -201,32 +225,62 @@ fn set_marker(run: &RunDir, node: &str, write: &str, remove: &str) -> Result<(),
     }
 }
 
-/// Zombie recovery for a dead runner: moves `claimed/<node>/*` back to
-/// `inbox/<node>/`, as a restarting runner would. Refuses while the node's
-/// heartbeat is fresh (its runner may still be working on them).
+/// Zombie recovery for a dead runner, as `V` and `leaseq recover` ask:
+/// [`return_claimed`], refused while the node's heartbeat is fresh (its
+/// runner may still be working on them).
 pub fn recover(run: &RunDir, node: &str, stale_after_s: i64) -> Result<usize, String> {
-    if let Ok(bytes) = std::fs::read(run.heartbeat(node)) {
-        if let Ok(hb) = serde_json::from_slice::<Heartbeat>(&bytes) {
-            let age = unix_now() - hb.ts;
-            if age <= stale_after_s {
-                return Err(format!("{node}'s runner is alive (heartbeat {age}s ago); not recovering"));
-            }
+    if let Ok(hb) = crate::scan::read_heartbeat(&crate::scan::FsSource, run, node) {
+        let age = unix_now().saturating_sub(hb.ts);
+        if age <= stale_after_s {
+            return Err(format!("{node}'s runner is alive (heartbeat {age}s ago); not recovering"));
         }
     }
+    let claimed = run.queue(QueueDir::Claimed, node);
+    if !claimed.is_dir() {
+        return Ok(0);
+    }
+    Ok(return_claimed(run, node)?.returned)
+}
+
+/// What [`return_claimed`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Returned {
+    /// Back in the inbox, to run again.
+    pub returned: usize,
+    /// Already had a result (its runner died between the result and the
+    /// archive): archived instead, never run twice.
+    pub archived: usize,
+}
+
+/// Moves what `claimed/<node>/` holds back to `inbox/<node>/`, oldest
+/// first, what a restarting runner does with its own node.
+pub fn return_claimed(run: &RunDir, node: &str) -> Result<Returned, String> {
     let claimed = run.queue(QueueDir::Claimed, node);
     let inbox = run.queue(QueueDir::Inbox, node);
     std::fs::create_dir_all(&inbox).map_err(|e| io("creating", &inbox, e))?;
     let entries = std::fs::read_dir(&claimed).map_err(|e| io("listing", &claimed, e))?;
-    let mut moved = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if matches!(parse_entry(&name), Some((_, EntryKind::Spec))) {
-            let to = inbox.join(&name);
-            std::fs::rename(entry.path(), &to).map_err(|e| io("moving", &entry.path(), e))?;
-            moved += 1;
+    let mut stems: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter_map(|n| match parse_entry(&n) {
+            Some((stem, EntryKind::Spec)) => Some(stem.to_string()),
+            _ => None,
+        })
+        .collect();
+    stems.sort_unstable();
+    let mut done = Returned::default();
+    for stem in stems {
+        if existing_result(run, node, &stem).is_some() {
+            archive(run, node, &stem)?;
+            done.archived += 1;
+        } else {
+            let name = spec_file_name(&stem);
+            std::fs::rename(claimed.join(&name), inbox.join(&name))
+                .map_err(|e| io("moving", &claimed.join(&name), e))?;
+            done.returned += 1;
         }
     }
-    Ok(moved)
+    Ok(done)
 }
 
 #[cfg(test)]

@@ -284,8 +284,11 @@ pub fn skipped_marker(bytes: u64) -> String {
 
 /// Opens for reading without blocking on a FIFO someone put in place of a
 /// log, and insists on a regular file.
-fn open_regular(path: &Path) -> io::Result<(File, std::fs::Metadata)> {
-    let file = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+/// Opens a log for reading: regular files only, checked on the opened
+/// descriptor (a FIFO neither blocks the open nor is read; a device is
+/// never read, nor becomes the controlling terminal).
+pub fn open_regular(path: &Path) -> io::Result<(File, std::fs::Metadata)> {
+    let file = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(io::Error::other("not a regular file"));

@@ -74,13 +74,13 @@ enum Command {
         gpus: Option<usize>,
         /// Seconds between SIGTERM and SIGKILL when a task is cancelled or
         /// the runner is stopped.
-        #[arg(long, value_name = "S", default_value_t = 10)]
+        #[arg(long, value_name = "S", default_value_t = RunnerOptions::DEFAULT_GRACE.as_secs())]
         grace_s: u64,
         /// How often the inbox and control requests are looked at, in ms.
-        #[arg(long, value_name = "MS", default_value_t = 250)]
+        #[arg(long, value_name = "MS", default_value_t = RunnerOptions::DEFAULT_POLL.as_millis() as u64)]
         poll_ms: u64,
         /// Seconds between heartbeats (at most 5).
-        #[arg(long, value_name = "S", default_value_t = 3)]
+        #[arg(long, value_name = "S", default_value_t = RunnerOptions::DEFAULT_HEARTBEAT.as_secs())]
         heartbeat_s: u64,
     },
     /// The local lease (local:<hostname>) and its background runner.
@@ -367,6 +367,15 @@ fn open_lease(roots: &Roots, args: &LeaseArgs) -> Result<(String, RunDir), Strin
 /// yet (no runner has started), and is made.
 fn open_lease_for_submit(roots: &Roots, args: &LeaseArgs) -> Result<(String, RunDir), String> {
     let (id, run) = lease_of(roots, args)?;
+    if !leaseq::paths::is_valid_lease_id(&id) {
+        // Its id goes into every task's spec and idempotency key.
+        return Err(format!(
+            "cannot tell the lease of {}: its meta/lease.json names none and {:?} is not a lease id; \
+             pass --lease ID",
+            run.0.display(),
+            leaseq::sanitize::clean_line(&id)
+        ));
+    }
     if !run.0.is_dir() && id == roots.local_lease_id() {
         std::fs::create_dir_all(&run.0).map_err(|e| format!("creating {}: {e}", run.0.display()))?;
     }
@@ -379,11 +388,28 @@ fn open_lease_for_submit(roots: &Roots, args: &LeaseArgs) -> Result<(String, Run
     Ok((id, run))
 }
 
+/// The lease id of a run directory named directly: its meta's, else its
+/// directory name (what `runs/<id>` means).
+fn run_dir_lease_id(run: &RunDir) -> String {
+    let meta = leaseq::store::read_record(&run.meta(), 1 << 20)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<leaseq::model::LeaseMeta>(&b).ok());
+    match meta {
+        Some(
+            leaseq::model::LeaseMeta::Slurm { lease_id, .. }
+            | leaseq::model::LeaseMeta::Local { lease_id, .. },
+        ) => lease_id,
+        None => run.0.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+    }
+}
+
 /// The lease id and run dir a command means.
 fn lease_of(roots: &Roots, args: &LeaseArgs) -> Result<(String, RunDir), String> {
     if let Some(dir) = &args.run_dir {
-        let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        return Ok((id, RunDir(dir.clone())));
+        let dir =
+            std::fs::canonicalize(dir).or_else(|_| std::path::absolute(dir)).unwrap_or_else(|_| dir.clone());
+        let run = RunDir(dir);
+        return Ok((run_dir_lease_id(&run), run));
     }
     let (leases, problems) = discover_leases(roots);
     for problem in problems {

@@ -79,6 +79,9 @@ pub struct Heartbeat {
     /// The lane is paused: the runner claims nothing new.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
+    /// The runner's last heartbeat: it has exited (a clean stop).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
 }
 
 /// `meta/lease.json`, tagged by `lease_type`.
@@ -149,6 +152,23 @@ pub struct CancelRequest {
     /// ids collide (ignored by older runners).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
+}
+
+/// `control/<node>/pause.json` and `resume.json`. The later of the two
+/// wins; `requested_at_us` (this project's addition) orders two markers of
+/// the same second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlMarker {
+    #[serde(default)]
+    pub requested_at: i64,
+    #[serde(default)]
+    pub requested_at_us: u64,
+}
+
+impl ControlMarker {
+    pub fn order(&self) -> (i64, u64) {
+        (self.requested_at, self.requested_at_us)
+    }
 }
 
 /// One line of `events/<node>.jsonl`.

@@ -183,6 +183,17 @@ impl RunDir {
     pub fn resolve(&self, relative: &str) -> PathBuf {
         self.0.join(relative)
     }
+    /// [`RunDir::resolve`] for a path read from a record: None unless it is
+    /// relative and stays inside the run dir (no `..`, not absolute, not
+    /// empty), so a hostile record cannot make us open `/etc/shadow`.
+    pub fn resolve_inside(&self, relative: &str) -> Option<PathBuf> {
+        use std::path::Component;
+        let path = Path::new(relative);
+        let plain = !relative.is_empty()
+            && !relative.contains('\0')
+            && path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+        plain.then(|| self.0.join(path))
+    }
 }
 
 /// The TUI's keys in `config.json` (`{"ui": {...}}`), with the spec's
@@ -353,6 +364,15 @@ mod tests {
         assert_eq!(read_registry(&path).unwrap(), registry);
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp files left behind");
+    }
+
+    #[test]
+    fn record_paths_stay_inside_the_run_dir() {
+        let run = RunDir(PathBuf::from("/r"));
+        assert_eq!(run.resolve_inside("logs/a/x.out"), Some(PathBuf::from("/r/logs/a/x.out")));
+        for bad in ["", "/etc/shadow", "../x", "logs/../../x", "logs/\0"] {
+            assert_eq!(run.resolve_inside(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

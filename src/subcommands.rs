@@ -101,7 +101,7 @@ pub fn submit(
 ) -> Result<ExitCode, String> {
     let commands = match &file {
         Some(path) => submit::commands_from_file(path)?,
-        None => vec![command.join(" ")],
+        None => vec![submit::command_line(&command)],
     };
     if commands.iter().any(|c| c.trim().is_empty()) {
         return Err("the command is empty (leaseq submit -- CMD ARGS...)".into());
@@ -206,13 +206,25 @@ pub fn cancel(run: &RunDir, tasks: &[String], json: bool, config: &UiConfig) -> 
                 format!("cancelled {} (it was pending on {})", task.task_id, task.node),
                 "cancelled".into(),
             )),
-            CancelOutcome::Requested(path) => Ok((
-                format!(
-                    "cancel of {} ({}) sent to {}'s runner: SIGTERM, then SIGKILL after its grace period",
-                    task.task_id, task.state, task.node
-                ),
-                serde_json::json!({"requested": path.display().to_string()}),
-            )),
+            CancelOutcome::Requested(path) => {
+                let waits = match task.state {
+                    TaskState::Stuck => format!(
+                        "; its node's runner is not alive, so it waits for one (or `leaseq recover {}` then cancel)",
+                        task.node
+                    ),
+                    TaskState::Lost => {
+                        "; the task is LOST? (in no queue directory): a runner acts only if it reappears".into()
+                    }
+                    _ => String::new(),
+                };
+                Ok((
+                    format!(
+                        "cancel of {} ({}) sent to {}'s runner: SIGTERM, then SIGKILL after its grace period{waits}",
+                        task.task_id, task.state, task.node
+                    ),
+                    serde_json::json!({"requested": path.display().to_string()}),
+                ))
+            }
         }
     })
 }

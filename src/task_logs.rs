@@ -45,6 +45,13 @@ pub fn legacy_log_relative(task_id: &str, stream: LogStream) -> String {
     format!("logs/{task_id}.{}", stream.extension())
 }
 
+/// Whether a path a result names is one either runner derives from the
+/// task's name: then it need not be kept per task, and is found again by
+/// [`LogLocation::of_task`] without it.
+pub fn is_derivable(path: &str, node: &str, stem: &str, task_id: &str, stream: LogStream) -> bool {
+    path == legacy_log_relative(task_id, stream) || path == runner_log_relative(node, stem, stream)
+}
+
 /// Where to look for one log of one task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLocation {
@@ -61,9 +68,20 @@ impl LogLocation {
         LogLocation { primary: path, legacy: None }
     }
 
-    /// The log of a task: `result_path` (relative, from its result) when
-    /// there is one, else the per-task path with the older runner's
-    /// per-task-id path as the alternative.
+    /// No log: the result names none (a task cancelled while pending) or
+    /// names a path outside the run dir, which is never opened.
+    pub fn none() -> LogLocation {
+        LogLocation::exact(PathBuf::new())
+    }
+
+    pub fn is_none(&self) -> bool {
+        self.primary.as_os_str().is_empty()
+    }
+
+    /// The log of a task: where its result says (`result_path`, relative,
+    /// when its result names one), else the per-task path with the older
+    /// runner's per-task-id path as the alternative (a task still running,
+    /// or a result whose path either runner derives from the name).
     pub fn of_task(
         run: &RunDir,
         node: &str,
@@ -72,8 +90,8 @@ impl LogLocation {
         result_path: Option<&str>,
         stream: LogStream,
     ) -> LogLocation {
-        match result_path.filter(|p| !p.is_empty()) {
-            Some(path) => LogLocation::exact(run.resolve(path)),
+        match result_path {
+            Some(path) => run.resolve_inside(path).map_or_else(LogLocation::none, LogLocation::exact),
             None => LogLocation {
                 primary: run.resolve(&runner_log_relative(node, stem, stream)),
                 legacy: Some(run.resolve(&legacy_log_relative(task_id, stream))),
@@ -108,6 +126,38 @@ impl LogLocation {
     }
 }
 
+/// The offset where the last `lines` lines of a file start, reading
+/// backwards in bounded chunks (a huge log is never read whole). A final
+/// newline ends the last line; it does not start an empty one.
+pub fn start_of_last_lines(file: &mut std::fs::File, lines: usize) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    const CHUNK: u64 = 64 << 10;
+    let len = file.seek(SeekFrom::End(0))?;
+    if lines == 0 {
+        return Ok(len);
+    }
+    let mut end = len;
+    let mut newlines = 0usize;
+    let mut buf = vec![0u8; CHUNK as usize];
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        let n = (end - start) as usize;
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut buf[..n])?;
+        for i in (0..n).rev() {
+            let at = start + i as u64;
+            if buf[i] == b'\n' && at != len - 1 {
+                newlines += 1;
+                if newlines == lines {
+                    return Ok(at + 1);
+                }
+            }
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
 fn exists(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
 }
@@ -124,6 +174,12 @@ mod tests {
         let named = LogLocation::of_task(&run, "a", stem, "T1", Some("logs/T1.out"), LogStream::Stdout);
         assert_eq!(named.resolve(), tmp.path().join("logs/T1.out"));
         assert!(named.legacy.is_none());
+        assert!(
+            LogLocation::of_task(&run, "a", stem, "T1", Some(""), LogStream::Stdout).is_none(),
+            "none named"
+        );
+        let escape = LogLocation::of_task(&run, "a", stem, "T1", Some("/etc/shadow"), LogStream::Stdout);
+        assert!(escape.is_none(), "never outside the run dir");
 
         let running = LogLocation::of_task(&run, "a", stem, "T1", None, LogStream::Stderr);
         assert_eq!(running.resolve(), tmp.path().join("logs/a/1_T1_x.err"), "nothing written yet");

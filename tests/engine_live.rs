@@ -63,6 +63,7 @@ fn heartbeat(run: &RunDir) {
         version: "test".into(),
         running_task_ids: Vec::new(),
         paused: false,
+        stopped: false,
     };
     write_atomic(&run.heartbeat("a"), &serde_json::to_vec(&hb).unwrap()).unwrap();
 }

@@ -418,3 +418,98 @@ fn submit_without_a_node_picks_the_live_node_with_the_fewest_pending() {
     assert!(!refused.status.success());
     assert!(common::text(&refused.stderr).contains("no live runner"), "{}", common::text(&refused.stderr));
 }
+
+#[test]
+fn a_shell_that_dies_at_once_does_not_leave_its_children_past_the_grace() {
+    let lease = Lease::new("118");
+    let runner = lease.runner("n1", &["--grace-s", "2"]);
+    // The leader (bash) dies of the SIGTERM; its subshell ignores it.
+    let stem = lease.submit("n1", &[], "(trap '' TERM; echo ready; sleep 600)");
+    wait_for_output(&lease, &stem, "ready");
+    let pgid = runner.task_pids()[0];
+    lease.ok(&["cancel", "--run-dir", &run_dir_arg(&lease), &stem]);
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(group_alive(pgid), "the subshell ignores SIGTERM until the grace period ends");
+    wait_until("SIGKILL to what the shell left", Duration::from_secs(6), || !group_alive(pgid));
+    lease.wait_state(&stem, "CANCELLED", SHORT);
+}
+
+#[test]
+fn what_a_finished_task_left_in_its_group_is_ended() {
+    let lease = Lease::new("119");
+    let runner = lease.runner("n1", &["--grace-s", "2"]);
+    let stem = lease.submit("n1", &[], "sleep 600 & echo started-background");
+    let row = lease.wait_state(&stem, "FINISHED", SHORT);
+    assert_eq!(row["exit_code"], 0);
+    let pgid = runner.task_pids()[0];
+    assert!(!group_alive(pgid), "the background sleep was ended with its task");
+}
+
+#[test]
+fn a_task_recovered_while_its_runner_is_suspended_does_not_run_twice() {
+    let lease = Lease::with_stale_after("120", 2);
+    let runner = lease.runner("n1", &[]);
+    let marks = lease.home().join("runs.txt");
+    let stem = lease.submit("n1", &[], &format!("echo ran >> {}; sleep 4", marks.display()));
+    lease.wait_state(&stem, "RUNNING", SHORT);
+    runner.signal(libc::SIGSTOP);
+    lease.wait_state(&stem, "STUCK", SHORT);
+    lease.ok(&["recover", "--run-dir", &run_dir_arg(&lease), "n1"]);
+    runner.signal(libc::SIGCONT);
+    let row = lease.wait_state(&stem, "FINISHED", Duration::from_secs(20));
+    assert_eq!(row["exit_code"], 0);
+    assert_eq!(std::fs::read_to_string(&marks).unwrap(), "ran\n", "started once");
+    assert_eq!(runner.task_pids().len(), 1);
+    assert!(claimed_is_empty(&lease, "n1"));
+}
+
+#[test]
+fn pause_resume_pause_in_one_second_ends_paused() {
+    let lease = Lease::new("121");
+    let _runner = lease.runner("n1", &[]);
+    let run = run_dir_arg(&lease);
+    for what in ["pause", "resume", "pause"] {
+        lease.ok(&[what, "--run-dir", &run, "n1"]);
+    }
+    let hb = lease.run_dir().join("hb/n1.json");
+    wait_until("the heartbeat to say paused", SHORT, || {
+        serde_json::from_slice::<Value>(&std::fs::read(&hb).unwrap_or_default())
+            .is_ok_and(|v| v["paused"] == true)
+    });
+    let stem = lease.submit("n1", &[], "echo later");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(lease.state(&stem), "PENDING", "the last word was pause");
+    assert!(lease.run_dir().join("control/n1/pause.json").exists(), "the pause marker stands");
+}
+
+#[test]
+fn submit_keeps_the_words_as_typed_and_a_pending_cancel_has_no_log() {
+    let lease = Lease::new("122");
+    let _runner = lease.runner("n1", &[]);
+    let run = run_dir_arg(&lease);
+    let out: Value = serde_json::from_str(&lease.ok(&[
+        "submit",
+        "--run-dir",
+        &run,
+        "--node",
+        "n1",
+        "--json",
+        "--",
+        "printf",
+        "%s|",
+        "a b",
+        "c",
+    ]))
+    .unwrap();
+    let stem = out[0]["name"].as_str().unwrap().to_string();
+    lease.wait_state(&stem, "FINISHED", SHORT);
+    assert_eq!(lease.ok(&["logs", "--run-dir", &run, &stem]), "a b|c|");
+
+    lease.ok(&["pause", "--run-dir", &run, "n1"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let pending = lease.submit("n1", &[], "echo never");
+    lease.ok(&["cancel", "--run-dir", &run, &pending]);
+    let logs = lease.cli(&["logs", "--run-dir", &run, &pending]);
+    assert!(!logs.status.success());
+    assert!(common::text(&logs.stderr).contains("has no stdout log"), "{}", common::text(&logs.stderr));
+}

@@ -8,9 +8,9 @@ use std::time::Duration;
 use super::resolve::TaskRef;
 use crate::hydrate::read_result_summary;
 use crate::index::TaskState;
-use crate::model::{result_file_name, ResultKind};
+use crate::model::result_file_name;
 use crate::paths::{QueueDir, RunDir};
-use crate::task_logs::{LogLocation, LogStream};
+use crate::task_logs::{is_derivable, start_of_last_lines, LogLocation, LogStream};
 
 /// How often `follow` looks for new output and for the task's end.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
@@ -18,22 +18,27 @@ const FOLLOW_POLL: Duration = Duration::from_millis(200);
 /// cannot make it hold a huge buffer.
 const FOLLOW_CHUNK: u64 = 1 << 20;
 
-/// The task's result, when one of its result files exists.
+/// The task's result, when it has one.
 fn result_of(run: &RunDir, task: &TaskRef) -> Option<crate::index::ResultSummary> {
-    let done = run.queue(QueueDir::Done, &task.node);
-    [ResultKind::Ran, ResultKind::Cancelled, ResultKind::Skipped]
-        .into_iter()
-        .find_map(|kind| read_result_summary(&done.join(result_file_name(&task.name, kind))).ok())
+    let kind = crate::control::existing_result(run, &task.node, &task.name)?;
+    let path = run.queue(QueueDir::Done, &task.node).join(result_file_name(&task.name, kind));
+    read_result_summary(&path).ok()
 }
 
-/// Where the task's log is now.
-pub fn log_path(run: &RunDir, task: &TaskRef, stream: LogStream) -> PathBuf {
+/// Where the task's log is now; None when its result names none.
+pub fn log_path(run: &RunDir, task: &TaskRef, stream: LogStream) -> Option<PathBuf> {
     let result = result_of(run, task);
     let named = result.as_ref().map(|r| match stream {
         LogStream::Stdout => r.stdout.to_string(),
         LogStream::Stderr => r.stderr.to_string(),
     });
-    LogLocation::of_task(run, &task.node, &task.name, &task.task_id, named.as_deref(), stream).resolve()
+    // A path either runner derives from the name is looked for as for a
+    // running task (the older runner's results name `logs/<task_id>.out`).
+    let derivable =
+        named.as_deref().is_some_and(|p| is_derivable(p, &task.node, &task.name, &task.task_id, stream));
+    let named = if derivable { None } else { named };
+    let location = LogLocation::of_task(run, &task.node, &task.name, &task.task_id, named.as_deref(), stream);
+    (!location.is_none()).then(|| location.resolve())
 }
 
 /// `leaseq logs TASK [--err] [--tail N]`: the bytes as the task wrote them.
@@ -44,7 +49,7 @@ pub fn print_log(
     tail: Option<usize>,
     out: &mut dyn Write,
 ) -> Result<(), String> {
-    let path = log_path(run, task, stream);
+    let path = log_path(run, task, stream).ok_or_else(|| no_log(task, stream))?;
     let mut file = open_log(&path, task)?;
     if let Some(lines) = tail {
         let start = start_of_last_lines(&mut file, lines).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -53,27 +58,21 @@ pub fn print_log(
     std::io::copy(&mut file, out).map(|_| ()).map_err(|e| io_or_pipe(&path, e))
 }
 
+fn no_log(task: &TaskRef, stream: LogStream) -> String {
+    format!("{} ({}) has no {} log: its result names none", task.task_id, task.state, stream.label())
+}
+
 fn open_log(path: &Path, task: &TaskRef) -> Result<std::fs::File, String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => format!(
-                "{} ({}) has no log at {} yet{}",
-                task.task_id,
-                task.state,
-                path.display(),
-                if task.state == TaskState::Pending { ": it has not started" } else { "" }
-            ),
-            _ => format!("{}: {e}", path.display()),
-        })?;
-    let meta = file.metadata().map_err(|e| format!("{}: {e}", path.display()))?;
-    if !meta.is_file() {
-        return Err(format!("{} is not a regular file; not read", path.display()));
-    }
-    Ok(file)
+    crate::logs::open_regular(path).map(|(file, _)| file).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!(
+            "{} ({}) has no log at {} yet{}",
+            task.task_id,
+            task.state,
+            path.display(),
+            if task.state == TaskState::Pending { ": it has not started" } else { "" }
+        ),
+        _ => format!("{}: {e}", path.display()),
+    })
 }
 
 fn io_or_pipe(path: &Path, e: std::io::Error) -> String {
@@ -82,41 +81,6 @@ fn io_or_pipe(path: &Path, e: std::io::Error) -> String {
     } else {
         format!("{}: {e}", path.display())
     }
-}
-
-/// The offset where the last `lines` lines start, reading backwards in
-/// bounded chunks (a huge log is never read whole).
-fn start_of_last_lines(file: &mut std::fs::File, lines: usize) -> std::io::Result<u64> {
-    const CHUNK: u64 = 64 << 10;
-    let len = file.seek(SeekFrom::End(0))?;
-    if lines == 0 {
-        return Ok(len);
-    }
-    let mut end = len;
-    let mut newlines = 0usize;
-    let mut buf = vec![0u8; CHUNK as usize];
-    // A final newline ends the last line; it does not start an empty one.
-    let mut skip_final = true;
-    while end > 0 {
-        let start = end.saturating_sub(CHUNK);
-        let n = (end - start) as usize;
-        file.seek(SeekFrom::Start(start))?;
-        file.read_exact(&mut buf[..n])?;
-        for i in (0..n).rev() {
-            if buf[i] == b'\n' {
-                if skip_final && start + i as u64 == len - 1 {
-                    continue;
-                }
-                newlines += 1;
-                if newlines == lines {
-                    return Ok(start + i as u64 + 1);
-                }
-            }
-        }
-        skip_final = false;
-        end = start;
-    }
-    Ok(0)
 }
 
 /// `leaseq follow`: prints the log's last `tail` lines, then what is
@@ -129,20 +93,23 @@ pub fn follow_log(
     tail: usize,
     out: &mut dyn Write,
 ) -> Result<(), String> {
-    let mut path = log_path(run, task, stream);
+    let mut path = log_path(run, task, stream).unwrap_or_default();
     let mut offset: Option<u64> = None;
     let mut waited_note = false;
     loop {
         let ended = result_of(run, task).is_some();
         if ended {
             // The result may name the log (a different path for the older runner).
-            let final_path = log_path(run, task, stream);
+            let final_path = log_path(run, task, stream).unwrap_or_default();
+            if final_path.as_os_str().is_empty() {
+                return Err(no_log(task, stream));
+            }
             if final_path != path {
                 path = final_path;
                 offset = None;
             }
         }
-        match std::fs::File::open(&path) {
+        match crate::logs::open_regular(&path).map(|(file, _)| file) {
             Ok(mut file) => {
                 let len = file.metadata().map(|m| m.len()).unwrap_or(0);
                 let from = match offset {

@@ -13,9 +13,9 @@ use serde::Serialize;
 
 use crate::clock::unix_now;
 use crate::control::{new_spec, stem_of};
-use crate::model::{spec_file_name, EntryKind, Heartbeat, TaskSpec};
+use crate::model::{spec_file_name, EntryKind, TaskSpec};
 use crate::paths::{is_valid_node_name, QueueDir, RunDir};
-use crate::store::{read_record, StagedWrites};
+use crate::store::StagedWrites;
 
 /// One node of a lease as submit sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +24,9 @@ pub struct NodeLoad {
     /// Heartbeat age in seconds; None without a readable heartbeat.
     pub heartbeat_age_s: Option<i64>,
     pub pending: usize,
+    /// Its runner says it claims nothing new, or it has exited.
+    pub paused: bool,
+    pub stopped: bool,
 }
 
 /// Every node of the run dir with its heartbeat age and inbox length.
@@ -34,10 +37,11 @@ pub fn node_loads(run: &RunDir) -> Vec<NodeLoad> {
         .into_iter()
         .filter(|n| is_valid_node_name(n))
         .map(|node| {
-            let heartbeat_age_s = read_record(&run.heartbeat(&node), 1 << 20)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Heartbeat>(&b).ok())
-                .map(|hb| now.saturating_sub(hb.ts));
+            let heartbeat = crate::scan::read_heartbeat(&crate::scan::FsSource, run, &node).ok();
+            let heartbeat_age_s = heartbeat.as_ref().map(|hb| now.saturating_sub(hb.ts));
+            let paused = heartbeat.as_ref().is_some_and(|hb| hb.paused)
+                || crate::scan::read_paused(&crate::scan::FsSource, run, &node);
+            let stopped = heartbeat.as_ref().is_some_and(|hb| hb.stopped);
             let pending = std::fs::read_dir(run.queue(QueueDir::Inbox, &node))
                 .map(|entries| {
                     entries
@@ -50,18 +54,24 @@ pub fn node_loads(run: &RunDir) -> Vec<NodeLoad> {
                         .count()
                 })
                 .unwrap_or(0);
-            NodeLoad { node, heartbeat_age_s, pending }
+            NodeLoad { node, heartbeat_age_s, pending, paused, stopped }
         })
         .collect()
 }
 
-/// The live nodes (heartbeat no older than `stale_after_s`), or why none.
+/// The nodes a new task should go to: live (heartbeat no older than
+/// `stale_after_s`, runner not stopped) and not paused; paused live nodes
+/// when every live node is paused; or why there are none.
 pub fn live_nodes(loads: &[NodeLoad], stale_after_s: i64, lease: &str) -> Result<Vec<NodeLoad>, String> {
     let live: Vec<NodeLoad> = loads
         .iter()
-        .filter(|n| n.heartbeat_age_s.is_some_and(|a| (-60..=stale_after_s).contains(&a)))
+        .filter(|n| !n.stopped && n.heartbeat_age_s.is_some_and(|a| (-60..=stale_after_s).contains(&a)))
         .cloned()
         .collect();
+    let running: Vec<NodeLoad> = live.iter().filter(|n| !n.paused).cloned().collect();
+    if !running.is_empty() {
+        return Ok(running);
+    }
     if !live.is_empty() {
         return Ok(live);
     }
@@ -74,6 +84,7 @@ pub fn live_nodes(loads: &[NodeLoad], stale_after_s: i64, lease: &str) -> Result
     let seen: Vec<String> = loads
         .iter()
         .map(|n| match n.heartbeat_age_s {
+            Some(_) if n.stopped => format!("{} (its runner stopped)", n.node),
             Some(age) => format!("{} (heartbeat {age}s ago)", n.node),
             None => format!("{} (no heartbeat)", n.node),
         })
@@ -144,7 +155,14 @@ pub fn submit(
             seq: spec.seq,
         });
     }
-    writes.publish().map_err(|e| format!("publishing the tasks in {}: {e}", run.0.display()))?;
+    writes.publish().map_err(|(published, e)| {
+        format!(
+            "publishing the tasks in {}: {e}; {published} of {} were queued (the first ones; \
+             `leaseq tasks` shows them)",
+            run.0.display(),
+            specs.len()
+        )
+    })?;
     Ok(submitted)
 }
 
@@ -161,6 +179,17 @@ pub fn least_pending(nodes: Vec<NodeLoad>) -> impl FnMut() -> String {
             }
             None => String::new(),
         }
+    }
+}
+
+/// The command `submit -- ARGS...` runs: one argument as it is (a whole
+/// shell command line: `"make && make test"`), several as their words,
+/// each quoted as needed, so what runs is exactly what was typed
+/// (`python -c 'print("a b")'`).
+pub fn command_line(args: &[String]) -> String {
+    match args {
+        [one] => one.clone(),
+        many => many.iter().map(|a| crate::slurm::shell_quote(a)).collect::<Vec<_>>().join(" "),
     }
 }
 
@@ -196,7 +225,26 @@ mod tests {
     use super::*;
 
     fn load(node: &str, age: Option<i64>, pending: usize) -> NodeLoad {
-        NodeLoad { node: node.into(), heartbeat_age_s: age, pending }
+        NodeLoad { node: node.into(), heartbeat_age_s: age, pending, paused: false, stopped: false }
+    }
+
+    #[test]
+    fn a_command_line_is_what_was_typed() {
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(command_line(&words(&["make && make test"])), "make && make test");
+        assert_eq!(command_line(&words(&["python", "train.py", "--lr", "0.1"])), "python train.py --lr 0.1");
+        assert_eq!(command_line(&words(&["python", "-c", "print(\"a b\")"])), "python -c 'print(\"a b\")'");
+    }
+
+    #[test]
+    fn paused_and_stopped_nodes_are_not_chosen_while_others_run() {
+        let paused = NodeLoad { paused: true, ..load("a", Some(1), 0) };
+        let stopped = NodeLoad { stopped: true, ..load("b", Some(1), 0) };
+        let live = live_nodes(&[paused.clone(), stopped.clone(), load("c", Some(1), 9)], 60, "7").unwrap();
+        assert_eq!(live.iter().map(|n| n.node.as_str()).collect::<Vec<_>>(), vec!["c"]);
+        let only_paused = live_nodes(&[paused, stopped.clone()], 60, "7").unwrap();
+        assert_eq!(only_paused[0].node, "a", "queued there, to run on resume");
+        assert!(live_nodes(&[stopped], 60, "7").unwrap_err().contains("its runner stopped"));
     }
 
     #[test]

@@ -14,7 +14,7 @@ mod state;
 mod task;
 mod views;
 
-use crate::task_logs::{legacy_log_relative, runner_log_relative, LogStream};
+use crate::task_logs::{is_derivable, LogStream};
 use std::cmp::Reverse;
 use std::sync::Arc;
 
@@ -431,10 +431,8 @@ impl Index {
                     }
                     // Paths either runner derives from the name are not kept:
                     // `LogLocation` finds them again without memory per task.
-                    let derivable = |path: &str, stream: LogStream| {
-                        path.is_empty()
-                            || path == legacy_log_relative(task.task_id(), stream)
-                            || path == runner_log_relative(&node_name, &task.name, stream)
+                    let derivable = |path: &str, stream| {
+                        is_derivable(path, &node_name, &task.name, task.task_id(), stream)
                     };
                     if !derivable(&result.stdout, LogStream::Stdout)
                         || !derivable(&result.stderr, LogStream::Stderr)

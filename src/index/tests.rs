@@ -38,6 +38,7 @@ fn hb(node: &str, ts: i64) -> Event {
         version: "t".into(),
         running_task_ids: Vec::new(),
         paused: false,
+        stopped: false,
     };
     Event::Heartbeats(HeartbeatRound { beats: vec![(node.into(), Ok(beat))], dir_error: None })
 }

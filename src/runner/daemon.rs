@@ -258,8 +258,13 @@ impl DaemonStatus {
     }
 }
 
+/// The last lines of the daemon's log, for a message.
 fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok((mut file, _)) = crate::logs::open_regular(path) else { return String::new() };
+    let start = crate::task_logs::start_of_last_lines(&mut file, lines).unwrap_or(0);
+    let mut text = String::new();
+    let _ =
+        file.seek(SeekFrom::Start(start)).and_then(|_| (&mut file).take(64 << 10).read_to_string(&mut text));
+    text
 }

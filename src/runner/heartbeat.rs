@@ -16,6 +16,8 @@ pub struct LaneStatus {
     pub running_task_ids: Vec<String>,
     pub pending: u64,
     pub paused: bool,
+    /// The runner has exited (its last heartbeat).
+    pub stopped: bool,
 }
 
 /// The runner version written into heartbeats.
@@ -31,6 +33,7 @@ pub fn heartbeat(node: &str, status: &LaneStatus) -> Heartbeat {
         version: VERSION.to_string(),
         running_task_ids: status.running_task_ids.clone(),
         paused: status.paused,
+        stopped: status.stopped,
     }
 }
 

@@ -6,9 +6,9 @@
 //! a thread that waits for it and writes its result, so a slow disk never
 //! holds up claiming or the heartbeat.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::unix::process::ExitStatusExt;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::process::{Child, ExitStatus};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,16 +17,14 @@ use serde_json::json;
 
 use super::finish::{Claimed, Ending, Finisher, Started};
 use super::heartbeat::LaneStatus;
-use super::process::{signal_group, spawn, Launch};
-use super::requests;
+use super::process::{group_has_live_members, signal_group, spawn, wait_leader, Launch};
+use super::requests::{self, Requests};
 use super::slots::GpuPool;
 use super::RunnerOptions;
 use crate::clock::unix_now;
-use crate::model::{
-    parse_entry, result_file_name, spec_file_name, EntryKind, ResultKind, TaskName, TaskSpec,
-};
+use crate::model::{parse_entry, spec_file_name, CancelRequest, EntryKind, TaskName, TaskSpec};
 use crate::paths::QueueDir;
-use crate::store::{read_record, MAX_RECORD_BYTES};
+use crate::store::{read_record, RecordError, MAX_RECORD_BYTES};
 use crate::task_logs::{runner_log_relative, LogStream};
 
 /// What wakes the lane besides its poll timer.
@@ -37,17 +35,38 @@ pub enum Wake {
     Signal(i32),
 }
 
-/// Why the lane signalled a running task (read by its waiter).
-const KILL_NONE: u8 = 0;
-const KILL_CANCEL: u8 = 1;
-/// Stopped with the runner: this plus the signal the runner got.
-const KILL_STOP: u8 = 2;
+/// A cancel request that matches no task yet is kept this long (a listing
+/// on another host may lag behind the request), then dropped.
+const UNMATCHED_CANCEL_KEEP_S: i64 = 60;
+
+/// A spec that cannot be read for a reason that may pass (ESTALE, EIO on a
+/// shared filesystem) is tried this many polls before it fails.
+const READ_ATTEMPTS: u32 = 10;
+
+/// Why the lane signalled a task, and whether its waiter has reaped it,
+/// under one lock: the lane signals a group only while it is unreaped, so
+/// its id cannot belong to anyone else.
+#[derive(Debug, Default)]
+struct TaskControl {
+    ending: Option<Ending>,
+    reaped: bool,
+}
+
+type Shared = Arc<Mutex<TaskControl>>;
+
+/// Signals the task's group unless its waiter already reaped it.
+fn signal(control: &Shared, pgid: u32, signal: i32) {
+    let control = control.lock().unwrap_or_else(|e| e.into_inner());
+    if !control.reaped {
+        signal_group(pgid, signal);
+    }
+}
 
 struct Running {
     task_id: String,
     pgid: u32,
     gpus: Vec<String>,
-    why: Arc<AtomicU8>,
+    control: Shared,
     /// When SIGKILL follows the SIGTERM already sent.
     kill_at: Option<Instant>,
 }
@@ -69,6 +88,8 @@ pub struct Lane {
     stopping: Option<i32>,
     /// The inbox listing's last error, reported once.
     list_error: Option<String>,
+    /// Failed reads of a spec that may succeed later, by stem.
+    read_failures: HashMap<String, u32>,
 }
 
 impl Lane {
@@ -94,6 +115,7 @@ impl Lane {
             paused: false,
             stopping: None,
             list_error: None,
+            read_failures: HashMap::new(),
         }
     }
 
@@ -146,24 +168,26 @@ impl Lane {
 
     /// The first stop signal ends every task gracefully (SIGTERM, then
     /// SIGKILL after the grace period); a second one kills them at once.
-    fn stop(&mut self, signal: i32) {
+    fn stop(&mut self, sig: i32) {
         let again = self.stopping.is_some();
-        self.stopping = Some(signal);
+        self.stopping = Some(sig);
         eprintln!(
             "leaseq run: {} received; {} running task(s) {}",
-            super::process::signal_name(signal),
+            super::process::signal_name(sig),
             self.running.len(),
             if again { "killed now" } else { "are being stopped" }
         );
         let grace = self.options.grace;
         for task in self.running.values_mut() {
-            if task.why.load(Ordering::SeqCst) == KILL_NONE {
-                task.why.store(KILL_STOP + signal as u8, Ordering::SeqCst);
-            }
+            task.control
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .ending
+                .get_or_insert(Ending::RunnerStopped(sig));
             if again {
-                signal_group(task.pgid, libc::SIGKILL);
+                signal(&task.control, task.pgid, libc::SIGKILL);
             } else if task.kill_at.is_none() {
-                signal_group(task.pgid, libc::SIGTERM);
+                signal(&task.control, task.pgid, libc::SIGTERM);
                 task.kill_at = Some(Instant::now() + grace);
             }
         }
@@ -173,7 +197,7 @@ impl Lane {
         let now = Instant::now();
         for task in self.running.values_mut() {
             if task.kill_at.is_some_and(|at| at <= now) {
-                signal_group(task.pgid, libc::SIGKILL);
+                signal(&task.control, task.pgid, libc::SIGKILL);
                 task.kill_at = None;
             }
         }
@@ -184,6 +208,7 @@ impl Lane {
             running_task_ids: self.running.values().map(|r| r.task_id.clone()).collect(),
             pending: self.queue.len() as u64,
             paused: self.paused,
+            stopped: false,
         };
         let mut shared = self.status.lock().unwrap_or_else(|e| e.into_inner());
         let changed = shared.paused != status.paused || shared.running_task_ids != status.running_task_ids;
@@ -197,9 +222,7 @@ impl Lane {
     // ------------------------------------------------------------ control
 
     fn control(&mut self) {
-        let run = &self.options.run;
-        let node = &self.options.node;
-        let requests = requests::read(run, node);
+        let requests = requests::read(&self.options.run, &self.options.node);
         for (path, problem) in &requests.broken {
             eprintln!("leaseq run: {problem}; moved aside");
             let aside = path.with_file_name(format!(
@@ -208,27 +231,14 @@ impl Lane {
             ));
             let _ = std::fs::rename(path, aside);
         }
-        let paused = requests.paused();
-        if requests.resume.is_some() {
-            // Resume consumes itself and the pause it ends.
-            let dir = run.control(node);
-            if !paused {
-                let _ = std::fs::remove_file(dir.join("pause.json"));
-            }
-            let _ = std::fs::remove_file(dir.join("resume.json"));
-        }
-        if paused != self.paused {
-            eprintln!(
-                "leaseq run: {node} {}",
-                if paused { "paused: claiming nothing new" } else { "resumed" }
-            );
-            self.paused = paused;
-        }
-        for (path, request) in requests.cancels {
-            if self.cancel(&request)
-                || unix_now().saturating_sub(request.requested_at) > UNMATCHED_CANCEL_KEEP_S
-            {
-                if let Err(e) = std::fs::remove_file(&path) {
+        self.apply_markers(&requests);
+        // One inbox listing for every unmatched request of this pass.
+        let mut inbox: Option<Vec<String>> = None;
+        for (path, request) in &requests.cancels {
+            let acted = self.cancel(request, &mut inbox);
+            let expired = unix_now().saturating_sub(request.requested_at) > UNMATCHED_CANCEL_KEEP_S;
+            if acted || expired {
+                if let Err(e) = std::fs::remove_file(path) {
                     if e.kind() != std::io::ErrorKind::NotFound {
                         eprintln!("leaseq run: removing {}: {e}", path.display());
                     }
@@ -237,9 +247,43 @@ impl Lane {
         }
     }
 
+    /// Pause and resume. The dashboard and CLI write one marker and remove
+    /// the other; the runner only consumes a resume, and a pause that an
+    /// older resume did not remove (another writer) is taken away by a
+    /// rename first, so a pause written meanwhile is never lost.
+    fn apply_markers(&mut self, requests: &Requests) {
+        let dir = self.options.run.control(&self.options.node);
+        let paused = requests.paused();
+        if let Some(resume) = requests.resume {
+            if requests.pause.is_some() && !paused {
+                let taken = dir.join(format!(".consumed.pause.{}.json", crate::paths::new_uuid()));
+                if std::fs::rename(dir.join("pause.json"), &taken).is_ok() {
+                    match requests::read_marker(&taken) {
+                        // Written after the resume: it stands.
+                        Some(pause) if pause.order() > resume.order() => {
+                            let _ = std::fs::rename(&taken, dir.join("pause.json"));
+                        }
+                        _ => {
+                            let _ = std::fs::remove_file(&taken);
+                        }
+                    }
+                }
+            }
+            let _ = std::fs::remove_file(dir.join("resume.json"));
+        }
+        if paused != self.paused {
+            let node = &self.options.node;
+            eprintln!(
+                "leaseq run: {node} {}",
+                if paused { "paused: claiming nothing new" } else { "resumed" }
+            );
+            self.paused = paused;
+        }
+    }
+
     /// Acts on a cancel request; false when no task of this node matches
     /// it yet (a listing may lag: it is kept for a while).
-    fn cancel(&mut self, request: &crate::model::CancelRequest) -> bool {
+    fn cancel(&mut self, request: &CancelRequest, inbox: &mut Option<Vec<String>>) -> bool {
         let matches = |stem: &str, task_id: &str| match &request.task {
             Some(wanted) => wanted == stem,
             None => task_id == request.task_id,
@@ -248,25 +292,33 @@ impl Lane {
         let mut hit = false;
         for (stem, task) in self.running.iter_mut().filter(|(stem, t)| matches(stem, &t.task_id)) {
             hit = true;
-            if task.why.load(Ordering::SeqCst) != KILL_NONE {
-                continue;
+            let first = {
+                let mut control = task.control.lock().unwrap_or_else(|e| e.into_inner());
+                let first = control.ending.is_none();
+                control.ending.get_or_insert(Ending::Cancelled);
+                first
+            };
+            if first {
+                signal(&task.control, task.pgid, libc::SIGTERM);
+                task.kill_at = Some(Instant::now() + grace);
+                eprintln!("leaseq run: cancelling {stem} (SIGTERM, SIGKILL in {}s)", grace.as_secs_f32());
             }
-            task.why.store(KILL_CANCEL, Ordering::SeqCst);
-            signal_group(task.pgid, libc::SIGTERM);
-            task.kill_at = Some(Instant::now() + grace);
-            eprintln!("leaseq run: cancelling {stem} (SIGTERM, SIGKILL in {}s)", grace.as_secs_f32());
         }
         if hit {
             return true;
         }
-        let inbox = self.list_inbox();
-        for stem in inbox.into_iter().filter(|s| TaskName::parse(s).is_some_and(|n| matches(s, n.task_id))) {
-            match crate::control::cancel_pending(
-                &self.options.run,
-                &self.options.node,
-                &stem,
-                "cancelled while pending",
-            ) {
+        let listed = match inbox {
+            Some(listed) => listed,
+            None => inbox.insert(self.list_inbox()),
+        };
+        let wanted: Vec<String> = listed
+            .iter()
+            .filter(|s| TaskName::parse(s).is_some_and(|n| matches(s, n.task_id)))
+            .cloned()
+            .collect();
+        for stem in wanted {
+            let (run, node) = (&self.options.run, &self.options.node);
+            match crate::control::cancel_pending(run, node, &stem, "cancelled while pending") {
                 Ok(true) => {
                     hit = true;
                     let task_id = TaskName::parse(&stem).map_or("", |n| n.task_id).to_string();
@@ -322,40 +374,76 @@ impl Lane {
         }
     }
 
+    /// The inbox head's spec: Ok(None) when it is gone (claimed by another
+    /// runner, cancelled), Err for a read that may succeed later.
+    fn read_head(&mut self, stem: &str) -> Result<Option<Result<TaskSpec, String>>, ()> {
+        let path = self.options.run.queue(QueueDir::Inbox, &self.options.node).join(spec_file_name(stem));
+        let bytes = match read_record(&path, MAX_RECORD_BYTES) {
+            Ok(bytes) => bytes,
+            Err(RecordError::NotFound) => return Ok(None),
+            Err(RecordError::Io(e)) => {
+                let failures = self.read_failures.entry(stem.to_string()).or_default();
+                *failures += 1;
+                if *failures < READ_ATTEMPTS {
+                    if *failures == 1 {
+                        eprintln!("leaseq run: reading {}: {e}; trying again", path.display());
+                    }
+                    return Err(());
+                }
+                return Ok(Some(Err(format!("{}: {e} ({READ_ATTEMPTS} attempts)", path.display()))));
+            }
+            Err(e) => return Ok(Some(Err(e.describe(&path)))),
+        };
+        self.read_failures.remove(stem);
+        Ok(Some(
+            serde_json::from_slice::<TaskSpec>(&bytes)
+                .map_err(|e| format!("{}: malformed spec: {e}", path.display())),
+        ))
+    }
+
     fn claim_what_fits(&mut self) {
         while self.running.len() < self.options.parallel {
             let Some(stem) = self.queue.front().cloned() else { return };
-            let inbox_path =
-                self.options.run.queue(QueueDir::Inbox, &self.options.node).join(spec_file_name(&stem));
-            // Read before claiming, so a task waiting for GPUs stays pending.
-            let read = read_record(&inbox_path, MAX_RECORD_BYTES);
-            if matches!(read, Err(crate::store::RecordError::NotFound)) {
-                self.queue.pop_front(); // claimed by another runner, or cancelled
+            if self.running.contains_key(&stem) {
+                // Someone returned a task this lane still runs to the inbox
+                // (a recover while this runner was suspended): it is ours.
+                self.queue.pop_front();
+                self.reclaim_running(&stem);
                 continue;
             }
-            let spec = read.map_err(|e| e.describe(&inbox_path)).and_then(|bytes| {
-                serde_json::from_slice::<TaskSpec>(&bytes)
-                    .map_err(|e| format!("{}: malformed spec: {e}", inbox_path.display()))
-            });
+            // Read before claiming, so a task waiting for GPUs stays pending.
+            let spec = match self.read_head(&stem) {
+                Err(()) => return, // FIFO: the head is tried again next poll
+                Ok(None) => {
+                    self.queue.pop_front();
+                    continue;
+                }
+                Ok(Some(spec)) => spec,
+            };
             let wanted = spec.as_ref().map_or(0, |s| s.gpus as usize);
-            if wanted <= self.gpus.total() && wanted > self.gpus.free() {
-                return; // FIFO: the head waits for its GPUs
-            }
+            // More than the node has: claimed and failed at once by start().
+            let never_fits = wanted > self.gpus.total();
+            let gpus = if never_fits { Some(Vec::new()) } else { self.gpus.take(wanted) };
+            let Some(gpus) = gpus else { return }; // FIFO: the head waits for its GPUs
             self.queue.pop_front();
             if !self.claim(&stem) {
+                self.gpus.give(gpus);
                 continue;
             }
             let task_id = TaskName::parse(&stem).map_or("", |n| n.task_id).to_string();
             self.finisher.events.record("CLAIMED", &task_id, &stem, serde_json::Value::Null);
             let claimed = Claimed { stem: stem.clone(), task_id, spec: spec.as_ref().ok().cloned() };
             match spec {
-                Err(problem) => self.finisher.not_started(&claimed, &problem),
-                Ok(spec) => self.start(claimed, spec),
+                Err(problem) => {
+                    self.gpus.give(gpus);
+                    self.finisher.not_started(&claimed, &problem);
+                }
+                Ok(spec) => self.start(claimed, spec, gpus),
             }
         }
     }
 
-    /// The claim itself: `inbox/<node>/<name>` to `claimed/<node>/<name>`.
+    /// `inbox/<node>/<name>` to `claimed/<node>/<name>`: the claim.
     fn claim(&self, stem: &str) -> bool {
         let name = spec_file_name(stem);
         let from = self.options.run.queue(QueueDir::Inbox, &self.options.node).join(&name);
@@ -370,56 +458,65 @@ impl Lane {
         }
     }
 
+    fn reclaim_running(&self, stem: &str) {
+        if self.claim(stem) {
+            eprintln!("leaseq run: {stem} was moved back to the inbox while it runs here; claimed it again");
+        }
+    }
+
+    /// Whether the task must not run: Some(true) when its own result exists
+    /// (a runner died between the result and the archive), Some(false) when
+    /// another task with its idempotency key has one.
     fn already_done(&self, claimed: &Claimed, spec: &TaskSpec) -> Option<bool> {
-        let done = self.options.run.queue(QueueDir::Done, &self.options.node);
-        let own = [ResultKind::Ran, ResultKind::Skipped, ResultKind::Cancelled]
-            .iter()
-            .any(|kind| done.join(result_file_name(&claimed.stem, *kind)).exists());
-        if own {
+        if crate::control::existing_result(&self.options.run, &self.options.node, &claimed.stem).is_some() {
             return Some(true);
         }
         let keys = self.finisher.keys.lock().unwrap_or_else(|e| e.into_inner());
         (!spec.idempotency_key.is_empty() && keys.contains(&spec.idempotency_key)).then_some(false)
     }
 
-    fn start(&mut self, claimed: Claimed, spec: TaskSpec) {
+    fn start(&mut self, claimed: Claimed, spec: TaskSpec, gpus: Vec<String>) {
         let node = self.options.node.clone();
+        let refuse = |lane: &mut Lane, gpus: Vec<String>, reason: &str| {
+            lane.gpus.give(gpus);
+            lane.finisher.not_started(&claimed, reason);
+        };
         match self.already_done(&claimed, &spec) {
-            // Its own result exists: a runner died between writing it and
-            // archiving the spec. Finish the archive; it must not run twice.
-            Some(true) => return self.finisher.archive(&claimed.stem),
-            Some(false) => return self.finisher.skipped(&claimed),
+            Some(true) => {
+                self.gpus.give(gpus);
+                if let Err(e) = crate::control::archive(&self.options.run, &node, &claimed.stem) {
+                    eprintln!("leaseq run: {e}");
+                }
+                return;
+            }
+            Some(false) => {
+                self.gpus.give(gpus);
+                return self.finisher.skipped(&claimed);
+            }
             None => {}
         }
         if spec.gpus as usize > self.gpus.total() {
             let reason = format!("asks for {} GPU(s); node {node} has {}", spec.gpus, self.gpus.total());
-            return self.finisher.not_started(&claimed, &reason);
+            return refuse(self, gpus, &reason);
         }
         if !std::path::Path::new(&spec.cwd).is_dir() {
             let reason = format!("working directory {} does not exist on {node}", spec.cwd);
-            return self.finisher.not_started(&claimed, &reason);
+            return refuse(self, gpus, &reason);
         }
         let stdout_rel = runner_log_relative(&node, &claimed.stem, LogStream::Stdout);
         let stderr_rel = runner_log_relative(&node, &claimed.stem, LogStream::Stderr);
         let run = &self.options.run;
         let files = (|| {
             std::fs::create_dir_all(run.logs().join(&node))?;
-            Ok::<_, std::io::Error>((
-                std::fs::File::create(run.resolve(&stdout_rel))?,
-                std::fs::File::create(run.resolve(&stderr_rel))?,
-            ))
+            let stdout = std::fs::File::create(run.resolve(&stdout_rel))?;
+            Ok::<_, std::io::Error>((stdout, std::fs::File::create(run.resolve(&stderr_rel))?))
         })();
         let (stdout, stderr) = match files {
             Ok(files) => files,
             Err(e) => {
-                return self.finisher.not_started(
-                    &claimed,
-                    &format!("cannot create its log files under {}: {e}", run.logs().display()),
-                )
+                let reason = format!("cannot create its log files under {}: {e}", run.logs().display());
+                return refuse(self, gpus, &reason);
             }
-        };
-        let Some(gpus) = self.gpus.take(spec.gpus as usize) else {
-            return self.finisher.not_started(&claimed, "no free GPUs (internal: checked before the claim)");
         };
         let visible_devices = (self.gpus.total() > 0).then(|| gpus.join(","));
         let launch = Launch {
@@ -434,11 +531,9 @@ impl Lane {
         let started_at = unix_now();
         let child = match spawn(launch) {
             Ok(child) => child,
-            Err(e) => {
-                self.gpus.give(gpus);
-                return self.finisher.not_started(&claimed, &format!("cannot start bash: {e}"));
-            }
+            Err(e) => return refuse(self, gpus, &format!("cannot start bash: {e}")),
         };
+        let pgid = child.id();
         let started = Started {
             started_at,
             clock: Instant::now(),
@@ -446,37 +541,102 @@ impl Lane {
             stdout: stdout_rel,
             stderr: stderr_rel,
         };
+        let gpu_list = gpus.join(",");
         self.finisher.events.record(
             "STARTED",
             &claimed.task_id,
             &claimed.stem,
-            json!({"pid": child.id(), "gpus": gpus.join(",")}),
+            json!({"pid": pgid, "gpus": gpu_list}),
         );
-        let why = Arc::new(AtomicU8::new(KILL_NONE));
-        self.running.insert(
-            claimed.stem.clone(),
-            Running {
-                task_id: claimed.task_id.clone(),
-                pgid: child.id(),
-                gpus,
-                why: why.clone(),
-                kill_at: None,
-            },
-        );
-        let finisher = self.finisher.clone();
-        let wake = self.wake_tx.clone();
-        let waiter = std::thread::Builder::new().name("leaseq-task".into()).spawn(move || {
-            wait_and_finish(child, claimed, started, why, finisher, wake);
+        let control = Shared::default();
+        let running =
+            Running { task_id: claimed.task_id.clone(), pgid, gpus, control: control.clone(), kill_at: None };
+        self.running.insert(claimed.stem.clone(), running);
+        let waiter = Waiter {
+            claimed,
+            started,
+            control,
+            finisher: self.finisher.clone(),
+            wake: self.wake_tx.clone(),
+            grace: self.options.grace,
+        };
+        // A waiter that cannot be started on its own thread waits here:
+        // slower, but the task is never left unreaped and unfinished.
+        let slot = Arc::new(Mutex::new(Some((waiter, child))));
+        let handed = slot.clone();
+        let spawned = std::thread::Builder::new().name("leaseq-task".into()).spawn(move || {
+            if let Some((waiter, child)) = handed.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                waiter.run(child);
+            }
         });
-        if let Err(e) = waiter {
-            eprintln!("leaseq run: cannot start a thread to wait for a task: {e}");
+        if let Err(e) = spawned {
+            eprintln!("leaseq run: cannot start a thread to wait for a task ({e}); waiting for it here");
+            if let Some((waiter, child)) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                waiter.run(child);
+            }
         }
     }
 }
 
-/// A cancel request that matches no task yet is kept this long (a listing
-/// on another host may lag behind the request), then dropped.
-const UNMATCHED_CANCEL_KEEP_S: i64 = 60;
+/// Waits for one task, ends what it left in its process group, reaps it,
+/// writes its result and wakes the lane.
+struct Waiter {
+    claimed: Claimed,
+    started: Started,
+    control: Shared,
+    finisher: Arc<Finisher>,
+    wake: Sender<Wake>,
+    grace: Duration,
+}
+
+impl Waiter {
+    fn run(self, mut child: Child) {
+        let pgid = child.id();
+        let status = wait_leader(pgid).unwrap_or_else(|e| {
+            eprintln!("leaseq run: waiting for {}: {e}", self.claimed.stem);
+            ExitStatus::from_raw(255 << 8)
+        });
+        self.drain_group(pgid);
+        let ending = {
+            let mut control = self.control.lock().unwrap_or_else(|e| e.into_inner());
+            // Reaping frees the group id: under the lock, so the lane never
+            // signals it afterwards.
+            let _ = child.wait();
+            control.reaped = true;
+            control.ending
+        };
+        let ending = match ending {
+            Some(ending) => ending,
+            None if status.signal().is_some() => {
+                stopped_with_the_runner(&self.finisher).unwrap_or(Ending::Natural)
+            }
+            None => Ending::Natural,
+        };
+        self.finisher.ended(&self.claimed, &self.started, status, ending);
+        let _ = self.wake.send(Wake::Ended { stem: self.claimed.stem });
+    }
+
+    /// The task is its process group: when its shell has exited, whatever
+    /// it left running in the group is ended too (SIGTERM, SIGKILL after
+    /// the grace period), so no process outlives its slot. During a cancel
+    /// or a stop the lane sends those signals itself.
+    fn drain_group(&self, pgid: u32) {
+        if !group_has_live_members(pgid) {
+            return;
+        }
+        let lane_is_ending_it = self.control.lock().unwrap_or_else(|e| e.into_inner()).ending.is_some();
+        if !lane_is_ending_it {
+            signal_group(pgid, libc::SIGTERM);
+        }
+        let kill_at = Instant::now() + self.grace;
+        while group_has_live_members(pgid) {
+            if Instant::now() >= kill_at {
+                signal_group(pgid, libc::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
 
 /// When a lease ends, Slurm signals every process of the job at once: a
 /// task can die of the same SIGTERM as the runner before the lane hears of
@@ -484,37 +644,10 @@ const UNMATCHED_CANCEL_KEEP_S: i64 = 60;
 /// the runner got a stop signal too, within a moment.
 fn stopped_with_the_runner(finisher: &Finisher) -> Option<Ending> {
     for _ in 0..20 {
-        match finisher.stop_signal.load(Ordering::SeqCst) {
+        match finisher.stop_signal.load(std::sync::atomic::Ordering::SeqCst) {
             0 => std::thread::sleep(Duration::from_millis(10)),
             signal => return Some(Ending::RunnerStopped(signal)),
         }
     }
     None
-}
-
-fn wait_and_finish(
-    mut child: std::process::Child,
-    claimed: Claimed,
-    started: Started,
-    why: Arc<AtomicU8>,
-    finisher: Arc<Finisher>,
-    wake: Sender<Wake>,
-) {
-    let status = match child.wait() {
-        Ok(status) => status,
-        Err(e) => {
-            eprintln!("leaseq run: waiting for {}: {e}", claimed.stem);
-            std::process::ExitStatus::from_raw(255 << 8)
-        }
-    };
-    let ending = match why.load(Ordering::SeqCst) {
-        KILL_CANCEL => Ending::Cancelled,
-        KILL_NONE if status.signal().is_some() => {
-            stopped_with_the_runner(&finisher).unwrap_or(Ending::Natural)
-        }
-        KILL_NONE => Ending::Natural,
-        stop => Ending::RunnerStopped(i32::from(stop - KILL_STOP)),
-    };
-    finisher.ended(&claimed, &started, status, ending);
-    let _ = wake.send(Wake::Ended { stem: claimed.stem });
 }

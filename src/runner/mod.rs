@@ -20,9 +20,10 @@ use std::time::Duration;
 
 pub use finish::NOT_STARTED_EXIT;
 pub use heartbeat::VERSION;
+pub use process::is_session_variable;
 
 use crate::clock::unix_now;
-use crate::model::{parse_entry, result_file_name, EntryKind, Heartbeat, ResultKind};
+use crate::model::{parse_entry, EntryKind};
 use crate::paths::{QueueDir, RunDir};
 use crate::store::{read_record, MAX_RECORD_BYTES};
 
@@ -115,9 +116,14 @@ pub fn run(options: RunnerOptions) -> Result<(), String> {
     signal_handle.close();
     drop(beat_now);
     let _ = beats.join();
-    // A last heartbeat: nothing running, so the node reads idle until stale.
+    // A last heartbeat that says so: nothing runs, and no one should queue
+    // here expecting this runner.
     let last = status.lock().map(|s| s.clone()).unwrap_or_default();
-    heartbeat::beat(&run, &node, &heartbeat::LaneStatus { running_task_ids: Vec::new(), ..last });
+    heartbeat::beat(
+        &run,
+        &node,
+        &heartbeat::LaneStatus { running_task_ids: Vec::new(), stopped: true, ..last },
+    );
     eprintln!("leaseq run: node {node} stopped");
     Ok(())
 }
@@ -136,9 +142,10 @@ fn finish_for(run: &RunDir, node: &str) -> finish::Finisher {
 /// zombies: refuse while another process's heartbeat is fresh, unless that
 /// process is on this host and gone.
 fn refuse_beside_a_live_runner(run: &RunDir, node: &str, live: Duration) -> Result<(), String> {
-    let path = run.heartbeat(node);
-    let Ok(bytes) = read_record(&path, 1 << 20) else { return Ok(()) };
-    let Ok(hb) = serde_json::from_slice::<Heartbeat>(&bytes) else { return Ok(()) };
+    let Ok(hb) = crate::scan::read_heartbeat(&crate::scan::FsSource, run, node) else { return Ok(()) };
+    if hb.stopped {
+        return Ok(());
+    }
     let age = unix_now().saturating_sub(hb.ts);
     if hb.runner_pid == std::process::id() || age > live.as_secs() as i64 || age < -60 {
         return Ok(());
@@ -162,34 +169,15 @@ pub fn process_alive(pid: u32) -> bool {
 }
 
 /// Zombie recovery: what a dead runner left in `claimed/<node>/` goes back
-/// to the inbox, oldest first; a task whose result was already written (it
-/// died between the result and the archive) is archived instead.
+/// to the inbox (see [`crate::control::return_claimed`]).
 fn recover_zombies(run: &RunDir, node: &str) -> usize {
-    let claimed = run.queue(QueueDir::Claimed, node);
-    let Ok(entries) = std::fs::read_dir(&claimed) else { return 0 };
-    let mut stems: Vec<String> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter_map(|n| match parse_entry(&n) {
-            Some((stem, EntryKind::Spec)) => Some(stem.to_string()),
-            _ => None,
-        })
-        .collect();
-    stems.sort_unstable();
-    let done = run.queue(QueueDir::Done, node);
-    let mut back = 0;
-    for stem in stems {
-        let name = crate::model::spec_file_name(&stem);
-        let finished = [ResultKind::Ran, ResultKind::Skipped, ResultKind::Cancelled]
-            .iter()
-            .any(|k| done.join(result_file_name(&stem, *k)).exists());
-        let to = if finished { done.join(&name) } else { run.queue(QueueDir::Inbox, node).join(&name) };
-        match std::fs::rename(claimed.join(&name), &to) {
-            Ok(()) => back += usize::from(!finished),
-            Err(e) => eprintln!("leaseq run: recovering {}: {e}", claimed.join(&name).display()),
+    match crate::control::return_claimed(run, node) {
+        Ok(done) => done.returned,
+        Err(e) => {
+            eprintln!("leaseq run: recovering what a previous runner left: {e}");
+            0
         }
     }
-    back
 }
 
 /// Fills the set of idempotency keys that already have a result on this

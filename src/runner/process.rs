@@ -11,9 +11,14 @@ use std::process::{Child, Command, Stdio};
 
 use crate::model::TaskSpec;
 
-/// Variables that describe the submitter's session, not the task: the
-/// runner's own values (or none) apply instead.
-const NOT_INHERITED: &[&str] = &["CUDA_VISIBLE_DEVICES", "PWD", "OLDPWD", "SHLVL", "_"];
+/// Whether an environment variable describes the submitter's session
+/// rather than the task (the job it was submitted from, its GPUs, its
+/// shell's state): `submit` does not record these, and a spec that has
+/// them (written by another tool) does not pass them on; the runner's own
+/// values, or none, apply.
+pub fn is_session_variable(key: &str) -> bool {
+    key.starts_with("SLURM_") || matches!(key, "CUDA_VISIBLE_DEVICES" | "PWD" | "OLDPWD" | "SHLVL" | "_")
+}
 
 /// What a task gets besides its spec.
 pub struct Launch<'a> {
@@ -41,8 +46,12 @@ pub fn spawn(launch: Launch) -> std::io::Result<Child> {
         .stderr(launch.stderr)
         .process_group(0);
     for (key, value) in &spec.env {
-        let session = NOT_INHERITED.contains(&key.as_str()) || key.starts_with("SLURM_");
-        if !session && !key.is_empty() && !key.contains('=') && !key.contains('\0') && !value.contains('\0') {
+        if !is_session_variable(key)
+            && !key.is_empty()
+            && !key.contains('=')
+            && !key.contains('\0')
+            && !value.contains('\0')
+        {
             command.env(key, value);
         }
     }
@@ -61,12 +70,54 @@ pub fn spawn(launch: Launch) -> std::io::Result<Child> {
 /// already (ESRCH) is not an error.
 pub fn signal_group(pgid: u32, signal: i32) {
     // SAFETY: kill(2) has no memory effects. A negative pid names the
-    // process group spawn() created (process_group(0)); the lane signals
-    // only tasks it has not seen end, and a group id cannot be reused while
-    // any member lives, so at worst this reaches an empty group (ESRCH).
+    // process group spawn() created (process_group(0)). Its id stays
+    // reserved while the leader is unreaped, and the waiter reaps the
+    // leader only after the group is empty and just before the lane drops
+    // the task, so this never reaches another job's group.
     unsafe {
         libc::kill(-(pgid as i32), signal);
     }
+}
+
+/// Waits for the leader to exit without reaping it (`waitid` with
+/// WNOWAIT): its zombie keeps the group id reserved while the rest of the
+/// group is ended.
+pub fn wait_leader(pid: u32) -> std::io::Result<std::process::ExitStatus> {
+    use std::os::unix::process::ExitStatusExt;
+    loop {
+        // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid writes only into `info`; P_PID with our child's pid.
+        let rc = unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if rc == 0 {
+            // SAFETY: after a successful waitid with WEXITED, si_status and
+            // si_code describe the exit.
+            let (code, status) = unsafe { (info.si_code, info.si_status()) };
+            let raw = if code == libc::CLD_EXITED { (status & 0xff) << 8 } else { status & 0x7f };
+            return Ok(std::process::ExitStatus::from_raw(raw));
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
+/// Whether a process other than a zombie is still in the group (from
+/// /proc: a zombie leader does not count).
+pub fn group_has_live_members(pgid: u32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return false };
+    entries.flatten().any(|entry| {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { return false };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+        // pid (comm) state ppid pgrp ...: comm may hold spaces and ')'.
+        let Some((_, rest)) = stat.rsplit_once(')') else { return false };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let pgrp = fields.nth(1);
+        state != Some("Z") && pgrp == Some(pgid.to_string().as_str())
+    })
 }
 
 /// A signal's name for messages (`SIGTERM`), or its number.

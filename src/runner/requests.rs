@@ -1,13 +1,11 @@
 //! Reading `control/<node>/`: cancel requests, and the pause and resume
 //! markers. Each cancel request is acted on once and then removed; the
 //! pause marker is the lane's lasting state (a restarted runner stays
-//! paused) until a resume request removes both.
+//! paused) until a later resume request ends it.
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
-
-use crate::model::CancelRequest;
+use crate::model::{CancelRequest, ControlMarker};
 use crate::paths::RunDir;
 use crate::store::read_record;
 
@@ -18,10 +16,10 @@ const MAX_CONTROL_BYTES: u64 = 64 << 10;
 #[derive(Debug, Default)]
 pub struct Requests {
     pub cancels: Vec<(PathBuf, CancelRequest)>,
-    /// `pause.json` is there (with its request time, 0 if unreadable).
-    pub pause: Option<i64>,
+    /// `pause.json` is there, with when it was asked for.
+    pub pause: Option<ControlMarker>,
     /// `resume.json` is there.
-    pub resume: Option<i64>,
+    pub resume: Option<ControlMarker>,
     /// Files that could not be read or parsed, with the reason; the lane
     /// moves them aside so they are reported once.
     pub broken: Vec<(PathBuf, String)>,
@@ -32,17 +30,16 @@ impl Requests {
     /// later resume.
     pub fn paused(&self) -> bool {
         match (self.pause, self.resume) {
-            (Some(pause), Some(resume)) => pause > resume,
+            (Some(pause), Some(resume)) => pause.order() > resume.order(),
             (Some(_), None) => true,
             _ => false,
         }
     }
 }
 
-#[derive(Deserialize)]
-struct Marker {
-    #[serde(default)]
-    requested_at: i64,
+/// Reads the marker at `path`, if it is one.
+pub fn read_marker(path: &std::path::Path) -> Option<ControlMarker> {
+    read_record(path, MAX_CONTROL_BYTES).ok().map(|b| serde_json::from_slice(&b).unwrap_or_default())
 }
 
 /// Lists and reads the node's control directory. A missing directory is
@@ -66,7 +63,7 @@ pub fn read(run: &RunDir, node: &str) -> Requests {
             }
         };
         if name == "pause.json" || name == "resume.json" {
-            let at = serde_json::from_slice::<Marker>(&bytes).map_or(0, |m| m.requested_at);
+            let at = serde_json::from_slice::<ControlMarker>(&bytes).unwrap_or_default();
             if name == "pause.json" {
                 requests.pause = Some(at);
             } else {

@@ -57,15 +57,19 @@ pub fn read_heartbeats(source: &dyn ListingSource, run: &RunDir) -> HeartbeatRou
     let beats = nodes
         .into_iter()
         .map(|node| {
-            let path = run.heartbeat(&node);
-            let outcome = source.read_small(&path).map_err(|e| e.describe(&path)).and_then(|bytes| {
-                serde_json::from_slice::<Heartbeat>(&bytes)
-                    .map_err(|e| format!("{}: malformed heartbeat: {e}", path.display()))
-            });
+            let outcome = read_heartbeat(source, run, &node);
             (Arc::from(node.as_str()), outcome)
         })
         .collect();
     HeartbeatRound { beats, dir_error: None }
+}
+
+/// One node's heartbeat, or why it cannot be read.
+pub fn read_heartbeat(source: &dyn ListingSource, run: &RunDir, node: &str) -> Result<Heartbeat, String> {
+    let path = run.heartbeat(node);
+    let bytes = source.read_small(&path).map_err(|e| e.describe(&path))?;
+    serde_json::from_slice::<Heartbeat>(&bytes)
+        .map_err(|e| format!("{}: malformed heartbeat: {e}", path.display()))
 }
 
 /// Whether `control/<node>/pause.json` is present (and no later resume).

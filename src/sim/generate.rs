@@ -531,6 +531,7 @@ fn write_heartbeats(
             version: "0.2.0".to_string(),
             running_task_ids: Vec::new(),
             paused: false,
+            stopped: false,
         };
         let bytes = serde_json::to_vec(&heartbeat).map_err(io::Error::other)?;
         write_file(&run.heartbeat(node), &bytes)?;

@@ -224,6 +224,7 @@ impl Runner {
             version: "demo".into(),
             running_task_ids: Vec::new(),
             paused: false,
+            stopped: false,
         };
         let bytes = serde_json::to_vec(&hb).map_err(std::io::Error::other)?;
         write_atomic(&self.run.heartbeat(&self.node), &bytes)

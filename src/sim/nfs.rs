@@ -768,6 +768,7 @@ impl ListingSource for NfsModel {
                     version: "sim".to_string(),
                     running_task_ids: Vec::new(),
                     paused: false,
+                    stopped: false,
                 };
                 Ok(serde_json::to_vec(&beat).expect("a heartbeat serializes"))
             }

@@ -118,14 +118,14 @@ impl StagedWrites {
 
     /// Syncs the filesystem of the staged files once, then renames each into
     /// place, in the order staged. Returns how many were published; on an
-    /// error, the rest are removed.
-    pub fn publish(mut self) -> io::Result<usize> {
+    /// error, how many were published before it (the rest are removed).
+    pub fn publish(mut self) -> Result<usize, (usize, io::Error)> {
         if let Some((first, _)) = self.staged.first() {
-            let dir = File::open(first.parent().unwrap_or(Path::new(".")))?;
+            let dir = File::open(first.parent().unwrap_or(Path::new("."))).map_err(|e| (0, e))?;
             // SAFETY: syncfs takes any open descriptor of the filesystem;
             // `dir` stays open for the call.
             if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) } != 0 {
-                return Err(io::Error::last_os_error());
+                return Err((0, io::Error::last_os_error()));
             }
         }
         let staged = std::mem::take(&mut self.staged);
@@ -134,7 +134,7 @@ impl StagedWrites {
                 for (rest, _) in &staged[i..] {
                     let _ = std::fs::remove_file(rest);
                 }
-                return Err(e);
+                return Err((i, e));
             }
         }
         Ok(staged.len())

@@ -48,6 +48,7 @@ fn beat(node: &str, ts: i64) -> (Arc<str>, Result<Heartbeat, String>) {
         version: "0.2.0".into(),
         running_task_ids: Vec::new(),
         paused: false,
+        stopped: false,
     };
     (node.into(), Ok(hb))
 }

@@ -44,9 +44,13 @@ impl Lease {
         self.tmp.path().join("runs").join(&self.id)
     }
 
-    /// `leaseq --home <tmp> <args>`.
+    /// `leaseq --home <tmp> <args>`. HOME is the temp dir too: a submitted
+    /// task gets the submitter's environment, and its login shell must not
+    /// run this machine's ~/.profile (slow, and with locks a killed task
+    /// can leave behind).
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(BIN)
+            .env("HOME", self.home())
             .arg("--home")
             .arg(self.home())
             .args(args)

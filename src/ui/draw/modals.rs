@@ -113,9 +113,16 @@ fn log_shown(
         (Some(Ok(details)), LogStream::Stderr) => Some(details.stderr_path.clone()),
         _ => None,
     };
-    let path = found
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| LogLocation::of_indexed(run, &app.snapshot, task, stream).primary);
+    let path = match found.filter(|p| !p.as_os_str().is_empty()) {
+        Some(path) => path,
+        None => {
+            let location = LogLocation::of_indexed(run, &app.snapshot, task, stream);
+            if location.is_none() {
+                return "(none)".to_string();
+            }
+            location.primary
+        }
+    };
     // Relative to the run dir, as results name them.
     path.strip_prefix(&run.0).unwrap_or(&path).display().to_string()
 }
