@@ -242,6 +242,21 @@ pub fn recover(run: &RunDir, node: &str, stale_after_s: i64) -> Result<usize, St
     Ok(return_claimed(run, node)?.returned)
 }
 
+/// The stems of the task specs in a queue directory, in FIFO (name)
+/// order; other files are left out.
+pub fn spec_stems(dir: &std::path::Path) -> std::io::Result<Vec<String>> {
+    let mut stems: Vec<String> = std::fs::read_dir(dir)?
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter_map(|n| match parse_entry(&n) {
+            Some((stem, EntryKind::Spec)) => Some(stem.to_string()),
+            _ => None,
+        })
+        .collect();
+    stems.sort_unstable();
+    Ok(stems)
+}
+
 /// What [`return_claimed`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Returned {
@@ -258,16 +273,7 @@ pub fn return_claimed(run: &RunDir, node: &str) -> Result<Returned, String> {
     let claimed = run.queue(QueueDir::Claimed, node);
     let inbox = run.queue(QueueDir::Inbox, node);
     std::fs::create_dir_all(&inbox).map_err(|e| io("creating", &inbox, e))?;
-    let entries = std::fs::read_dir(&claimed).map_err(|e| io("listing", &claimed, e))?;
-    let mut stems: Vec<String> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter_map(|n| match parse_entry(&n) {
-            Some((stem, EntryKind::Spec)) => Some(stem.to_string()),
-            _ => None,
-        })
-        .collect();
-    stems.sort_unstable();
+    let stems = spec_stems(&claimed).map_err(|e| io("listing", &claimed, e))?;
     let mut done = Returned::default();
     for stem in stems {
         if existing_result(run, node, &stem).is_some() {

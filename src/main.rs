@@ -115,24 +115,9 @@ enum Command {
     },
     /// Cancel tasks: a pending one at once, a running one by its runner
     /// (SIGTERM to its process group, SIGKILL after the grace period).
-    Cancel {
-        #[command(flatten)]
-        lease: LeaseArgs,
-        /// Task ids, task file names or unique prefixes.
-        #[arg(value_name = "TASK", required = true)]
-        tasks: Vec<String>,
-        #[arg(long)]
-        json: bool,
-    },
+    Cancel(TaskArgs),
     /// Queue tasks again as new tasks (same command, cwd, env and GPUs).
-    Retry {
-        #[command(flatten)]
-        lease: LeaseArgs,
-        #[arg(value_name = "TASK", required = true)]
-        tasks: Vec<String>,
-        #[arg(long)]
-        json: bool,
-    },
+    Retry(TaskArgs),
     /// Print a task's stdout (or stderr).
     Logs {
         #[command(flatten)]
@@ -268,28 +253,8 @@ enum LeaseAction {
         /// A Slurm lease (the only kind created here; the local lease is `daemon start`).
         #[arg(long, required = true)]
         slurm: bool,
-        #[arg(long, value_name = "N", default_value_t = 1)]
-        nodes: u32,
-        /// Time limit: minutes, HH:MM:SS, D-HH:MM:SS.
-        #[arg(long, value_name = "T", default_value = "1:00:00")]
-        time: String,
-        #[arg(long)]
-        name: Option<String>,
-        #[arg(long)]
-        partition: Option<String>,
-        #[arg(long)]
-        qos: Option<String>,
-        #[arg(long)]
-        account: Option<String>,
-        #[arg(long)]
-        constraint: Option<String>,
-        #[arg(long)]
-        reservation: Option<String>,
-        #[arg(long, value_name = "N", default_value_t = 0)]
-        gpus_per_node: u32,
-        /// One more sbatch argument (repeatable): --sbatch-arg=--mem=100G.
-        #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
-        sbatch_args: Vec<String>,
+        #[command(flatten)]
+        form: LeaseFormArgs,
         /// Make it the default lease.
         #[arg(long = "use")]
         make_default: bool,
@@ -311,6 +276,62 @@ enum LeaseAction {
         #[arg(value_name = "ID")]
         id: String,
     },
+}
+
+/// The Slurm lease form's fields, as flags.
+#[derive(Args)]
+struct LeaseFormArgs {
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    nodes: u32,
+    /// Time limit: minutes, HH:MM:SS, D-HH:MM:SS.
+    #[arg(long, value_name = "T", default_value = "1:00:00")]
+    time: String,
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    partition: Option<String>,
+    #[arg(long)]
+    qos: Option<String>,
+    #[arg(long)]
+    account: Option<String>,
+    #[arg(long)]
+    constraint: Option<String>,
+    #[arg(long)]
+    reservation: Option<String>,
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    gpus_per_node: u32,
+    /// One more sbatch argument (repeatable): --sbatch-arg=--mem=100G.
+    #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
+    sbatch_args: Vec<String>,
+}
+
+impl LeaseFormArgs {
+    fn request(self) -> leaseq::slurm::LeaseRequest {
+        leaseq::slurm::LeaseRequest {
+            name: self.name,
+            nodes: self.nodes,
+            time: self.time,
+            partition: self.partition,
+            qos: self.qos,
+            account: self.account,
+            constraint: self.constraint,
+            reservation: self.reservation,
+            gpus_per_node: self.gpus_per_node,
+            extra_args: self.sbatch_args,
+        }
+    }
+}
+
+/// Commands on tasks of a lease.
+#[derive(Args)]
+struct TaskArgs {
+    #[command(flatten)]
+    lease: LeaseArgs,
+    /// Task ids, task file names or unique prefixes.
+    #[arg(value_name = "TASK", required = true)]
+    tasks: Vec<String>,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -452,13 +473,13 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<ExitCode, String> {
             let (id, run) = open_lease_for_submit(&roots, &lease)?;
             subcommands::submit(&roots, &id, &run, node, gpus, cwd, file, json, command, &config(&roots))
         }
-        Command::Cancel { lease, tasks, json } => {
-            let (_, run) = open_lease(&roots, &lease)?;
-            subcommands::cancel(&run, &tasks, json, &config(&roots))
+        Command::Cancel(args) => {
+            let (_, run) = open_lease(&roots, &args.lease)?;
+            subcommands::cancel(&run, &args.tasks, args.json, &config(&roots))
         }
-        Command::Retry { lease, tasks, json } => {
-            let (_, run) = open_lease(&roots, &lease)?;
-            subcommands::retry(&run, &tasks, json, &config(&roots))
+        Command::Retry(args) => {
+            let (_, run) = open_lease(&roots, &args.lease)?;
+            subcommands::retry(&run, &args.tasks, args.json, &config(&roots))
         }
         Command::Logs { lease, task, err, tail } => {
             let (_, run) = open_lease(&roots, &lease)?;

@@ -341,33 +341,8 @@ pub fn lease(roots: &Roots, action: LeaseAction) -> Result<ExitCode, String> {
     use leaseq::ui::messages::Action;
     let context = ActionContext { roots: roots.clone(), stale_after_s: 60 };
     match action {
-        LeaseAction::Create {
-            slurm: _,
-            nodes,
-            time,
-            name,
-            partition,
-            qos,
-            account,
-            constraint,
-            reservation,
-            gpus_per_node,
-            sbatch_args,
-            make_default,
-            json,
-        } => {
-            let request = leaseq::slurm::LeaseRequest {
-                name,
-                nodes,
-                time,
-                partition,
-                qos,
-                account,
-                constraint,
-                reservation,
-                gpus_per_node,
-                extra_args: sbatch_args,
-            };
+        LeaseAction::Create { slurm: _, form, make_default, json } => {
+            let request = form.request();
             request.validate()?;
             let runner = leaseq::slurm::runner_binary()?;
             let id = leaseq::slurm::create_lease(&request, roots, &runner).map_err(|e| e.to_string())?;

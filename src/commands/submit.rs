@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::clock::unix_now;
 use crate::control::{new_spec, stem_of};
-use crate::model::{spec_file_name, EntryKind, TaskSpec};
+use crate::model::{spec_file_name, TaskSpec};
 use crate::paths::{is_valid_node_name, QueueDir, RunDir};
 use crate::store::StagedWrites;
 
@@ -42,18 +42,8 @@ pub fn node_loads(run: &RunDir) -> Vec<NodeLoad> {
             let paused = heartbeat.as_ref().is_some_and(|hb| hb.paused)
                 || crate::scan::read_paused(&crate::scan::FsSource, run, &node);
             let stopped = heartbeat.as_ref().is_some_and(|hb| hb.stopped);
-            let pending = std::fs::read_dir(run.queue(QueueDir::Inbox, &node))
-                .map(|entries| {
-                    entries
-                        .flatten()
-                        .filter(|e| {
-                            e.file_name().to_str().is_some_and(|n| {
-                                matches!(crate::model::parse_entry(n), Some((_, EntryKind::Spec)))
-                            })
-                        })
-                        .count()
-                })
-                .unwrap_or(0);
+            let pending =
+                crate::control::spec_stems(&run.queue(QueueDir::Inbox, &node)).map_or(0, |s| s.len());
             NodeLoad { node, heartbeat_age_s, pending, paused, stopped }
         })
         .collect()

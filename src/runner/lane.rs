@@ -22,7 +22,7 @@ use super::requests::{self, Requests};
 use super::slots::GpuPool;
 use super::RunnerOptions;
 use crate::clock::unix_now;
-use crate::model::{parse_entry, spec_file_name, CancelRequest, EntryKind, TaskName, TaskSpec};
+use crate::model::{spec_file_name, CancelRequest, TaskName, TaskSpec};
 use crate::paths::QueueDir;
 use crate::store::{read_record, RecordError, MAX_RECORD_BYTES};
 use crate::task_logs::{runner_log_relative, LogStream};
@@ -337,8 +337,13 @@ impl Lane {
     /// The inbox's task stems in FIFO (name) order.
     fn list_inbox(&mut self) -> Vec<String> {
         let dir = self.options.run.queue(QueueDir::Inbox, &self.options.node);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
+        match crate::control::spec_stems(&dir) {
+            Ok(stems) => {
+                if self.list_error.take().is_some() {
+                    eprintln!("leaseq run: {} lists again", dir.display());
+                }
+                stems
+            }
             Err(e) => {
                 // Said (once per new error): a shared filesystem that fails
                 // (ESTALE, EACCES) must not look like an empty queue.
@@ -348,22 +353,9 @@ impl Lane {
                     eprintln!("leaseq run: {message}");
                     self.list_error = Some(message);
                 }
-                return Vec::new();
+                Vec::new()
             }
-        };
-        if self.list_error.take().is_some() {
-            eprintln!("leaseq run: {} lists again", dir.display());
         }
-        let mut stems: Vec<String> = entries
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter_map(|name| match parse_entry(&name) {
-                Some((stem, EntryKind::Spec)) => Some(stem.to_string()),
-                _ => None,
-            })
-            .collect();
-        stems.sort_unstable();
-        stems
     }
 
     fn refill_queue(&mut self) {
