@@ -29,7 +29,7 @@ fn scan(c: &mut Criterion) {
             b.iter_with_large_drop(|| build(&FsSource, &run, &ui, NOW, Reads::None))
         });
 
-        let nodes = discover_nodes(&FsSource, &run).expect("nodes");
+        let nodes = discover_nodes(&FsSource, &run).names;
         let mut scanners: Vec<NodeScanner> = nodes.iter().map(|n| NodeScanner::new(&run, n)).collect();
         for scanner in &mut scanners {
             scanner.round(&FsSource, true);

@@ -21,7 +21,7 @@ use crate::control::find_spec;
 use crate::index::{Index, TaskId, TaskState, ViewSpec};
 use crate::leases::{discover_leases, LeaseInfo, LeaseKind};
 use crate::logs::{self, FollowMode, FollowRequest, LogPaths, Stream};
-use crate::model::{LeaseMeta, TaskResult};
+use crate::model::LeaseMeta;
 use crate::paths::{Roots, RunDir, UiConfig};
 use crate::slurm::{self, LeaseSlurmState, SlurmPoller};
 use crate::ui::messages::{LeaseRow, LogStreams, Reply, Request, SearchQuery, TaskDetails};
@@ -291,7 +291,7 @@ fn load_details(snapshot: &Index, id: TaskId, run: &RunDir) -> Result<TaskDetail
                     details.idempotency_key = spec.idempotency_key;
                     details.cwd = Some(spec.cwd);
                 }
-                Err(e) => details.problems.push(format!("{e:?}")),
+                Err(e) => details.problems.push(format!("spec: {e}")),
             }
             details.spec_path = Some(path);
         }
@@ -299,11 +299,9 @@ fn load_details(snapshot: &Index, id: TaskId, run: &RunDir) -> Result<TaskDetail
     }
     if let Some(kind) = task.presence.result {
         let path = crate::hydrate::result_location(run, node, task, kind);
-        match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| {
-            serde_json::from_slice::<TaskResult>(&b).map_err(|e| format!("malformed result: {e}"))
-        }) {
+        match crate::hydrate::read_full_result(&path) {
             Ok(result) => details.gpus_assigned = result.gpus_assigned,
-            Err(e) => details.problems.push(format!("{}: {e}", path.display())),
+            Err(e) => details.problems.push(format!("result: {e}")),
         }
         details.result_path = Some(path);
     }

@@ -511,7 +511,7 @@ impl NfsCheck {
                     Ok(bytes) => bytes,
                     Err(e) => self.fail(format!("a listed result cannot be read: {}", e.describe(&path))),
                 };
-                let result: TaskResult = match serde_json::from_slice(&bytes) {
+                let result: TaskResult = match crate::model::from_record(&bytes) {
                     Ok(result) => result,
                     Err(e) => self.fail(format!("{}: the model wrote a bad result: {e}", path.display())),
                 };
@@ -542,7 +542,7 @@ impl NfsCheck {
                 if let Some(dir) = self.model.spec_location(&task.name) {
                     let path = self.model.run_dir().queue(dir, &node).join(spec_file_name(&task.name));
                     if let Ok(bytes) = self.model.read_small(&path) {
-                        let outcome = serde_json::from_slice::<TaskSpec>(&bytes)
+                        let outcome = crate::model::from_record::<TaskSpec>(&bytes)
                             .map(|spec| SpecSummary {
                                 created_at: spec.created_at,
                                 command: spec.command.into(),
@@ -805,11 +805,11 @@ fn records(bytes: &[u8]) {
 /// reads as `1.4999999999999999e-83`, which is printed as such and then
 /// reads as `1.5e-83`), found by the `parsers` target.
 fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(bytes: &[u8]) {
-    let Ok(value) = serde_json::from_slice::<T>(bytes) else { return };
+    let Ok(value) = crate::model::from_record::<T>(bytes) else { return };
     let what = std::any::type_name::<T>();
     let text =
         serde_json::to_vec(&value).unwrap_or_else(|e| panic!("{what} {value:?} does not serialize: {e}"));
-    match serde_json::from_slice::<T>(&text) {
+    match crate::model::from_record::<T>(&text) {
         Ok(again) if again == value => {}
         Ok(again) if same_json_within_an_ulp(&json_of(&value), &json_of(&again)) => {}
         Ok(again) => panic!("{what} round trip changed {value:?} into {again:?}"),

@@ -33,6 +33,7 @@ pub fn status_text(index: &Index, lease: &str, run_dir: &std::path::Path) -> Str
     for (_, node) in index.nodes() {
         let hb = match node.health {
             NodeHealth::Ok { age_s } | NodeHealth::Stale { age_s } => format!("{age_s}s"),
+            NodeHealth::ClockSkew { ahead_s } => format!("+{ahead_s}s"),
             _ => "-".into(),
         };
         let running = node.count(TaskState::Running) + node.count(TaskState::Stuck);
@@ -41,6 +42,9 @@ pub fn status_text(index: &Index, lease: &str, run_dir: &std::path::Path) -> Str
         let mut notes = Vec::new();
         if node.paused {
             notes.push("paused".to_string());
+        }
+        if let NodeHealth::ClockSkew { ahead_s } = node.health {
+            notes.push(format!("heartbeat {ahead_s}s in the future: clock skew"));
         }
         if node.count(TaskState::Stuck) > 0 {
             notes.push(format!("{} stuck", node.count(TaskState::Stuck)));

@@ -80,7 +80,7 @@ pub fn cancel_pending(run: &RunDir, node: &str, stem: &str, reason: &str) -> Res
     }
     let spec = read_record(&claimed, MAX_RECORD_BYTES)
         .ok()
-        .and_then(|b| serde_json::from_slice::<TaskSpec>(&b).ok());
+        .and_then(|b| crate::model::from_record::<TaskSpec>(&b).ok());
     let task_id = TaskName::parse(stem).map_or(stem, |n| n.task_id);
     let now = unix_now();
     let result = TaskResult {
@@ -145,7 +145,8 @@ pub fn find_spec(run: &RunDir, node: &str, name: &str) -> Option<PathBuf> {
     [QueueDir::Done, QueueDir::Claimed, QueueDir::Inbox]
         .into_iter()
         .map(|dir| run.queue(dir, node).join(spec_file_name(name)))
-        .find(|p| p.is_file())
+        // Whatever is there (a FIFO too): the safe reader says what is wrong.
+        .find(|p| std::fs::symlink_metadata(p).is_ok())
 }
 
 /// A task submitted now, as the existing tool's `submit` does it: seq is
@@ -195,9 +196,9 @@ pub fn enqueue(run: &RunDir, spec: &TaskSpec) -> Result<PathBuf, String> {
 /// seq, uuid, task id and idempotency key. Returns the new file's path.
 pub fn retry(run: &RunDir, node: &str, name: &str) -> Result<PathBuf, String> {
     let source = find_spec(run, node, name).ok_or_else(|| format!("no spec of {name} on {node} to retry"))?;
-    let bytes = std::fs::read(&source).map_err(|e| io("reading", &source, e))?;
+    let bytes = read_record(&source, MAX_RECORD_BYTES).map_err(|e| e.describe(&source))?;
     let old: TaskSpec =
-        serde_json::from_slice(&bytes).map_err(|e| format!("{}: malformed spec: {e}", source.display()))?;
+        crate::model::from_record(&bytes).map_err(|e| format!("{}: malformed spec: {e}", source.display()))?;
     enqueue(run, &new_spec(&old.lease_id, node, old.command, old.cwd, old.env, old.gpus))
 }
 

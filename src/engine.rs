@@ -308,21 +308,16 @@ async fn discovery_loop(shared: Arc<Shared>, ex: Arc<Executor<'static>>) {
             let listed = shared
                 .listing(move || {
                     let nodes = discover_nodes(&*source, &run);
-                    let paused: Vec<(String, bool)> = match &nodes {
-                        Ok(nodes) => {
-                            nodes.iter().map(|n| (n.clone(), read_paused(&*source, &run, n))).collect()
-                        }
-                        Err(_) => Vec::new(),
-                    };
+                    let paused: Vec<(String, bool)> =
+                        nodes.names.iter().map(|n| (n.clone(), read_paused(&*source, &run, n))).collect();
                     (nodes, paused)
                 })
                 .await;
             let (nodes, paused) = listed;
-            let error = nodes.as_ref().err().cloned();
-            if !shared.emit(Event::LeaseScan(error)).await {
+            if !shared.emit(Event::LeaseScan(nodes.problem)).await {
                 return;
             }
-            for node in nodes.unwrap_or_default() {
+            for node in nodes.names {
                 if known.insert(node.clone()) {
                     ex.spawn(node_loop(shared.clone(), node)).detach();
                 }

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use crate::index::{Event, Index, ResultSummary, SpecSummary, Task, TaskId};
 use crate::model::{result_file_name, spec_file_name, ResultKind, TaskSpec};
 use crate::paths::{QueueDir, RunDir};
+use crate::store::{RecordError, MAX_RECORD_BYTES};
 
 /// Why a file could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,20 +28,22 @@ pub enum ReadError {
     Problem(String),
 }
 
-/// Files bigger than this are not task records.
-const MAX_RECORD_BYTES: u64 = 16 << 20;
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Moved => f.write_str("it moved while being read; it is read again after the next listing"),
+            ReadError::Problem(problem) => f.write_str(problem),
+        }
+    }
+}
 
+/// A task record's bytes through the one safe reader (regular files only,
+/// non-blocking, at most [`MAX_RECORD_BYTES`]).
 fn read_record(path: &Path) -> Result<Vec<u8>, ReadError> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => ReadError::Moved,
-        _ => ReadError::Problem(format!("{}: {e}", path.display())),
-    })?;
-    let mut bytes = Vec::new();
-    file.take(MAX_RECORD_BYTES)
-        .read_to_end(&mut bytes)
-        .map_err(|e| ReadError::Problem(format!("{}: {e}", path.display())))?;
-    Ok(bytes)
+    crate::store::read_record(path, MAX_RECORD_BYTES).map_err(|e| match e {
+        RecordError::NotFound => ReadError::Moved,
+        other => ReadError::Problem(other.describe(path)),
+    })
 }
 
 fn malformed(path: &Path, error: serde_json::Error) -> ReadError {
@@ -61,7 +64,7 @@ struct SpecHead<'a> {
 }
 
 pub fn parse_spec_summary(bytes: &[u8]) -> Result<SpecSummary, serde_json::Error> {
-    let head: SpecHead = serde_json::from_slice(bytes)?;
+    let head: SpecHead = crate::model::from_record(bytes)?;
     Ok(SpecSummary {
         created_at: head.created_at,
         command: Arc::from(head.command.as_ref()),
@@ -90,7 +93,7 @@ struct ResultHead<'a> {
 }
 
 pub fn parse_result_summary(bytes: &[u8]) -> Result<ResultSummary, serde_json::Error> {
-    let head: ResultHead = serde_json::from_slice(bytes)?;
+    let head: ResultHead = crate::model::from_record(bytes)?;
     Ok(ResultSummary {
         started_at: head.started_at,
         finished_at: head.finished_at,
@@ -114,10 +117,16 @@ pub fn read_result_summary(path: &Path) -> Result<ResultSummary, ReadError> {
     parse_result_summary(&bytes).map_err(|e| malformed(path, e))
 }
 
+/// The whole result: for the details view, on demand.
+pub fn read_full_result(path: &Path) -> Result<crate::model::TaskResult, ReadError> {
+    let bytes = read_record(path)?;
+    crate::model::from_record(&bytes).map_err(|e| malformed(path, e))
+}
+
 /// The whole spec, `env` included: for the details view, on demand.
 pub fn read_full_spec(path: &Path) -> Result<TaskSpec, ReadError> {
     let bytes = read_record(path)?;
-    serde_json::from_slice(&bytes).map_err(|e| malformed(path, e))
+    crate::model::from_record(&bytes).map_err(|e| malformed(path, e))
 }
 
 /// Where a task's spec is now, by the latest listing (downstream first).

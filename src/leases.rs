@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use crate::model::{LeaseMeta, LeaseRegistry};
-use crate::paths::{read_registry, Roots, RunDir};
+use crate::paths::{is_valid_lease_id, read_registry, Roots, RunDir};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseKind {
@@ -65,15 +65,30 @@ pub fn discover_leases(roots: &Roots) -> (Vec<LeaseInfo>, Vec<String>) {
             }
         }
     }
+    // An id becomes a path component only when it is a lease id: a hostile
+    // registry entry (`../../x`, `/abs`, `""`) is reported, never opened.
+    ids.retain(|id| {
+        let ok = is_valid_lease_id(id);
+        if !ok {
+            problems.push(format!(
+                "{} names lease {:?}, which is not a lease id (digits, or local:<host>); ignored",
+                roots.registry_path().display(),
+                crate::sanitize::clean_line(id)
+            ));
+        }
+        ok
+    });
     ids.sort_by(|a, b| (kind_of(a) == LeaseKind::Slurm, a).cmp(&(kind_of(b) == LeaseKind::Slurm, b)));
     ids.dedup();
     let leases = ids
         .into_iter()
         .map(|id| {
-            let run = RunDir(roots.run_dir(&id));
+            let run = RunDir(roots.run_dir(&id).unwrap_or_default());
             let entry = registry.leases.get(&id).cloned().unwrap_or_default();
             let meta =
-                std::fs::read(run.meta()).ok().and_then(|b| serde_json::from_slice::<LeaseMeta>(&b).ok());
+                crate::store::read_record(&run.meta(), crate::paths::SMALL_RECORD_BYTES)
+                    .ok()
+                    .and_then(|b| crate::model::from_record::<LeaseMeta>(&b).ok());
             let meta_name = match &meta {
                 Some(LeaseMeta::Slurm { name, .. }) => name.clone(),
                 _ => None,

@@ -375,6 +375,13 @@ fn config(roots: &Roots) -> UiConfig {
     config
 }
 
+/// The config for the dashboard: its problem is shown inside it (stderr
+/// is hidden behind the alternate screen until the dashboard exits).
+fn dashboard_config(roots: &Roots) -> (UiConfig, Vec<String>) {
+    let (config, problem) = load_ui_config(&roots.config_path());
+    (config, problem.into_iter().collect())
+}
+
 /// The lease id and run dir a command means; the run dir must exist.
 fn open_lease(roots: &Roots, args: &LeaseArgs) -> Result<(String, RunDir), String> {
     let (id, run) = lease_of(roots, args)?;
@@ -414,7 +421,7 @@ fn open_lease_for_submit(roots: &Roots, args: &LeaseArgs) -> Result<(String, Run
 fn run_dir_lease_id(run: &RunDir) -> String {
     let meta = leaseq::store::read_record(&run.meta(), 1 << 20)
         .ok()
-        .and_then(|b| serde_json::from_slice::<leaseq::model::LeaseMeta>(&b).ok());
+        .and_then(|b| leaseq::model::from_record::<leaseq::model::LeaseMeta>(&b).ok());
     match meta {
         Some(
             leaseq::model::LeaseMeta::Slurm { lease_id, .. }
@@ -448,7 +455,8 @@ fn lease_of(roots: &Roots, args: &LeaseArgs) -> Result<(String, RunDir), String>
             leaseq::sanitize::clean_line(&id)
         ));
     }
-    Ok((id.clone(), RunDir(roots.run_dir(&id))))
+    let dir = roots.run_dir(&id).ok_or_else(|| format!("{:?} is not a lease id", leaseq::sanitize::clean_line(&id)))?;
+    Ok((id, RunDir(dir)))
 }
 
 fn run(cli: Cli, started: std::time::Instant) -> Result<ExitCode, String> {
@@ -503,16 +511,31 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<ExitCode, String> {
             subcommands::node_action(&roots, &run, &node, subcommands::NodeAction::Recover, &config(&roots))
         }
         Command::Tui { lease, local, slurm, max_tasks } => {
+            if let Some(id) = &lease {
+                // Refused here, before the terminal is taken: an id that is no
+                // lease id, or a lease with no run directory, opens nothing.
+                let dir = roots.run_dir(id).ok_or_else(|| {
+                    format!("{:?} is not a lease id (a Slurm job id, or local:<host>)", leaseq::sanitize::clean_line(id))
+                })?;
+                if !dir.is_dir() {
+                    let (leases, _) = discover_leases(&roots);
+                    let known: Vec<&str> = leases.iter().filter(|l| l.present).map(|l| l.id.as_str()).collect();
+                    return Err(format!(
+                        "no lease {id}: no run directory at {} (leases here: {})",
+                        dir.display(),
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    ));
+                }
+            }
             let open = match (lease, local, slurm) {
                 (Some(id), _, _) => OpenChoice::Lease(id),
                 (None, true, _) => OpenChoice::Local,
                 (None, false, true) => OpenChoice::SlurmList,
                 (None, false, false) => OpenChoice::Default,
             };
-            let config = config(&roots);
-            let options = TuiOptions { roots, open, max_tasks, source: Arc::new(FsSource), config, started };
-            leaseq::tui::run(options)?;
-            Ok(ExitCode::SUCCESS)
+            let (config, notices) = dashboard_config(&roots);
+            let options = TuiOptions { roots, open, max_tasks, source: Arc::new(FsSource), config, notices, started };
+            Ok(exit_after(leaseq::tui::run(options)?))
         }
         Command::Status { lease, json } => {
             let (id, run) = open_lease(&roots, &lease)?;
@@ -564,6 +587,15 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<ExitCode, String> {
     }
 }
 
+/// The dashboard's exit status: 0 after `q`, 128+signal after a signal
+/// ended it (as a shell reports a process killed by it).
+fn exit_after(ended_by: Option<i32>) -> ExitCode {
+    match ended_by {
+        Some(signal) => ExitCode::from((128 + signal).clamp(0, 255) as u8),
+        None => ExitCode::SUCCESS,
+    }
+}
+
 fn print_out(bytes: &[u8]) -> Result<ExitCode, String> {
     let mut out = std::io::stdout().lock();
     finish_output(out.write_all(bytes).and_then(|_| out.flush()))
@@ -610,7 +642,7 @@ fn run_demo(tasks: usize, nodes: usize, started: std::time::Instant) -> Result<E
     env.leaseq_home = Some(dir.0.clone().into_os_string());
     env.leaseq_runtime_dir = Some(dir.0.join("runs").into_os_string());
     let roots = Roots::resolve(&env);
-    let config = config(&roots);
+    let (config, notices) = dashboard_config(&roots);
     let open = OpenChoice::Lease(tree.lease_id.clone());
     let result = leaseq::tui::run(TuiOptions {
         roots,
@@ -618,9 +650,10 @@ fn run_demo(tasks: usize, nodes: usize, started: std::time::Instant) -> Result<E
         max_tasks: None,
         source: Arc::new(FsSource),
         config,
+        notices,
         started,
     });
     drop(cluster);
     drop(dir);
-    result.map(|()| ExitCode::SUCCESS)
+    result.map(exit_after)
 }

@@ -8,6 +8,19 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// Parses a record: a JSON object only. serde reads a struct from a JSON
+/// array too (`[1,2,3]` as started_at, finished_at, exit_code): a record
+/// of ours is never one, so that is refused as malformed.
+pub fn from_record<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> serde_json::Result<T> {
+    let first = bytes.iter().copied().find(|b| !b.is_ascii_whitespace());
+    if first != Some(b'{') {
+        return Err(<serde_json::Error as serde::de::Error>::custom(
+            "expected a JSON object (a record is never an array, a string or a number)",
+        ));
+    }
+    serde_json::from_slice(bytes)
+}
+
 /// A task as submitted: the file that travels inbox -> claimed -> done.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskSpec {
@@ -207,7 +220,11 @@ impl<'a> TaskName<'a> {
         }
         let (id_part, uuid) = rest.split_at(rest.len() - UUID_LEN);
         let task_id = id_part.strip_suffix('_')?;
-        if task_id.is_empty() || !is_uuid_shaped(uuid) {
+        // U+FFFD is what a name that is not UTF-8 becomes when listed: such
+        // a file cannot be opened by that name, so it is not taken as a task
+        // (it is counted as an unrecognised file instead).
+        let unusable = task_id.chars().any(|c| c == '\u{FFFD}' || c.is_control() || c == '/');
+        if task_id.is_empty() || unusable || !is_uuid_shaped(uuid) {
             return None;
         }
         Some(TaskName { seq, task_id, uuid })
@@ -362,6 +379,14 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(meta, LeaseMeta::Local { .. }));
+    }
+
+    #[test]
+    fn a_record_is_an_object_never_an_array() {
+        assert!(from_record::<TaskResult>(b"[1,2,3]").is_err());
+        let result = from_record::<Heartbeat>(b" \n {\"node\":\"a\",\"ts\":1}");
+        assert_eq!(result.unwrap().ts, 1);
+        assert!(from_record::<Heartbeat>(b"").is_err());
     }
 
     #[test]

@@ -23,13 +23,12 @@ pub enum Reads {
 pub fn build(source: &dyn ListingSource, run: &RunDir, ui: &UiConfig, now: i64, reads: Reads) -> Index {
     let mut index = Index::new(ui.hb_stale_s);
     index.apply(Event::Tick(now));
-    let nodes = match discover_nodes(source, run) {
-        Ok(nodes) => nodes,
-        Err(error) => {
-            index.apply(Event::LeaseScan(Some(error)));
-            return index;
-        }
-    };
+    let discovery = discover_nodes(source, run);
+    index.apply(Event::LeaseScan(discovery.problem));
+    let nodes = discovery.names;
+    if nodes.is_empty() {
+        return index;
+    }
     index.apply(Event::Heartbeats(read_heartbeats(source, run)));
     let mut scanners: Vec<NodeScanner> = nodes.iter().map(|n| NodeScanner::new(run, n)).collect();
     scan_all(source, &mut scanners, |round| index.apply(Event::Round(round)));

@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::model::LeaseRegistry;
+use crate::store::{read_record, RecordError};
+
+/// config.json, index.json and meta/lease.json are small; 4 MiB is none of them.
+pub const SMALL_RECORD_BYTES: u64 = 4 << 20;
 
 /// The environment variables the path rules read.
 #[derive(Debug, Clone, Default)]
@@ -86,13 +90,18 @@ impl Roots {
     }
 
     /// The run directory of a lease: the runtime dir for `local:<host>`
-    /// leases, `<archive>/runs/<id>` for the rest.
-    pub fn run_dir(&self, lease_id: &str) -> PathBuf {
-        if lease_id.starts_with("local:") {
+    /// leases, `<archive>/runs/<id>` for the rest. None for an id that is
+    /// not a lease id ([`is_valid_lease_id`]): `../../x`, `/abs`, `""` never
+    /// become a path.
+    pub fn run_dir(&self, lease_id: &str) -> Option<PathBuf> {
+        if !is_valid_lease_id(lease_id) {
+            return None;
+        }
+        Some(if lease_id.starts_with("local:") {
             self.runtime.join(lease_id)
         } else {
             self.archive.join("runs").join(lease_id)
-        }
+        })
     }
 
     pub fn registry_path(&self) -> PathBuf {
@@ -222,6 +231,31 @@ impl Default for UiConfig {
     }
 }
 
+impl UiConfig {
+    /// Each key brought into a range that works (a refresh of 2^64 s, a
+    /// staleness past i64, zero rows), with a message for each change.
+    pub fn within_limits(mut self) -> (UiConfig, Vec<String>) {
+        let mut changed = Vec::new();
+        let mut clamp = |name: &str, value: &mut u64, low: u64, high: u64| {
+            let fixed = (*value).clamp(low, high);
+            if fixed != *value {
+                changed.push(format!("ui.{name} = {value} is outside {low}..{high}; using {fixed}"));
+                *value = fixed;
+            }
+        };
+        clamp("refresh_s", &mut self.refresh_s, 1, 600);
+        clamp("slurm_refresh_s", &mut self.slurm_refresh_s, 10, 300);
+        clamp("hb_stale_s", &mut self.hb_stale_s, 5, 7 * 86_400);
+        let mut rows = self.max_tasks_display as u64;
+        clamp("max_tasks_display", &mut rows, 1, 10_000_000);
+        self.max_tasks_display = rows as usize;
+        let mut lines = self.log_tail_lines as u64;
+        clamp("log_tail_lines", &mut lines, 1, 1_000_000);
+        self.log_tail_lines = lines as usize;
+        (self, changed)
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct ConfigFile {
     #[serde(default)]
@@ -231,26 +265,31 @@ struct ConfigFile {
 /// Reads `config.json`. A missing file gives the defaults; a malformed one
 /// gives the defaults and a message saying what was wrong and where.
 pub fn load_ui_config(path: &Path) -> (UiConfig, Option<String>) {
-    match std::fs::read(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (UiConfig::default(), None),
-        Err(e) => (UiConfig::default(), Some(format!("{}: {e}; using defaults", path.display()))),
+    match read_record(path, SMALL_RECORD_BYTES) {
+        Err(RecordError::NotFound) => (UiConfig::default(), None),
+        Err(e) => (UiConfig::default(), Some(format!("{}; using defaults", e.describe(path)))),
         Ok(bytes) => match parse_ui_config(&bytes) {
-            Ok(config) => (config, None),
+            Ok(config) => {
+                let (config, clamped) = config.within_limits();
+                let problem = (!clamped.is_empty())
+                    .then(|| format!("{}: {}", path.display(), clamped.join("; ")));
+                (config, problem)
+            }
             Err(e) => (UiConfig::default(), Some(format!("{}: {e}; using defaults", path.display()))),
         },
     }
 }
 
 pub fn parse_ui_config(bytes: &[u8]) -> Result<UiConfig, serde_json::Error> {
-    serde_json::from_slice::<ConfigFile>(bytes).map(|file| file.ui)
+    crate::model::from_record::<ConfigFile>(bytes).map(|file| file.ui)
 }
 
 /// Reads `index.json`; a missing file is an empty registry.
 pub fn read_registry(path: &Path) -> Result<LeaseRegistry, String> {
-    match std::fs::read(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LeaseRegistry::default()),
-        Err(e) => Err(format!("{}: {e}", path.display())),
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display())),
+    match read_record(path, SMALL_RECORD_BYTES) {
+        Err(RecordError::NotFound) => Ok(LeaseRegistry::default()),
+        Err(e) => Err(e.describe(path)),
+        Ok(bytes) => crate::model::from_record(&bytes).map_err(|e| format!("{}: {e}", path.display())),
     }
 }
 
@@ -332,15 +371,18 @@ mod tests {
     #[test]
     fn runtime_dir_rules_in_order() {
         let roots = Roots::resolve(&env());
-        assert_eq!(roots.run_dir("local:myhost"), PathBuf::from("/tmp/leaseq/1000/local:myhost"));
+        assert_eq!(roots.run_dir("local:myhost").unwrap(), PathBuf::from("/tmp/leaseq/1000/local:myhost"));
         let xdg = Env { xdg_runtime_dir: Some("/run/user/1000".into()), ..env() };
         assert_eq!(
-            Roots::resolve(&xdg).run_dir("local:myhost"),
+            Roots::resolve(&xdg).run_dir("local:myhost").unwrap(),
             PathBuf::from("/run/user/1000/leaseq/local:myhost")
         );
         let own = Env { leaseq_runtime_dir: Some("/rt".into()), ..xdg };
-        assert_eq!(Roots::resolve(&own).run_dir("local:myhost"), PathBuf::from("/rt/local:myhost"));
-        assert_eq!(roots.run_dir("99887766"), PathBuf::from("/home/u/.leaseq/runs/99887766"));
+        assert_eq!(Roots::resolve(&own).run_dir("local:myhost").unwrap(), PathBuf::from("/rt/local:myhost"));
+        assert_eq!(roots.run_dir("99887766").unwrap(), PathBuf::from("/home/u/.leaseq/runs/99887766"));
+        for hostile in ["../../../x", "/etc", "", "local:../x"] {
+            assert_eq!(roots.run_dir(hostile), None, "{hostile:?}");
+        }
         assert_eq!(roots.local_lease_id(), "local:myhost");
     }
 
@@ -351,6 +393,25 @@ mod tests {
         assert_eq!(config.hb_stale_s, 120);
         assert_eq!(config.refresh_s, 2);
         assert!(parse_ui_config(br#"{"ui":{"refresh_s":"x"}}"#).is_err());
+    }
+
+    #[test]
+    fn config_out_of_range_is_clamped_with_a_message() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("config.json");
+        std::fs::write(&path, br#"{"ui":{"refresh_s":18446744073709551615,"hb_stale_s":9223372036854775808}}"#)
+            .unwrap();
+        let (config, problem) = load_ui_config(&path);
+        assert_eq!((config.refresh_s, config.hb_stale_s), (600, 7 * 86_400));
+        let problem = problem.unwrap();
+        assert!(problem.contains("ui.refresh_s") && problem.contains("ui.hb_stale_s"), "{problem}");
+        let fifo = tmp.path().join("fifo.json");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let (config, problem) = load_ui_config(&fifo);
+        assert_eq!(config, UiConfig::default());
+        assert!(problem.unwrap().contains("FIFO"));
     }
 
     #[test]

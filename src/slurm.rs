@@ -718,7 +718,8 @@ impl SlurmCli {
             mode: Some("exclusive-per-node".to_string()),
         };
         let recorded = (|| -> Result<(), String> {
-            let meta_path = RunDir(roots.run_dir(&id)).meta();
+            let dir = roots.run_dir(&id).ok_or_else(|| format!("{id:?} is not a lease id"))?;
+            let meta_path = RunDir(dir).meta();
             let mut bytes = serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())?;
             bytes.push(b'\n');
             write_atomic(&meta_path, &bytes).map_err(|e| format!("{}: {e}", meta_path.display()))?;
@@ -1851,7 +1852,7 @@ mod tests {
         assert!(text.contains(&format!("export LEASEQ_HOME={}", roots.archive.display())));
 
         let meta: LeaseMeta =
-            serde_json::from_slice(&std::fs::read(RunDir(roots.run_dir("4242")).meta()).unwrap()).unwrap();
+            serde_json::from_slice(&std::fs::read(RunDir(roots.run_dir("4242").unwrap()).meta()).unwrap()).unwrap();
         match meta {
             LeaseMeta::Slurm { lease_id, name, created_at, slurm, mode } => {
                 assert_eq!((lease_id.as_str(), name.as_deref()), ("4242", Some("expA")));
@@ -1862,7 +1863,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let raw = std::fs::read_to_string(RunDir(roots.run_dir("4242")).meta()).unwrap();
+        let raw = std::fs::read_to_string(RunDir(roots.run_dir("4242").unwrap()).meta()).unwrap();
         assert!(raw.contains("\"created_at\": 1") && !raw.contains("\"created_at\": 1."), "integer seconds");
         let registry = read_registry(&roots.registry_path()).unwrap();
         assert_eq!(registry.default_lease.as_deref(), Some("local:h"), "default kept");

@@ -38,9 +38,12 @@ pub fn runner_options(
     if root.is_none() && !leaseq::paths::is_valid_lease_id(&lease) {
         return Err(format!("{:?} is not a lease id (a Slurm job id, or local:<host>)", clean_line(&lease)));
     }
-    let run = RunDir(root.unwrap_or_else(|| roots.run_dir(&lease)));
+    let run = match root {
+        Some(root) => RunDir(root),
+        None => RunDir(roots.run_dir(&lease).ok_or_else(|| format!("{:?} is not a lease id", clean_line(&lease)))?),
+    };
     let meta =
-        read_record(&run.meta(), 1 << 20).ok().and_then(|b| serde_json::from_slice::<LeaseMeta>(&b).ok());
+        read_record(&run.meta(), 1 << 20).ok().and_then(|b| leaseq::model::from_record::<LeaseMeta>(&b).ok());
     let (meta_parallel, meta_gpus) = match &meta {
         Some(LeaseMeta::Local { local, .. }) => {
             (Some(local.parallel as usize), Some(local.total_gpus as usize))
@@ -72,7 +75,7 @@ pub fn daemon(roots: &Roots, action: DaemonAction) -> Result<ExitCode, String> {
         }
         DaemonAction::Stop { wait_s } => println!("{}", daemon::stop(roots, Duration::from_secs(wait_s))?),
         DaemonAction::Status { json } => {
-            let status = daemon::status(roots);
+            let status = daemon::status(roots)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status).unwrap_or_default());
             } else {
@@ -119,7 +122,7 @@ pub fn submit(
             Box::new(move || node.clone())
         }
         None if lease_id == roots.local_lease_id() => {
-            if !daemon::status(roots).running {
+            if !daemon::status(roots).is_ok_and(|s| s.running) {
                 eprintln!(
                     "leaseq: note: the local runner is not running; `leaseq daemon start` runs the queue"
                 );

@@ -44,6 +44,9 @@ pub struct TuiOptions {
     pub max_tasks: Option<usize>,
     pub source: Arc<dyn ListingSource>,
     pub config: UiConfig,
+    /// Problems found before the dashboard opened (a malformed config):
+    /// shown in it, since stderr is hidden until it exits.
+    pub notices: Vec<String>,
     /// When the process started (for the launch-to-first-rows figure).
     pub started: Instant,
 }
@@ -55,7 +58,9 @@ const SEARCH_DEBOUNCE: Duration = Duration::from_millis(200);
 /// restored the terminal) ends the pump at its next wake.
 static PANICKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-pub fn run(options: TuiOptions) -> Result<(), String> {
+/// Runs the dashboard until `q`; `Ok(Some(signal))` when a signal ended it
+/// (the terminal is restored either way; the caller exits 128+signal).
+pub fn run(options: TuiOptions) -> Result<Option<i32>, String> {
     let signals = signal_channel()?;
     let mut terminal = ratatui::try_init().map_err(|e| format!("cannot open the terminal: {e}"))?;
     let restore_and_report = std::panic::take_hook();
@@ -68,13 +73,31 @@ pub fn run(options: TuiOptions) -> Result<(), String> {
     result
 }
 
-/// SIGTERM, SIGHUP and SIGINT end the pump normally, so the terminal is
-/// restored (Ctrl-C in raw mode arrives as a key instead).
+/// Every signal whose default is to end the process and that can be
+/// caught ends the pump normally instead, so the terminal is restored
+/// first (Ctrl-C in raw mode arrives as a key instead). SIGTSTP (a `kill
+/// -TSTP`, or Ctrl-Z where the terminal still sends it) suspends properly.
+/// SIGKILL cannot be caught: after one, `reset` gives the terminal back.
+const ENDING_SIGNALS: [i32; 12] = [
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGALRM,
+    libc::SIGVTALRM,
+    libc::SIGPROF,
+    libc::SIGXCPU,
+    libc::SIGXFSZ,
+    libc::SIGPWR,
+];
+
 fn signal_channel() -> Result<async_channel::Receiver<i32>, String> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let (tx, rx) = async_channel::bounded(4);
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP, SIGINT])
-        .map_err(|e| format!("signals: {e}"))?;
+    let mut watched = ENDING_SIGNALS.to_vec();
+    watched.push(libc::SIGTSTP);
+    let mut signals = signal_hook::iterator::Signals::new(watched).map_err(|e| format!("signals: {e}"))?;
     std::thread::Builder::new()
         .name("leaseq-signals".into())
         .spawn(move || {
@@ -90,7 +113,7 @@ enum Wake {
     Input(Option<std::io::Result<TermEvent>>),
     Reply(Box<Reply>),
     Snapshot(Arc<Index>),
-    Signal,
+    Signal(i32),
     Tick,
     Debounce,
 }
@@ -99,7 +122,7 @@ async fn pump(
     terminal: &mut DefaultTerminal,
     options: TuiOptions,
     signals: async_channel::Receiver<i32>,
-) -> Result<(), String> {
+) -> Result<Option<i32>, String> {
     let config = options.config.clone();
     let theme = Theme::from_env_value(std::env::var("NO_COLOR").ok().as_deref());
     let trace = Trace::from_env(options.started);
@@ -108,12 +131,21 @@ async fn pump(
     let background = Background::start(options.roots.clone(), config.clone(), reply_tx);
     let max_tasks = options.max_tasks.unwrap_or(config.max_tasks_display).max(1);
     let mut app = App::new(config.clone(), max_tasks, Arc::new(Index::new(config.hb_stale_s)));
+    for notice in &options.notices {
+        app.say(notice.clone(), crate::ui::app::Level::Error);
+    }
     let mut engine: Option<(Engine, SnapshotSlot)> = None;
     let mut pending = match &options.open {
-        OpenChoice::Lease(id) => app.open_lease(id.clone(), RunDir(options.roots.run_dir(id))),
+        OpenChoice::Lease(id) => match options.roots.run_dir(id) {
+            Some(dir) => app.open_lease(id.clone(), RunDir(dir)),
+            None => Vec::new(), // refused before the dashboard opens
+        },
         OpenChoice::Local => {
             let id = options.roots.local_lease_id();
-            app.open_lease(id.clone(), RunDir(options.roots.run_dir(&id)))
+            match options.roots.run_dir(&id) {
+                Some(dir) => app.open_lease(id.clone(), RunDir(dir)),
+                None => Vec::new(),
+            }
         }
         OpenChoice::Default => {
             app.open_default_when_listed = true;
@@ -132,6 +164,7 @@ async fn pump(
     let mut search_edits = 0u64;
     let mut key_at: Option<Instant> = None;
     let mut next_tick = Instant::now();
+    let mut ended_by = None;
     loop {
         for request in pending.drain(..) {
             dispatch(request, &mut engine, &background, &options, &config);
@@ -165,6 +198,10 @@ async fn pump(
             );
         }
         match wake {
+            Wake::Input(Some(Ok(TermEvent::Key(key)))) if is_suspend_key(&key) => {
+                suspend(terminal)?;
+                dirty = true;
+            }
             Wake::Input(Some(Ok(TermEvent::Key(key)))) if key.kind != KeyEventKind::Release => {
                 key_at = Some(Instant::now());
                 pending = app.on_key(key);
@@ -195,7 +232,14 @@ async fn pump(
                 pending = app.on_snapshot(snapshot);
                 dirty = !app.paused;
             }
-            Wake::Signal => break,
+            Wake::Signal(libc::SIGTSTP) => {
+                suspend(terminal)?;
+                dirty = true;
+            }
+            Wake::Signal(signal) => {
+                ended_by = Some(signal);
+                break;
+            }
             Wake::Tick => {
                 next_tick = Instant::now() + Duration::from_secs(1);
                 dirty |= app.tick(unix_now());
@@ -212,7 +256,35 @@ async fn pump(
         }
     }
     drop(engine);
-    Ok(())
+    Ok(ended_by)
+}
+
+/// Ctrl-Z: in raw mode the terminal sends it as a key, not as SIGTSTP.
+fn is_suspend_key(key: &crossterm::event::KeyEvent) -> bool {
+    key.kind == KeyEventKind::Press
+        && key.code == crossterm::event::KeyCode::Char('z')
+        && key.modifiers.contains(crossterm::event::KeyModifiers::CONTROL)
+}
+
+/// Suspends as a full-screen program should: gives the terminal back
+/// (cooked mode, main screen, cursor shown), stops this process as the
+/// shell's job control expects, and when continued (`fg`) takes the
+/// terminal again and redraws everything.
+fn suspend(terminal: &mut DefaultTerminal) -> Result<(), String> {
+    ratatui::restore();
+    // SAFETY: raise(2) on our own process; SIGSTOP cannot be caught, and
+    // the call returns once the process is continued (SIGCONT).
+    unsafe {
+        libc::raise(libc::SIGSTOP);
+    }
+    crossterm::terminal::enable_raw_mode().map_err(|e| format!("taking the terminal back: {e}"))?;
+    crossterm::execute!(
+        std::io::stdout(),
+        crossterm::terminal::EnterAlternateScreen,
+        crossterm::cursor::Hide
+    )
+    .map_err(|e| format!("taking the terminal back: {e}"))?;
+    terminal.clear().map_err(|e| format!("redrawing: {e}"))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -241,8 +313,10 @@ async fn next_wake(
         }
     };
     let signal = async {
-        let _ = signals.recv().await;
-        Wake::Signal
+        match signals.recv().await {
+            Ok(signal) => Wake::Signal(signal),
+            Err(_) => std::future::pending().await,
+        }
     };
     let tick = async {
         Timer::at(next_tick).await;

@@ -103,15 +103,16 @@ fn navigate_filter_details_follow_search_quit() {
     assert!(stalls.is_empty(), "the pump stalled:\n{stalls}");
 }
 
-#[test]
-fn sigterm_restores_the_terminal() {
+/// Sends `signal` to a dashboard in tmux: the terminal must be restored
+/// and the exit status be 128+signal.
+fn signal_restores_the_terminal(name: &str, signal: &str, exit: &str) {
     if !tmux_available() {
         return;
     }
     let home = tempfile::tempdir().unwrap();
     tree(home.path(), 500);
     let stall_log = home.path().join("stalls.log");
-    let session = Session::start("leaseq-e2e-signal", &command(home.path(), &stall_log, "--max-tasks 100"));
+    let session = Session::start(name, &command(home.path(), &stall_log, "--max-tasks 100"));
     session.wait_for("task rows", |s| s.contains(" of "));
     // The pane's shell runs `env ... leaseq`, and env execs leaseq: the
     // dashboard is the shell's child.
@@ -119,6 +120,42 @@ fn sigterm_restores_the_terminal() {
     let child = Command::new("pgrep").args(["-P", &shell]).output().expect("pgrep");
     let pid = String::from_utf8_lossy(&child.stdout).lines().next().unwrap_or_default().trim().to_string();
     assert!(!pid.is_empty(), "the dashboard's pid");
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    assert_restored(&session, "EXIT=0");
+    assert!(Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap().success());
+    assert_restored(&session, exit);
+}
+
+#[test]
+fn sigterm_restores_the_terminal() {
+    signal_restores_the_terminal("leaseq-e2e-sigterm", "TERM", "EXIT=143");
+}
+
+#[test]
+fn sigquit_sighup_and_sigusr1_restore_the_terminal_too() {
+    signal_restores_the_terminal("leaseq-e2e-sigquit", "QUIT", "EXIT=131");
+    signal_restores_the_terminal("leaseq-e2e-sighup", "HUP", "EXIT=129");
+    signal_restores_the_terminal("leaseq-e2e-sigusr1", "USR1", "EXIT=138");
+}
+
+#[test]
+fn ctrl_z_suspends_with_the_terminal_restored_and_fg_redraws() {
+    if !tmux_available() {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    tree(home.path(), 500);
+    let session = Session::start("leaseq-e2e-suspend", "env PS1='$ ' bash --norc --noprofile -i");
+    session.wait_for("the shell prompt", |s| s.lines().any(|l| l.trim_end() == "$"));
+    let run = format!("{} --home {} tui --lease 99887766", env!("CARGO_BIN_EXE_leaseq"), home.path().display());
+    session.keys(&[&run, "Enter"]);
+    session.wait_for("task rows", |s| s.contains(" of "));
+    session.keys(&["C-z"]);
+    session.wait_for("the shell's job control", |s| s.contains("Stopped"));
+    session.keys(&["stty -a | tr ' ' '\\n' | grep -x -- '-\\?icanon'", "Enter"]);
+    let screen = session.wait_for("the terminal mode", |s| s.lines().any(|l| l.trim() == "icanon"));
+    assert!(!screen.contains("-icanon"), "cooked mode while suspended: {screen}");
+    session.keys(&["fg", "Enter"]);
+    session.wait_for("the dashboard redrawn", |s| s.contains(" of ") && s.contains("nodes"));
+    session.keys(&["q"]);
+    session.keys(&["echo EXIT=$?", "Enter"]);
+    session.wait_for("a clean exit", |s| s.contains("EXIT=0"));
 }

@@ -31,7 +31,7 @@ pub struct NodeLoad {
 
 /// Every node of the run dir with its heartbeat age and inbox length.
 pub fn node_loads(run: &RunDir) -> Vec<NodeLoad> {
-    let nodes = crate::scan::discover_nodes(&crate::scan::FsSource, run).unwrap_or_default();
+    let nodes = crate::scan::discover_nodes(&crate::scan::FsSource, run).names;
     let now = unix_now();
     nodes
         .into_iter()

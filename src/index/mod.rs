@@ -245,6 +245,9 @@ impl Index {
     fn apply_names(&mut self, node: NodeId, dir: QueueDir, names: &[String], added: bool) {
         let mut entries = names.iter().map(|name| (name, parse_entry(name))).peekable();
         while let Some((name, parsed)) = entries.next() {
+            // A result belongs in done/: one in inbox/ or claimed/ says
+            // nothing about a task's state, and is counted as not ours.
+            let parsed = parsed.filter(|(_, kind)| dir == QueueDir::Done || *kind == EntryKind::Spec);
             let Some((stem, kind)) = parsed else {
                 if !name.starts_with('.') {
                     let n = &mut self.nodes[node as usize];
@@ -398,7 +401,7 @@ impl Index {
             }
             Err(reason) => {
                 task.spec_read = ReadStatus::Failed;
-                task.extra_mut().problem = Some(format!("spec: {reason}"));
+                task.extra_mut().add_problem(format!("spec: {reason}"));
             }
         });
     }
@@ -450,7 +453,7 @@ impl Index {
                 }
                 Err(reason) => {
                     task.result_read = ReadStatus::Failed;
-                    task.extra_mut().problem = Some(format!("result: {reason}"));
+                    task.extra_mut().add_problem(format!("result: {reason}"));
                 }
             }
         });

@@ -22,15 +22,27 @@ pub enum HeartbeatSeen {
 pub enum NodeHealth {
     Ok { age_s: i64 },
     Stale { age_s: i64 },
+    /// The heartbeat's time is ahead of ours by more than [`SKEW_TOLERANCE_S`]:
+    /// one of the two clocks is wrong. Shown as a warning.
+    ClockSkew { ahead_s: i64 },
     NoHeartbeat,
     Unknown,
 }
+
+/// Clocks of a cluster differ by a little; a heartbeat this far ahead of
+/// ours still reads as fresh.
+pub const SKEW_TOLERANCE_S: i64 = 30;
+
+/// A heartbeat more than a day ahead is no proof of life (a runner that
+/// wrote a bogus time would never go stale).
+const ABSURD_SKEW_S: i64 = 86_400;
 
 impl NodeHealth {
     pub fn label(self) -> &'static str {
         match self {
             NodeHealth::Ok { .. } => "OK",
             NodeHealth::Stale { .. } => "STALE",
+            NodeHealth::ClockSkew { .. } => "SKEW",
             NodeHealth::NoHeartbeat => "NO-HB",
             NodeHealth::Unknown => "?",
         }
@@ -38,7 +50,11 @@ impl NodeHealth {
 
     /// Tasks in `claimed/` on a node that is not alive are STUCK.
     pub fn is_alive(self) -> bool {
-        matches!(self, NodeHealth::Ok { .. } | NodeHealth::Unknown)
+        match self {
+            NodeHealth::Ok { .. } | NodeHealth::Unknown => true,
+            NodeHealth::ClockSkew { ahead_s } => ahead_s < ABSURD_SKEW_S,
+            NodeHealth::Stale { .. } | NodeHealth::NoHeartbeat => false,
+        }
     }
 }
 
@@ -94,7 +110,13 @@ impl Node {
             HeartbeatSeen::NotYetRead => NodeHealth::Unknown,
             HeartbeatSeen::Missing => NodeHealth::NoHeartbeat,
             HeartbeatSeen::Present(hb) => {
-                let age_s = (now - hb.ts).max(0);
+                // Saturating: a hostile `ts` (i64::MIN, i64::MAX) must
+                // neither overflow nor read as fresh.
+                let age_s = now.saturating_sub(hb.ts);
+                if age_s < -SKEW_TOLERANCE_S {
+                    return NodeHealth::ClockSkew { ahead_s: age_s.saturating_neg() };
+                }
+                let age_s = age_s.max(0);
                 if age_s <= stale_after_s {
                     NodeHealth::Ok { age_s }
                 } else {

@@ -58,6 +58,21 @@ pub struct TaskExtra {
     pub error: Option<Arc<str>>,
 }
 
+impl TaskExtra {
+    /// Adds a problem; one already there stays (a broken spec and a broken
+    /// result are both shown).
+    pub fn add_problem(&mut self, problem: String) {
+        match &mut self.problem {
+            Some(existing) if existing.contains(&problem) => {}
+            Some(existing) => {
+                existing.push_str("; ");
+                existing.push_str(&problem);
+            }
+            None => self.problem = Some(problem),
+        }
+    }
+}
+
 impl Task {
     pub fn new(name: Arc<str>, node: NodeId) -> Task {
         let seq = TaskName::parse(&name).map_or(0, |n| n.seq);

@@ -26,9 +26,12 @@ pub struct DaemonFiles {
 }
 
 impl DaemonFiles {
-    pub fn of(roots: &Roots) -> DaemonFiles {
+    pub fn of(roots: &Roots) -> Result<DaemonFiles, String> {
         let lease_id = roots.local_lease_id();
-        DaemonFiles { run: RunDir(roots.run_dir(&lease_id)), node: roots.hostname.clone(), lease_id }
+        let dir = roots.run_dir(&lease_id).ok_or_else(|| {
+            format!("this host's name {:?} cannot name a local lease (letters, digits, '.', '-', '_')", roots.hostname)
+        })?;
+        Ok(DaemonFiles { run: RunDir(dir), node: roots.hostname.clone(), lease_id })
     }
     pub fn pid_path(&self) -> PathBuf {
         self.run.0.join("daemon").join("runner.pid")
@@ -46,7 +49,7 @@ impl DaemonFiles {
 
     fn heartbeat(&self) -> Option<Heartbeat> {
         let bytes = read_record(&self.run.heartbeat(&self.node), 1 << 20).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        crate::model::from_record(&bytes).ok()
     }
 }
 
@@ -68,7 +71,7 @@ pub struct StartOptions {
 /// Starts the local lease's runner in the background and waits (a few
 /// seconds at most) for its first heartbeat. Returns what to tell the user.
 pub fn start(roots: &Roots, exe: &Path, options: &StartOptions) -> Result<String, String> {
-    let files = DaemonFiles::of(roots);
+    let files = DaemonFiles::of(roots)?;
     if let Some(pid) = files.live_pid() {
         return Ok(format!("the local runner is already running (pid {pid}, lease {})", files.lease_id));
     }
@@ -150,7 +153,7 @@ fn record_local_lease(
 ) -> Result<LeaseMeta, String> {
     let previous = read_record(&files.run.meta(), 1 << 20)
         .ok()
-        .and_then(|b| serde_json::from_slice::<LeaseMeta>(&b).ok());
+        .and_then(|b| crate::model::from_record::<LeaseMeta>(&b).ok());
     let (created_at, mut local) = match previous {
         Some(LeaseMeta::Local { created_at, local, .. }) => (created_at, local),
         _ => (unix_now(), LocalLeaseMeta { total_gpus: 0, parallel: 1 }),
@@ -181,7 +184,7 @@ fn record_local_lease(
 /// Stops the daemon (SIGTERM: it stops its tasks, writes their results and
 /// exits) and waits for it, up to `wait`.
 pub fn stop(roots: &Roots, wait: Duration) -> Result<String, String> {
-    let files = DaemonFiles::of(roots);
+    let files = DaemonFiles::of(roots)?;
     let Some(pid) = files.live_pid() else {
         let _ = std::fs::remove_file(files.pid_path());
         return Ok("the local runner is not running".to_string());
@@ -220,11 +223,11 @@ pub struct DaemonStatus {
     pub log: String,
 }
 
-pub fn status(roots: &Roots) -> DaemonStatus {
-    let files = DaemonFiles::of(roots);
+pub fn status(roots: &Roots) -> Result<DaemonStatus, String> {
+    let files = DaemonFiles::of(roots)?;
     let pid = files.live_pid();
     let hb = files.heartbeat().filter(|hb| pid.is_some_and(|p| p == hb.runner_pid));
-    DaemonStatus {
+    Ok(DaemonStatus {
         lease: files.lease_id.clone(),
         run_dir: files.run.0.display().to_string(),
         running: pid.is_some(),
@@ -234,7 +237,7 @@ pub fn status(roots: &Roots) -> DaemonStatus {
         pending: hb.as_ref().map(|hb| hb.pending_estimate),
         paused: hb.as_ref().is_some_and(|hb| hb.paused),
         log: files.log_path().display().to_string(),
-    }
+    })
 }
 
 impl DaemonStatus {

@@ -388,7 +388,7 @@ impl Lane {
         };
         self.read_failures.remove(stem);
         Ok(Some(
-            serde_json::from_slice::<TaskSpec>(&bytes)
+            crate::model::from_record::<TaskSpec>(&bytes)
                 .map_err(|e| format!("{}: malformed spec: {e}", path.display())),
         ))
     }

@@ -199,7 +199,7 @@ fn scan_keys_in_background(run: RunDir, node: String, finisher: Arc<finish::Fini
             }
             let key = read_record(&entry.path(), MAX_RECORD_BYTES)
                 .ok()
-                .and_then(|b| serde_json::from_slice::<Key>(&b).ok())
+                .and_then(|b| crate::model::from_record::<Key>(&b).ok())
                 .map(|k| k.idempotency_key);
             if let Some(key) = key.filter(|k| !k.is_empty()) {
                 finisher.keys.lock().unwrap_or_else(|e| e.into_inner()).insert(key);

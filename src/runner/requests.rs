@@ -39,7 +39,7 @@ impl Requests {
 
 /// Reads the marker at `path`, if it is one.
 pub fn read_marker(path: &std::path::Path) -> Option<ControlMarker> {
-    read_record(path, MAX_CONTROL_BYTES).ok().map(|b| serde_json::from_slice(&b).unwrap_or_default())
+    read_record(path, MAX_CONTROL_BYTES).ok().map(|b| crate::model::from_record(&b).unwrap_or_default())
 }
 
 /// Lists and reads the node's control directory. A missing directory is
@@ -63,14 +63,14 @@ pub fn read(run: &RunDir, node: &str) -> Requests {
             }
         };
         if name == "pause.json" || name == "resume.json" {
-            let at = serde_json::from_slice::<ControlMarker>(&bytes).unwrap_or_default();
+            let at = crate::model::from_record::<ControlMarker>(&bytes).unwrap_or_default();
             if name == "pause.json" {
                 requests.pause = Some(at);
             } else {
                 requests.resume = Some(at);
             }
         } else if name.starts_with("cancel_") {
-            match serde_json::from_slice::<CancelRequest>(&bytes) {
+            match crate::model::from_record::<CancelRequest>(&bytes) {
                 Ok(request) => requests.cancels.push((path, request)),
                 Err(e) => requests
                     .broken

@@ -6,32 +6,53 @@ use std::sync::Arc;
 use super::listing::{ListError, ListingSource};
 use crate::index::HeartbeatRound;
 use crate::model::Heartbeat;
-use crate::paths::{QueueDir, RunDir};
+use crate::paths::{is_valid_node_name, QueueDir, RunDir};
 
-/// Node names: subdirectories of inbox/, claimed/, done/, and heartbeat
-/// files. Fails only if none of those could be listed for a reason other
-/// than not existing.
-pub fn discover_nodes(source: &dyn ListingSource, run: &RunDir) -> Result<BTreeSet<String>, String> {
-    let mut nodes = BTreeSet::new();
-    let mut errors = Vec::new();
+/// The nodes of a run dir, and what could not be taken as one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Discovery {
+    /// Valid node names (see [`is_valid_node_name`]): subdirectories of
+    /// inbox/, claimed/, done/, and heartbeat files.
+    pub names: BTreeSet<String>,
+    /// Directories that failed to list, and names that are no node name
+    /// (not UTF-8, `a b`, ...): reported, never used as a path, never
+    /// silently dropped. None when there is nothing to say.
+    pub problem: Option<String>,
+}
+
+pub fn discover_nodes(source: &dyn ListingSource, run: &RunDir) -> Discovery {
+    let mut names = BTreeSet::new();
+    let mut problems = Vec::new();
+    let mut take = |name: String, dir: &std::path::Path, problems: &mut Vec<String>| {
+        if name.starts_with('.') {
+            return;
+        }
+        if is_valid_node_name(&name) {
+            names.insert(name);
+        } else {
+            problems.push(format!(
+                "{}/{}: not a usable node name (not UTF-8, or not letters, digits, '.', '-', '_'); its tasks are not read",
+                dir.display(),
+                crate::sanitize::clean_line(&name)
+            ));
+        }
+    };
     for dir in QueueDir::ALL {
         let path = run.queue_root(dir);
         match source.list_dirs(&path) {
-            Ok(names) => nodes.extend(names.into_iter().filter(|n| !n.starts_with('.'))),
+            Ok(listed) => listed.into_iter().for_each(|n| take(n, &path, &mut problems)),
             Err(ListError::NotFound) => {}
-            Err(error) => errors.push(error.describe(&path)),
+            Err(error) => problems.push(error.describe(&path)),
         }
     }
-    match source.list_files(&run.hb_dir()) {
-        Ok(names) => nodes.extend(heartbeat_nodes(names)),
+    let hb = run.hb_dir();
+    match source.list_files(&hb) {
+        Ok(listed) => heartbeat_nodes(listed).for_each(|n| take(n, &hb, &mut problems)),
         Err(ListError::NotFound) => {}
-        Err(error) => errors.push(error.describe(&run.hb_dir())),
+        Err(error) => problems.push(error.describe(&hb)),
     }
-    if errors.len() == QueueDir::ALL.len() + 1 {
-        Err(errors.join("; "))
-    } else {
-        Ok(nodes)
-    }
+    problems.dedup();
+    Discovery { names, problem: (!problems.is_empty()).then(|| problems.join("; ")) }
 }
 
 fn heartbeat_nodes(names: Vec<String>) -> impl Iterator<Item = String> {
@@ -68,7 +89,7 @@ pub fn read_heartbeats(source: &dyn ListingSource, run: &RunDir) -> HeartbeatRou
 pub fn read_heartbeat(source: &dyn ListingSource, run: &RunDir, node: &str) -> Result<Heartbeat, String> {
     let path = run.heartbeat(node);
     let bytes = source.read_small(&path).map_err(|e| e.describe(&path))?;
-    serde_json::from_slice::<Heartbeat>(&bytes)
+    crate::model::from_record::<Heartbeat>(&bytes)
         .map_err(|e| format!("{}: malformed heartbeat: {e}", path.display()))
 }
 
@@ -93,7 +114,7 @@ mod tests {
         std::fs::create_dir_all(run.hb_dir().join("b")).unwrap(); // runner's empty hb/<node>/
         std::fs::write(run.heartbeat("b"), br#"{"node":"b","ts":7}"#).unwrap();
         std::fs::write(run.heartbeat("c"), b"{truncated").unwrap();
-        let nodes = discover_nodes(&FsSource, &run).unwrap();
+        let nodes = discover_nodes(&FsSource, &run).names;
         assert_eq!(nodes.into_iter().collect::<Vec<_>>(), vec!["a", "b", "c"]);
         let beats = read_heartbeats(&FsSource, &run);
         assert_eq!(beats.beats.len(), 2);
@@ -105,7 +126,7 @@ mod tests {
     fn a_missing_run_dir_is_empty_not_an_error() {
         let tmp = tempfile::tempdir().unwrap();
         let run = RunDir(tmp.path().join("nope"));
-        assert!(discover_nodes(&FsSource, &run).unwrap().is_empty());
+        assert_eq!(discover_nodes(&FsSource, &run), Discovery::default());
         assert!(read_heartbeats(&FsSource, &run).dir_error.is_none());
     }
 }

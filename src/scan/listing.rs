@@ -51,6 +51,9 @@ pub trait ListingSource: Send + Sync {
     fn read_small(&self, path: &Path) -> Result<Vec<u8>, ListError>;
 }
 
+/// Heartbeats and markers are a few hundred bytes; 1 MiB is no heartbeat.
+pub const SMALL_FILE_BYTES: u64 = 1 << 20;
+
 /// The real filesystem.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FsSource;
@@ -102,11 +105,9 @@ impl ListingSource for FsSource {
     }
 
     fn read_small(&self, path: &Path) -> Result<Vec<u8>, ListError> {
-        use std::io::Read;
-        const LIMIT: u64 = 1 << 20;
-        let file = std::fs::File::open(path).map_err(|e| ListError::from_io(path, &e))?;
-        let mut bytes = Vec::new();
-        file.take(LIMIT).read_to_end(&mut bytes).map_err(|e| ListError::from_io(path, &e))?;
-        Ok(bytes)
+        crate::store::read_record(path, SMALL_FILE_BYTES).map_err(|e| match e {
+            crate::store::RecordError::NotFound => ListError::NotFound,
+            other => ListError::Failed(other.describe(path)),
+        })
     }
 }

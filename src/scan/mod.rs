@@ -13,6 +13,6 @@ mod round;
 
 pub use cadence::Cadence;
 pub use diff::diff_sorted;
-pub use discover::{discover_nodes, read_heartbeat, read_heartbeats, read_paused};
+pub use discover::{discover_nodes, read_heartbeat, read_heartbeats, read_paused, Discovery};
 pub use listing::{DirStamp, FsSource, ListError, ListingSource};
 pub use round::{NodeScanner, ROUND_ORDER};

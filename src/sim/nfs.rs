@@ -892,7 +892,7 @@ mod tests {
         let model = NfsModel::new(&["a"], 60, 0);
         assert_eq!(model.list_files(Path::new("/elsewhere")), Err(ListError::NotFound));
         assert_eq!(model.list_files(&model.run_dir().queue(QueueDir::Inbox, "zz")), Err(ListError::NotFound));
-        let nodes = crate::scan::discover_nodes(&model, model.run_dir()).unwrap();
+        let nodes = crate::scan::discover_nodes(&model, model.run_dir()).names;
         assert_eq!(nodes.into_iter().collect::<Vec<_>>(), vec!["a"]);
     }
 }

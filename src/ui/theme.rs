@@ -90,7 +90,7 @@ impl Theme {
     pub fn health(&self, health: NodeHealth) -> Style {
         match health {
             NodeHealth::Ok { .. } => self.ok(),
-            NodeHealth::Stale { .. } | NodeHealth::NoHeartbeat => self.warn(),
+            NodeHealth::Stale { .. } | NodeHealth::NoHeartbeat | NodeHealth::ClockSkew { .. } => self.warn(),
             NodeHealth::Unknown => self.dim(),
         }
     }

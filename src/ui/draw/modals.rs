@@ -281,6 +281,12 @@ fn node_lines<'a>(app: &App, id: crate::index::NodeId, theme: &Theme) -> Vec<Lin
             hb.runner_pid,
             clean_line(&hb.version)
         ),
+        (crate::index::HeartbeatSeen::Present(hb), NodeHealth::ClockSkew { ahead_s }) => format!(
+            "heartbeat {} in the future (ts {}): this node's clock or ours is wrong · runner pid {}",
+            age(ahead_s),
+            hb.ts,
+            hb.runner_pid
+        ),
         (crate::index::HeartbeatSeen::Missing, _) => "no heartbeat file".into(),
         _ => "heartbeat not read yet".into(),
     };

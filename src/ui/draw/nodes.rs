@@ -63,6 +63,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
 pub fn node_line(index: &Index, id: NodeId, node: &Node, filtered: bool, narrow: bool) -> String {
     let hb = match node.health {
         NodeHealth::Ok { age_s } | NodeHealth::Stale { age_s } => format!("hb={}", age(age_s)),
+        NodeHealth::ClockSkew { ahead_s } => format!("hb=+{} ahead (clock skew)", age(ahead_s)),
         NodeHealth::NoHeartbeat => "hb=none".into(),
         NodeHealth::Unknown => "hb=?".into(),
     };
