@@ -255,7 +255,9 @@ pub fn lease_row(info: &LeaseInfo, slurm: Option<&LeaseSlurmState>, slurm_error:
         ),
         (LeaseKind::Slurm, None) => {
             let state = if slurm_error.is_some() { "?" } else { "…" };
-            (state.into(), String::new(), String::new(), String::new(), info.name.clone().unwrap_or_default())
+            // Why the state is unknown, in the row where it is missing.
+            let reason = slurm_error.map(|e| format!("slurm: {e}")).unwrap_or_default();
+            (state.into(), String::new(), String::new(), reason, info.name.clone().unwrap_or_default())
         }
     };
     LeaseRow {

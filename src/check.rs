@@ -775,6 +775,60 @@ pub fn check_parsers(data: &[u8]) {
         lines.push(line);
     }
     names_through_index(lines);
+    hostile_text(&text);
+}
+
+/// The rules that keep hostile text in its place, on arbitrary input:
+/// ids and names that may become paths never hold a separator or `..`; a
+/// path from a record never leaves the run dir; what is shown holds no
+/// control, bidi or invisible character and no pile of combining marks;
+/// JSON escaping changes no value; a record is an object or nothing.
+fn hostile_text(text: &str) {
+    use crate::sanitize::{clean_line, escape_json_text, is_deceptive, MAX_COMBINING};
+    for candidate in std::iter::once(text).chain(text.split(['\n', ' '])) {
+        for (what, ok) in [
+            ("node name", crate::paths::is_valid_node_name(candidate)),
+            ("lease id", crate::paths::is_valid_lease_id(candidate)),
+        ] {
+            if ok {
+                let part = candidate.strip_prefix("local:").unwrap_or(candidate);
+                assert!(
+                    !part.contains('/')
+                        && part != ".."
+                        && part != "."
+                        && !part.is_empty()
+                        && !part.contains('\0'),
+                    "{what} {candidate:?} could escape as a path component"
+                );
+            }
+        }
+        let run = crate::paths::RunDir(std::path::PathBuf::from("/run/dir"));
+        if let Some(path) = run.resolve_inside(candidate) {
+            assert!(path.starts_with("/run/dir/"), "{candidate:?} resolved to {}", path.display());
+            let up = path.components().any(|c| matches!(c, std::path::Component::ParentDir));
+            assert!(!up, "{candidate:?} resolved to {} with ..", path.display());
+        }
+    }
+    let shown = clean_line(text);
+    let mut combining = 0;
+    for c in shown.chars() {
+        assert!(!c.is_control() && !is_deceptive(c), "{c:?} reached the screen from {text:?}");
+        let mark = matches!(c, '\u{0300}'..='\u{036f}' | '\u{1ab0}'..='\u{1aff}' | '\u{1dc0}'..='\u{1dff}'
+            | '\u{20d0}'..='\u{20ff}' | '\u{fe20}'..='\u{fe2f}');
+        combining = if mark { combining + 1 } else { 0 };
+        assert!(combining <= MAX_COMBINING, "a pile of combining marks from {text:?}");
+    }
+    let as_json = serde_json::Value::String(text.to_string()).to_string();
+    let escaped = escape_json_text(&as_json);
+    assert!(!escaped.chars().any(|c| ('\u{80}'..='\u{9f}').contains(&c) || is_deceptive(c)));
+    let back: serde_json::Value = serde_json::from_str(&escaped).expect("escaped JSON parses");
+    assert_eq!(back.as_str(), Some(text), "escaping changed the value");
+    if text.trim_start().starts_with('[') {
+        assert!(
+            crate::model::from_record::<TaskResult>(text.as_bytes()).is_err(),
+            "an array read as a record"
+        );
+    }
 }
 
 fn records(bytes: &[u8]) {

@@ -6,6 +6,13 @@ use serde::Serialize;
 use crate::index::{Index, NodeHealth, Order, StateSet, TaskState, ViewSpec};
 use crate::sanitize::clean_line;
 
+/// JSON for people's terminals and scripts alike: pretty, with C1
+/// controls, bidi overrides and invisible characters escaped.
+pub fn json_text(value: &impl Serialize) -> String {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    crate::sanitize::escape_json_text(&text).into_owned()
+}
+
 pub fn status_text(index: &Index, lease: &str, run_dir: &std::path::Path) -> String {
     let mut out = String::new();
     out.push_str(&format!("lease {}  ({})\n", clean_line(lease), clean_line(&run_dir.display().to_string())));
@@ -117,7 +124,7 @@ pub fn status_json(index: &Index, lease: &str) -> String {
         .collect();
     let status =
         StatusJson { lease, tasks: index.task_count(), counts, nodes, scan_error: index.lease_error() };
-    serde_json::to_string_pretty(&status).unwrap_or_default()
+    json_text(&status)
 }
 
 /// Filters of `leaseq tasks`.
@@ -200,7 +207,8 @@ pub fn write_tasks_json(
             out.write_all(b",")?;
         }
         out.write_all(b"\n")?;
-        serde_json::to_writer(&mut *out, &row).map_err(std::io::Error::other)?;
+        let text = serde_json::to_string(&row).map_err(std::io::Error::other)?;
+        out.write_all(crate::sanitize::escape_json_text(&text).as_bytes())?;
     }
     out.write_all(b"\n]\n")
 }

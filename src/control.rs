@@ -197,8 +197,8 @@ pub fn enqueue(run: &RunDir, spec: &TaskSpec) -> Result<PathBuf, String> {
 pub fn retry(run: &RunDir, node: &str, name: &str) -> Result<PathBuf, String> {
     let source = find_spec(run, node, name).ok_or_else(|| format!("no spec of {name} on {node} to retry"))?;
     let bytes = read_record(&source, MAX_RECORD_BYTES).map_err(|e| e.describe(&source))?;
-    let old: TaskSpec =
-        crate::model::from_record(&bytes).map_err(|e| format!("{}: malformed spec: {e}", source.display()))?;
+    let old: TaskSpec = crate::model::from_record(&bytes)
+        .map_err(|e| format!("{}: malformed spec: {e}", source.display()))?;
     enqueue(run, &new_spec(&old.lease_id, node, old.command, old.cwd, old.env, old.gpus))
 }
 

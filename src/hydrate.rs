@@ -31,7 +31,9 @@ pub enum ReadError {
 impl std::fmt::Display for ReadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ReadError::Moved => f.write_str("it moved while being read; it is read again after the next listing"),
+            ReadError::Moved => {
+                f.write_str("it moved while being read; it is read again after the next listing")
+            }
             ReadError::Problem(problem) => f.write_str(problem),
         }
     }

@@ -353,7 +353,8 @@ fn main() -> ExitCode {
     match run(cli, started) {
         Ok(code) => code,
         Err(message) => {
-            eprintln!("leaseq: {message}");
+            // Messages quote paths, ids and commands from files: shown safe.
+            eprintln!("leaseq: {}", leaseq::sanitize::clean_log(&message));
             ExitCode::FAILURE
         }
     }
@@ -370,7 +371,7 @@ fn roots(home: Option<PathBuf>) -> Roots {
 fn config(roots: &Roots) -> UiConfig {
     let (config, problem) = load_ui_config(&roots.config_path());
     if let Some(problem) = problem {
-        eprintln!("leaseq: {problem}");
+        eprintln!("leaseq: {}", leaseq::sanitize::clean_log(&problem));
     }
     config
 }
@@ -441,7 +442,7 @@ fn lease_of(roots: &Roots, args: &LeaseArgs) -> Result<(String, RunDir), String>
     }
     let (leases, problems) = discover_leases(roots);
     for problem in problems {
-        eprintln!("leaseq: {problem}");
+        eprintln!("leaseq: {}", leaseq::sanitize::clean_log(&problem));
     }
     let choice = match (&args.lease, args.local) {
         (Some(id), _) => LeaseChoice::Named(id),
@@ -455,7 +456,9 @@ fn lease_of(roots: &Roots, args: &LeaseArgs) -> Result<(String, RunDir), String>
             leaseq::sanitize::clean_line(&id)
         ));
     }
-    let dir = roots.run_dir(&id).ok_or_else(|| format!("{:?} is not a lease id", leaseq::sanitize::clean_line(&id)))?;
+    let dir = roots
+        .run_dir(&id)
+        .ok_or_else(|| format!("{:?} is not a lease id", leaseq::sanitize::clean_line(&id)))?;
     Ok((id, RunDir(dir)))
 }
 
@@ -515,11 +518,15 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<ExitCode, String> {
                 // Refused here, before the terminal is taken: an id that is no
                 // lease id, or a lease with no run directory, opens nothing.
                 let dir = roots.run_dir(id).ok_or_else(|| {
-                    format!("{:?} is not a lease id (a Slurm job id, or local:<host>)", leaseq::sanitize::clean_line(id))
+                    format!(
+                        "{:?} is not a lease id (a Slurm job id, or local:<host>)",
+                        leaseq::sanitize::clean_line(id)
+                    )
                 })?;
                 if !dir.is_dir() {
                     let (leases, _) = discover_leases(&roots);
-                    let known: Vec<&str> = leases.iter().filter(|l| l.present).map(|l| l.id.as_str()).collect();
+                    let known: Vec<&str> =
+                        leases.iter().filter(|l| l.present).map(|l| l.id.as_str()).collect();
                     return Err(format!(
                         "no lease {id}: no run directory at {} (leases here: {})",
                         dir.display(),
@@ -534,7 +541,8 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<ExitCode, String> {
                 (None, false, false) => OpenChoice::Default,
             };
             let (config, notices) = dashboard_config(&roots);
-            let options = TuiOptions { roots, open, max_tasks, source: Arc::new(FsSource), config, notices, started };
+            let options =
+                TuiOptions { roots, open, max_tasks, source: Arc::new(FsSource), config, notices, started };
             Ok(exit_after(leaseq::tui::run(options)?))
         }
         Command::Status { lease, json } => {

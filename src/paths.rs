@@ -271,8 +271,8 @@ pub fn load_ui_config(path: &Path) -> (UiConfig, Option<String>) {
         Ok(bytes) => match parse_ui_config(&bytes) {
             Ok(config) => {
                 let (config, clamped) = config.within_limits();
-                let problem = (!clamped.is_empty())
-                    .then(|| format!("{}: {}", path.display(), clamped.join("; ")));
+                let problem =
+                    (!clamped.is_empty()).then(|| format!("{}: {}", path.display(), clamped.join("; ")));
                 (config, problem)
             }
             Err(e) => (UiConfig::default(), Some(format!("{}: {e}; using defaults", path.display()))),
@@ -399,8 +399,11 @@ mod tests {
     fn config_out_of_range_is_clamped_with_a_message() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("config.json");
-        std::fs::write(&path, br#"{"ui":{"refresh_s":18446744073709551615,"hb_stale_s":9223372036854775808}}"#)
-            .unwrap();
+        std::fs::write(
+            &path,
+            br#"{"ui":{"refresh_s":18446744073709551615,"hb_stale_s":9223372036854775808}}"#,
+        )
+        .unwrap();
         let (config, problem) = load_ui_config(&path);
         assert_eq!((config.refresh_s, config.hb_stale_s), (600, 7 * 86_400));
         let problem = problem.unwrap();

@@ -2,7 +2,9 @@
 //!
 //! Owns: stripping terminal control sequences (CSI, OSC, DCS, ...) and
 //! control characters from anything that came from outside: log lines,
-//! commands, node names. Pure.
+//! commands, node names; showing bidi overrides and invisible characters
+//! (which make text read other than it is) as `�`; capping piles of
+//! combining marks; and escaping the same in JSON output. Pure.
 
 /// One line of display text: escape sequences removed, every other control
 /// character (newlines and tabs included) shown as a space or `�`.
@@ -33,18 +35,68 @@ fn is_control(c: char) -> bool {
     c.is_control() || c == '\u{7f}'
 }
 
+/// Characters that reorder or hide text (bidi embeddings, overrides and
+/// isolates, marks, zero-width spaces, the BOM): a command or a task id
+/// holding them reads other than it runs.
+pub fn is_deceptive(c: char) -> bool {
+    matches!(c,
+        '\u{061c}' | '\u{200b}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+}
+
+/// Combining marks (the common blocks): a pile of thousands on one
+/// character draws into one cell and slows every frame.
+fn is_combining(c: char) -> bool {
+    matches!(c,
+        '\u{0300}'..='\u{036f}' | '\u{1ab0}'..='\u{1aff}' | '\u{1dc0}'..='\u{1dff}'
+        | '\u{20d0}'..='\u{20ff}' | '\u{fe20}'..='\u{fe2f}')
+}
+
+/// At most this many combining marks on one character are shown.
+pub const MAX_COMBINING: usize = 4;
+
 fn strip_into(text: &str, out: &mut String, on_control: impl Fn(char, &mut String)) {
     let mut chars = text.chars().peekable();
+    let mut combining = 0;
     while let Some(c) = chars.next() {
+        if is_combining(c) {
+            combining += 1;
+            if combining <= MAX_COMBINING {
+                out.push(c);
+            }
+            continue;
+        }
+        combining = 0;
         match c {
             '\u{1b}' => skip_escape(&mut chars),
             // C1 introducers used as single characters: CSI, OSC, DCS, ...
             '\u{9b}' => skip_csi(&mut chars),
             '\u{9d}' | '\u{90}' | '\u{98}' | '\u{9e}' | '\u{9f}' => skip_string(&mut chars),
             c if is_control(c) => on_control(c, out),
+            c if is_deceptive(c) => out.push('\u{FFFD}'),
             c => out.push(c),
         }
     }
+}
+
+/// JSON text with every C1 control, bidi override and invisible character
+/// written as a `\uXXXX` escape (serde_json writes them raw, and a raw
+/// U+009B is a CSI to many terminals). These characters occur only inside
+/// JSON strings, so escaping them keeps the JSON valid and equal.
+pub fn escape_json_text(json: &str) -> std::borrow::Cow<'_, str> {
+    let risky = |c: char| ('\u{80}'..='\u{9f}').contains(&c) || is_deceptive(c);
+    if !json.chars().any(risky) {
+        return std::borrow::Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if risky(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 type Chars<'a> = std::iter::Peekable<std::str::Chars<'a>>;
@@ -99,6 +151,26 @@ mod tests {
         assert_eq!(clean_line("bell\u{7}"), "bell\u{FFFD}");
         assert_eq!(clean_line("\u{9b}2Jcleared"), "cleared");
         assert_eq!(clean_line("résumé ✓"), "résumé ✓");
+    }
+
+    #[test]
+    fn bidi_invisible_and_combining_piles_are_made_visible_or_capped() {
+        assert_eq!(clean_line("evil\u{202e}txt.exe"), "evil\u{FFFD}txt.exe");
+        assert_eq!(clean_line("rm\u{200b} -rf"), "rm\u{FFFD} -rf");
+        assert_eq!(clean_line("a\u{2066}b\u{2069}"), "a\u{FFFD}b\u{FFFD}");
+        let pile: String = std::iter::once('e').chain(std::iter::repeat_n('\u{301}', 5000)).collect();
+        assert_eq!(clean_line(&pile).chars().count(), 1 + MAX_COMBINING);
+        assert_eq!(clean_line("e\u{301}"), "e\u{301}", "an accent stays");
+    }
+
+    #[test]
+    fn json_escapes_c1_and_bidi_and_stays_equal() {
+        let value = serde_json::json!({"command": "a\u{9b}2J\u{202e}b"});
+        let text = value.to_string();
+        let escaped = escape_json_text(&text);
+        assert!(!escaped.contains('\u{9b}') && escaped.contains("\\u009b") && escaped.contains("\\u202e"));
+        let back: serde_json::Value = serde_json::from_str(&escaped).unwrap();
+        assert_eq!(back, value);
     }
 
     #[test]

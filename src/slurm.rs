@@ -440,6 +440,7 @@ impl SlurmCli {
             std::io::ErrorKind::NotFound => SlurmError::NotInstalled { program: program.to_string() },
             _ => SlurmError::Spawn { command: command_text.clone(), error: e.to_string() },
         })?;
+        let _registered = ChildGroup::register(child.id() as i32);
         let started = Instant::now();
         let deadline = started + self.timeout;
         let (sender, receiver) = mpsc::channel::<(bool, Vec<u8>)>();
@@ -753,6 +754,40 @@ impl SlurmCli {
             Ok(())
         } else {
             Err(Self::failed("scancel", &args, &output))
+        }
+    }
+}
+
+/// The process groups of the Slurm commands running now, so that none
+/// outlives the dashboard: [`kill_running_commands`] ends them on exit.
+static RUNNING_GROUPS: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// A running command's group, listed while it runs.
+struct ChildGroup(i32);
+
+impl ChildGroup {
+    fn register(pgid: i32) -> ChildGroup {
+        RUNNING_GROUPS.lock().unwrap_or_else(|e| e.into_inner()).push(pgid);
+        ChildGroup(pgid)
+    }
+}
+
+impl Drop for ChildGroup {
+    fn drop(&mut self) {
+        RUNNING_GROUPS.lock().unwrap_or_else(|e| e.into_inner()).retain(|&g| g != self.0);
+    }
+}
+
+/// Kills every Slurm command still running (their whole process groups):
+/// the dashboard calls it as it exits, so a hung `squeue` or `scontrol` is
+/// not left behind, re-parented to init.
+pub fn kill_running_commands() {
+    for pgid in RUNNING_GROUPS.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        // SAFETY: kill(2) on a process group this process created for a
+        // command (process_group(0)) that has not been reaped yet (its
+        // entry is removed when its runner returns).
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
         }
     }
 }
@@ -1852,7 +1887,8 @@ mod tests {
         assert!(text.contains(&format!("export LEASEQ_HOME={}", roots.archive.display())));
 
         let meta: LeaseMeta =
-            serde_json::from_slice(&std::fs::read(RunDir(roots.run_dir("4242").unwrap()).meta()).unwrap()).unwrap();
+            serde_json::from_slice(&std::fs::read(RunDir(roots.run_dir("4242").unwrap()).meta()).unwrap())
+                .unwrap();
         match meta {
             LeaseMeta::Slurm { lease_id, name, created_at, slurm, mode } => {
                 assert_eq!((lease_id.as_str(), name.as_deref()), ("4242", Some("expA")));

@@ -18,7 +18,7 @@ use leaseq::paths::{Roots, RunDir, UiConfig};
 use leaseq::runner::daemon;
 use leaseq::runner::slots::devices;
 use leaseq::runner::RunnerOptions;
-use leaseq::sanitize::clean_line;
+use leaseq::sanitize::{clean_line, clean_log};
 use leaseq::scan::FsSource;
 use leaseq::store::read_record;
 use leaseq::task_logs::LogStream;
@@ -40,7 +40,9 @@ pub fn runner_options(
     }
     let run = match root {
         Some(root) => RunDir(root),
-        None => RunDir(roots.run_dir(&lease).ok_or_else(|| format!("{:?} is not a lease id", clean_line(&lease)))?),
+        None => RunDir(
+            roots.run_dir(&lease).ok_or_else(|| format!("{:?} is not a lease id", clean_line(&lease)))?,
+        ),
     };
     let meta =
         read_record(&run.meta(), 1 << 20).ok().and_then(|b| leaseq::model::from_record::<LeaseMeta>(&b).ok());
@@ -77,7 +79,7 @@ pub fn daemon(roots: &Roots, action: DaemonAction) -> Result<ExitCode, String> {
         DaemonAction::Status { json } => {
             let status = daemon::status(roots)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&status).unwrap_or_default());
+                println!("{}", leaseq::cli::json_text(&status));
             } else {
                 print!("{}", status.text());
             }
@@ -141,7 +143,7 @@ pub fn submit(
     let submitted = submit::submit(run, &submission, &mut *chooser)?;
     let mut out = std::io::stdout().lock();
     if json {
-        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&submitted).unwrap_or_default());
+        let _ = writeln!(out, "{}", leaseq::cli::json_text(&submitted));
     } else if let [one] = submitted.as_slice() {
         let _ =
             writeln!(out, "submitted {} to {} (lease {}): {}", one.task_id, one.node, one.lease, one.name);
@@ -180,7 +182,7 @@ fn each_task(
                 if json {
                     rows.push(serde_json::json!({"task": task.name, "task_id": task.task_id, "node": task.node, "ok": true, "result": value}));
                 } else {
-                    println!("{text}");
+                    println!("{}", clean_log(&text));
                 }
             }
             Err(message) => {
@@ -188,13 +190,13 @@ fn each_task(
                 if json {
                     rows.push(serde_json::json!({"task": arg, "ok": false, "error": message}));
                 } else {
-                    eprintln!("leaseq: {message}");
+                    eprintln!("leaseq: {}", clean_log(&message));
                 }
             }
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+        println!("{}", leaseq::cli::json_text(&rows));
     }
     Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

@@ -70,6 +70,7 @@ pub fn run(options: TuiOptions) -> Result<Option<i32>, String> {
     }));
     let result = smol::block_on(pump(&mut terminal, options, signals));
     ratatui::restore();
+    crate::slurm::kill_running_commands();
     result
 }
 

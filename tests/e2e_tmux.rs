@@ -145,7 +145,8 @@ fn ctrl_z_suspends_with_the_terminal_restored_and_fg_redraws() {
     tree(home.path(), 500);
     let session = Session::start("leaseq-e2e-suspend", "env PS1='$ ' bash --norc --noprofile -i");
     session.wait_for("the shell prompt", |s| s.lines().any(|l| l.trim_end() == "$"));
-    let run = format!("{} --home {} tui --lease 99887766", env!("CARGO_BIN_EXE_leaseq"), home.path().display());
+    let run =
+        format!("{} --home {} tui --lease 99887766", env!("CARGO_BIN_EXE_leaseq"), home.path().display());
     session.keys(&[&run, "Enter"]);
     session.wait_for("task rows", |s| s.contains(" of "));
     session.keys(&["C-z"]);
@@ -158,4 +159,50 @@ fn ctrl_z_suspends_with_the_terminal_restored_and_fg_redraws() {
     session.keys(&["q"]);
     session.keys(&["echo EXIT=$?", "Enter"]);
     session.wait_for("a clean exit", |s| s.contains("EXIT=0"));
+}
+
+#[test]
+fn a_hung_squeue_does_not_outlive_the_dashboard() {
+    if !tmux_available() {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join("runs/12345")).unwrap();
+    let fakes = home.path().join("bin");
+    std::fs::create_dir_all(&fakes).unwrap();
+    let token = format!("leaseq-hang-{}", std::process::id());
+    for program in ["squeue", "scontrol", "sinfo"] {
+        let script = format!("#!/bin/bash\nexec -a {token}-{program} sleep 600\n");
+        let path = fakes.join(program);
+        std::fs::write(&path, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let hung = || {
+        let out = Command::new("pgrep").args(["-f", &token]).output().expect("pgrep");
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let command = format!(
+        "env PATH={}:$PATH {} --home {} tui --slurm; echo EXIT=$?; sleep 60",
+        fakes.display(),
+        env!("CARGO_BIN_EXE_leaseq"),
+        home.path().display()
+    );
+    let session = Session::start("leaseq-e2e-hung-slurm", &command);
+    session.wait_for("the lease list", |s| s.contains("leases [slurm]"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while hung() == 0 {
+        assert!(std::time::Instant::now() < deadline, "squeue was never started: {}", session.screen());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Keys still work while Slurm hangs.
+    session.keys(&["?"]);
+    session.wait_for("the help overlay", |s| s.contains("help"));
+    session.keys(&["Escape", "q"]);
+    session.wait_for("the dashboard to exit", |s| s.contains("EXIT=0"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while hung() > 0 {
+        assert!(std::time::Instant::now() < deadline, "{} Slurm command(s) outlived the dashboard", hung());
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -122,7 +122,8 @@ fn lease_lifecycle_create_run_release() {
 
     // Recorded on disk.
     let meta: LeaseMeta =
-        serde_json::from_slice(&std::fs::read(RunDir(s.roots.run_dir(&id).unwrap()).meta()).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(RunDir(s.roots.run_dir(&id).unwrap()).meta()).unwrap())
+            .unwrap();
     let LeaseMeta::Slurm { lease_id, name, slurm, .. } = meta else { panic!("not a slurm lease") };
     assert_eq!((lease_id.as_str(), name.as_deref()), (id.as_str(), Some("leaseq real test")));
     assert_eq!(&slurm.sbatch_args[..3], ["--nodes=1", "--time=5", "--job-name=leaseq real test"]);

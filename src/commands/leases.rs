@@ -34,7 +34,7 @@ pub fn leases_json(rows: &[LeaseRow]) -> String {
             run_dir: r.run_dir.0.display().to_string(),
         })
         .collect();
-    serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n"
+    crate::cli::json_text(&rows) + "\n"
 }
 
 pub fn leases_text(rows: &[LeaseRow], slurm_error: Option<&str>) -> String {

@@ -20,11 +20,17 @@ pub enum HeartbeatSeen {
 /// A node's health as the nodes pane shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeHealth {
-    Ok { age_s: i64 },
-    Stale { age_s: i64 },
+    Ok {
+        age_s: i64,
+    },
+    Stale {
+        age_s: i64,
+    },
     /// The heartbeat's time is ahead of ours by more than [`SKEW_TOLERANCE_S`]:
     /// one of the two clocks is wrong. Shown as a warning.
-    ClockSkew { ahead_s: i64 },
+    ClockSkew {
+        ahead_s: i64,
+    },
     NoHeartbeat,
     Unknown,
 }

@@ -29,7 +29,10 @@ impl DaemonFiles {
     pub fn of(roots: &Roots) -> Result<DaemonFiles, String> {
         let lease_id = roots.local_lease_id();
         let dir = roots.run_dir(&lease_id).ok_or_else(|| {
-            format!("this host's name {:?} cannot name a local lease (letters, digits, '.', '-', '_')", roots.hostname)
+            format!(
+                "this host's name {:?} cannot name a local lease (letters, digits, '.', '-', '_')",
+                roots.hostname
+            )
         })?;
         Ok(DaemonFiles { run: RunDir(dir), node: roots.hostname.clone(), lease_id })
     }

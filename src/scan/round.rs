@@ -135,6 +135,17 @@ impl NodeScanner {
 /// reporting its removal now would leave it seen nowhere this round. Its
 /// removal is reported by the next round's first listing instead.
 fn list_one(source: &dyn ListingSource, state: &mut DirState, force: bool, repeat: bool) -> DirOutcome {
+    let outcome = list_or_skip(source, state, force, repeat);
+    if matches!(outcome, DirOutcome::Failed(_)) {
+        // A stamp cannot vouch for a directory that failed to list (made
+        // unreadable without a change of mtime): it is listed again every
+        // round, and stays reported as failing until it lists.
+        state.stamp = None;
+    }
+    outcome
+}
+
+fn list_or_skip(source: &dyn ListingSource, state: &mut DirState, force: bool, repeat: bool) -> DirOutcome {
     let stamp = match source.stamp(&state.path) {
         Ok(stamp) => Some(stamp),
         Err(ListError::NotFound) if !state.listed_once => return DirOutcome::Unchanged,
@@ -185,6 +196,45 @@ mod tests {
     fn touch(path: &std::path::Path) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, b"{}").unwrap();
+    }
+
+    /// A directory whose mtime never changes and whose listing can be made
+    /// to fail, as `chmod 000` does to a non-root reader.
+    struct Flaky {
+        fail: std::sync::atomic::AtomicBool,
+    }
+
+    impl ListingSource for Flaky {
+        fn stamp(&self, _: &std::path::Path) -> Result<crate::scan::DirStamp, ListError> {
+            Ok(crate::scan::DirStamp { mtime_ns: 1, racy: false })
+        }
+        fn list_files(&self, _: &std::path::Path) -> Result<Vec<String>, ListError> {
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                Err(ListError::Failed("Permission denied".into()))
+            } else {
+                Ok(vec!["000001_T1_00000000-0000-4000-8000-000000000001.json".into()])
+            }
+        }
+        fn list_dirs(&self, _: &std::path::Path) -> Result<Vec<String>, ListError> {
+            Ok(Vec::new())
+        }
+        fn read_small(&self, _: &std::path::Path) -> Result<Vec<u8>, ListError> {
+            Err(ListError::NotFound)
+        }
+    }
+
+    #[test]
+    fn a_listing_that_starts_failing_stays_reported_with_an_unchanged_mtime() {
+        let source = Flaky { fail: false.into() };
+        let mut scanner = NodeScanner::new(&RunDir("/r".into()), "a");
+        scanner.round(&source, false);
+        source.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        let failed = |round: &Round| round.dirs.iter().any(|(_, o)| matches!(o, DirOutcome::Failed(_)));
+        assert!(!failed(&scanner.round(&source, false)), "unchanged mtime: skipped, as it should be");
+        assert!(failed(&scanner.round(&source, true)), "the forced rescan notices");
+        assert!(failed(&scanner.round(&source, false)), "and the next rounds too, while it fails");
+        source.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert!(!failed(&scanner.round(&source, false)), "until it lists again");
     }
 
     #[test]

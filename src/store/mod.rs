@@ -62,19 +62,36 @@ fn kind_of(file_type: std::fs::FileType) -> &'static str {
     }
 }
 
-/// Reads a whole small file: regular files only (checked with fstat on the
-/// descriptor opened with O_NONBLOCK, so a FIFO never blocks the open),
-/// at most `limit` bytes.
+/// Reads a whole small file: regular files only, at most `limit` bytes.
+/// The path is first opened with O_PATH, which opens no device and does
+/// not block on a FIFO, and that descriptor is checked with fstat; only a
+/// regular file is then opened for reading, through the same descriptor
+/// (`/proc/self/fd/N`), so no rename in between can swap what is read.
 pub fn read_record(path: &Path, limit: u64) -> Result<Vec<u8>, RecordError> {
+    let io_error = |e: io::Error| match e.kind() {
+        io::ErrorKind::NotFound => RecordError::NotFound,
+        _ => RecordError::Io(e.to_string()),
+    };
+    let handle =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH).open(path).map_err(io_error)?;
+    let meta = handle.metadata().map_err(io_error)?;
+    if !meta.file_type().is_file() {
+        return Err(RecordError::NotRegular(kind_of(meta.file_type())));
+    }
+    if meta.len() > limit {
+        return Err(RecordError::TooLarge { len: meta.len(), limit });
+    }
+    let reopened = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&handle));
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => RecordError::NotFound,
-            _ => RecordError::Io(e.to_string()),
-        })?;
-    let meta = file.metadata().map_err(|e| RecordError::Io(e.to_string()))?;
+        .open(&reopened)
+        // Without /proc: the path itself, still checked on the descriptor.
+        .or_else(|_| {
+            std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path)
+        })
+        .map_err(io_error)?;
+    let meta = file.metadata().map_err(io_error)?;
     if !meta.file_type().is_file() {
         return Err(RecordError::NotRegular(kind_of(meta.file_type())));
     }
@@ -173,6 +190,15 @@ mod tests {
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
         assert_eq!(read_record(&path, 10), Err(RecordError::NotRegular("FIFO")));
+    }
+
+    #[test]
+    fn a_device_is_refused_without_being_opened() {
+        let tmp = tempfile::tempdir().unwrap();
+        let link = tmp.path().join("spec.json");
+        std::os::unix::fs::symlink("/dev/tty", &link).unwrap();
+        assert_eq!(read_record(&link, 10), Err(RecordError::NotRegular("character device")));
+        assert_eq!(read_record(Path::new("/dev/null"), 10), Err(RecordError::NotRegular("character device")));
     }
 
     #[test]

@@ -987,12 +987,31 @@ impl App {
         }]
     }
 
+    /// Copies with OSC 52: what came from files is cleaned first (no
+    /// escape sequence, bidi override or control character reaches the
+    /// clipboard), and text past [`MAX_COPY_BYTES`] is refused with a
+    /// message rather than sent for the terminal to drop while we say
+    /// "copied".
     fn copy(&mut self, text: String, what: &str) -> Vec<Request> {
+        let text = crate::sanitize::clean_line(&text);
+        if text.len() > MAX_COPY_BYTES {
+            let message = format!(
+                "{what} not copied: {} KiB is more than a terminal takes in one OSC 52 copy ({} KiB)",
+                text.len() / 1024,
+                MAX_COPY_BYTES / 1024
+            );
+            self.say(message, Level::Error);
+            return Vec::new();
+        }
         self.say(format!("copied {what} to the clipboard (OSC 52)"), Level::Info);
         self.clipboard = Some(text);
         Vec::new()
     }
 }
+
+/// The most text `c` copies: base64 makes it 4/3 larger, and terminals
+/// drop OSC 52 sequences past about 100 KB (xterm, tmux's default).
+pub const MAX_COPY_BYTES: usize = 64 << 10;
 
 fn form_field(form: &mut LeaseForm, field: usize) -> &mut String {
     match field {

@@ -411,3 +411,92 @@ fn a_large_history_draws_only_the_visible_rows() {
     assert!(screen.contains("of 100,000"), "{screen}");
     assert!(app.tasks.last_window.len() <= 24);
 }
+
+#[test]
+fn copy_cleans_what_came_from_files_and_refuses_what_a_terminal_would_drop() {
+    let mut app = dashboard();
+    let mut index = (*app.snapshot).clone();
+    let hostile = "echo \u{1b}]0;pwned\u{7} \u{1b}]52;c;ZXZpbA==\u{7}\u{1b}[2J done \u{202e}";
+    index.apply(Event::Round(Round {
+        node: "nodeA".into(),
+        dirs: vec![(
+            QueueDir::Inbox,
+            DirOutcome::Changed {
+                added: vec![format!("{}.json", name(0, 7)), format!("{}.json", name(0, 8))],
+                removed: vec![],
+            },
+        )],
+    }));
+    index.apply(Event::SpecRead {
+        node: "nodeA".into(),
+        name: name(0, 7).into(),
+        outcome: Ok(SpecSummary { created_at: NOW, command: hostile.into(), cwd: "/".into(), gpus: 0 }),
+    });
+    index.apply(Event::SpecRead {
+        node: "nodeA".into(),
+        name: name(0, 8).into(),
+        outcome: Ok(SpecSummary {
+            created_at: NOW,
+            command: "x".repeat(1 << 20).into(),
+            cwd: "/".into(),
+            gpus: 0,
+        }),
+    });
+    app.on_snapshot(Arc::new(index));
+    let copy_command_of = |app: &mut App, seq: u32| {
+        let id = app.snapshot.find(&name(0, seq)).unwrap();
+        app.modal = Some(Modal::Details { task: id, generation: 0, loaded: None, show_env: false });
+        app.clipboard = None;
+        press(app, &[KeyCode::Char('c')]);
+    };
+    copy_command_of(&mut app, 7);
+    let copied = app.clipboard.clone().expect("copied");
+    assert!(!copied.chars().any(|c| c.is_control() || c == '\u{202e}'), "{copied:?}");
+    assert!(copied.starts_with("echo ") && copied.contains("done"), "{copied:?}");
+    copy_command_of(&mut app, 8);
+    assert!(app.clipboard.is_none(), "a 1 MiB command is not sent");
+    let (message, _, _) = app.status.clone().unwrap();
+    assert!(message.contains("not copied") && message.contains("1024 KiB"), "{message}");
+}
+
+#[test]
+fn extreme_timestamps_from_files_neither_overflow_nor_panic() {
+    let mut app = dashboard();
+    let mut index = (*app.snapshot).clone();
+    index.apply(Event::Round(Round {
+        node: "nodeA".into(),
+        dirs: vec![(
+            QueueDir::Done,
+            DirOutcome::Changed {
+                added: vec![format!("{}.json", name(0, 9)), format!("{}.result.json", name(0, 9))],
+                removed: vec![],
+            },
+        )],
+    }));
+    index.apply(Event::SpecRead {
+        node: "nodeA".into(),
+        name: name(0, 9).into(),
+        outcome: Ok(SpecSummary { created_at: i64::MIN, command: "x".into(), cwd: "/".into(), gpus: 0 }),
+    });
+    index.apply(Event::ResultRead {
+        node: "nodeA".into(),
+        name: name(0, 9).into(),
+        kind: ResultKind::Ran,
+        outcome: Ok(ResultSummary {
+            started_at: i64::MIN,
+            finished_at: i64::MAX,
+            exit_code: i32::MIN,
+            runtime_s: f64::MAX,
+            stdout: "".into(),
+            stderr: "".into(),
+            command: None,
+            gpus_assigned: None,
+            error: None,
+        }),
+    });
+    app.on_snapshot(Arc::new(index));
+    render(&mut app, 160, 48, color());
+    let id = app.snapshot.find(&name(0, 9)).unwrap();
+    app.modal = Some(Modal::Details { task: id, generation: 0, loaded: None, show_env: false });
+    render(&mut app, 160, 48, color());
+}

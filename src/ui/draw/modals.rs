@@ -146,7 +146,14 @@ fn details_lines<'a>(
             Span::raw(format!("  on {}", clean_line(index.node_name(task.node)))),
         ]),
         field("name", task.name.to_string()),
-        field("command", task.command.as_deref().unwrap_or("(not read yet)").to_string()),
+        field(
+            "command",
+            match (&task.command, task.spec_read) {
+                (Some(command), _) => command.to_string(),
+                (None, crate::index::ReadStatus::Failed) => "(its spec could not be read: see below)".into(),
+                (None, _) => "(not read yet)".into(),
+            },
+        ),
         field("cwd", task.cwd.as_deref().unwrap_or("-").to_string()),
         field("created", timestamp(task.created_at)),
         field("started", timestamp(task.started_at)),

@@ -73,9 +73,9 @@ pub fn task_line(index: &Index, task: &Task, now: i64, show_node: bool) -> Strin
         _ => "  ",
     };
     let when = if task.finished_at != 0 && task.started_at != 0 {
-        duration((task.finished_at - task.started_at) as f64)
+        duration(task.finished_at.saturating_sub(task.started_at) as f64)
     } else if task.sort_time() != 0 && now != 0 {
-        age(now - task.sort_time())
+        age(now.saturating_sub(task.sort_time()))
     } else {
         "-".into()
     };
