@@ -319,7 +319,8 @@ fn replace_file(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()>
     std::fs::create_dir_all(dir)?;
     let temp = temp_path_for(path);
     let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
+        // create_new: a temp name that exists (planted) is never written through.
+        let mut file = std::fs::File::create_new(&temp)?;
         file.write_all(bytes)?;
         if durable {
             file.sync_all()?;

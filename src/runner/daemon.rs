@@ -85,10 +85,7 @@ pub fn start(roots: &Roots, exe: &Path, options: &StartOptions) -> Result<String
     let log_path = files.log_path();
     std::fs::create_dir_all(log_path.parent().unwrap_or(Path::new(".")))
         .map_err(|e| format!("creating {}: {e}", log_path.display()))?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
+    let log = crate::store::open_for_writing(&log_path, true)
         .map_err(|e| format!("opening {}: {e}", log_path.display()))?;
     let log_err = log.try_clone().map_err(|e| e.to_string())?;
     let mut command = Command::new(exe);

@@ -1,7 +1,7 @@
 //! `events/<node>.jsonl`: one JSON object a line, appended as things happen
 //! (CLAIMED, STARTED, FINISHED, FAILED, SKIPPED_DUP, CANCELLED).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -23,7 +23,7 @@ impl EventLog {
         let file = path
             .parent()
             .and_then(|d| std::fs::create_dir_all(d).ok())
-            .and_then(|()| OpenOptions::new().create(true).append(true).open(&path).ok());
+            .and_then(|()| crate::store::open_for_writing(&path, true).ok());
         if file.is_none() {
             eprintln!("leaseq run: cannot append to {}; events are not recorded", path.display());
         }

@@ -24,7 +24,7 @@ use super::RunnerOptions;
 use crate::clock::unix_now;
 use crate::model::{spec_file_name, CancelRequest, TaskName, TaskSpec};
 use crate::paths::QueueDir;
-use crate::store::{read_record, RecordError, MAX_RECORD_BYTES};
+use crate::store::{open_for_writing, read_record, RecordError, MAX_RECORD_BYTES};
 use crate::task_logs::{runner_log_relative, LogStream};
 
 /// What wakes the lane besides its poll timer.
@@ -500,8 +500,8 @@ impl Lane {
         let run = &self.options.run;
         let files = (|| {
             std::fs::create_dir_all(run.logs().join(&node))?;
-            let stdout = std::fs::File::create(run.resolve(&stdout_rel))?;
-            Ok::<_, std::io::Error>((stdout, std::fs::File::create(run.resolve(&stderr_rel))?))
+            let stdout = open_for_writing(&run.resolve(&stdout_rel), false)?;
+            Ok::<_, std::io::Error>((stdout, open_for_writing(&run.resolve(&stderr_rel), false)?))
         })();
         let (stdout, stderr) = match files {
             Ok(files) => files,

@@ -107,6 +107,27 @@ pub fn read_record(path: &Path, limit: u64) -> Result<Vec<u8>, RecordError> {
     Ok(bytes)
 }
 
+/// Opens a file of ours for writing (a task's log, the events log, the
+/// daemon's log): created if missing, truncated or appended to; never
+/// through a symlink (O_NOFOLLOW: a planted link cannot make us write
+/// elsewhere), never blocking on a FIFO, and only a regular file.
+pub fn open_for_writing(path: &Path, append: bool) -> io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY);
+    if append {
+        options.append(true);
+    }
+    let file = options.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(io::Error::other(format!("is a {}, not a regular file", kind_of(meta.file_type()))));
+    }
+    if !append {
+        file.set_len(0)?;
+    }
+    Ok(file)
+}
+
 /// Publishes many new files with one sync: each is written to a dot-file
 /// beside its target, then one `syncfs` makes all of them durable, then
 /// each is renamed into place. Readers see whole files or nothing, as with
@@ -124,7 +145,7 @@ impl StagedWrites {
     /// Writes `bytes` to a temp file for `target` (the directory must exist).
     pub fn stage(&mut self, target: &Path, bytes: &[u8]) -> io::Result<()> {
         let temp = crate::paths::temp_path_for(target);
-        let result = File::create(&temp).and_then(|mut file| file.write_all(bytes));
+        let result = File::create_new(&temp).and_then(|mut file| file.write_all(bytes));
         if let Err(e) = result {
             let _ = std::fs::remove_file(&temp);
             return Err(e);
@@ -199,6 +220,24 @@ mod tests {
         std::os::unix::fs::symlink("/dev/tty", &link).unwrap();
         assert_eq!(read_record(&link, 10), Err(RecordError::NotRegular("character device")));
         assert_eq!(read_record(Path::new("/dev/null"), 10), Err(RecordError::NotRegular("character device")));
+    }
+
+    #[test]
+    fn writing_never_follows_a_planted_link_nor_blocks_on_a_fifo() {
+        let tmp = tempfile::tempdir().unwrap();
+        let victim = tmp.path().join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        let link = tmp.path().join("task.out");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        assert!(open_for_writing(&link, false).is_err());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        let fifo = tmp.path().join("events.jsonl");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        assert!(open_for_writing(&fifo, true).is_err(), "no reader: ENXIO at once, never a hang");
+        let mut file = open_for_writing(&tmp.path().join("new.out"), false).unwrap();
+        file.write_all(b"x").unwrap();
     }
 
     #[test]
