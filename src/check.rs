@@ -813,9 +813,7 @@ fn hostile_text(text: &str) {
     let mut combining = 0;
     for c in shown.chars() {
         assert!(!c.is_control() && !is_deceptive(c), "{c:?} reached the screen from {text:?}");
-        let mark = matches!(c, '\u{0300}'..='\u{036f}' | '\u{1ab0}'..='\u{1aff}' | '\u{1dc0}'..='\u{1dff}'
-            | '\u{20d0}'..='\u{20ff}' | '\u{fe20}'..='\u{fe2f}');
-        combining = if mark { combining + 1 } else { 0 };
+        combining = if crate::sanitize::is_combining(c) { combining + 1 } else { 0 };
         assert!(combining <= MAX_COMBINING, "a pile of combining marks from {text:?}");
     }
     let as_json = serde_json::Value::String(text.to_string()).to_string();

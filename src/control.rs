@@ -142,11 +142,15 @@ pub fn write_result(
 
 /// Finds a task's spec by its stem: done, claimed or inbox of its node.
 pub fn find_spec(run: &RunDir, node: &str, name: &str) -> Option<PathBuf> {
-    [QueueDir::Done, QueueDir::Claimed, QueueDir::Inbox]
+    let candidates: Vec<PathBuf> = [QueueDir::Done, QueueDir::Claimed, QueueDir::Inbox]
         .into_iter()
         .map(|dir| run.queue(dir, node).join(spec_file_name(name)))
-        // Whatever is there (a FIFO too): the safe reader says what is wrong.
-        .find(|p| std::fs::symlink_metadata(p).is_ok())
+        .collect();
+    // A regular file first: a FIFO planted in done/ must not hide the real
+    // spec in claimed/. Else whatever is there, for the reader to refuse
+    // with its reason.
+    let regular = candidates.iter().find(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()));
+    regular.or_else(|| candidates.iter().find(|p| std::fs::symlink_metadata(p).is_ok())).cloned()
 }
 
 /// A task submitted now, as the existing tool's `submit` does it: seq is
@@ -231,8 +235,9 @@ fn set_marker(run: &RunDir, node: &str, write: &str, remove: &str) -> Result<(),
 /// runner may still be working on them).
 pub fn recover(run: &RunDir, node: &str, stale_after_s: i64) -> Result<usize, String> {
     if let Ok(hb) = crate::scan::read_heartbeat(&crate::scan::FsSource, run, node) {
-        let age = unix_now().saturating_sub(hb.ts);
-        if age <= stale_after_s {
+        let health = crate::index::health_at(hb.ts, unix_now(), stale_after_s);
+        if health.is_alive() && !hb.stopped {
+            let age = unix_now().saturating_sub(hb.ts);
             return Err(format!("{node}'s runner is alive (heartbeat {age}s ago); not recovering"));
         }
     }

@@ -21,9 +21,9 @@
 //! characters, then ends with [`ELLIPSIS`].
 
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -288,11 +288,13 @@ pub fn skipped_marker(bytes: u64) -> String {
 /// descriptor (a FIFO neither blocks the open nor is read; a device is
 /// never read, nor becomes the controlling terminal).
 pub fn open_regular(path: &Path) -> io::Result<(File, std::fs::Metadata)> {
-    let file = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path)?;
+    let file = crate::store::open_regular_file(path).map_err(|e| match e {
+        crate::store::OpenError::Io(e) => e,
+        crate::store::OpenError::NotRegular(kind) => {
+            io::Error::other(format!("is a {kind}, not a regular file"))
+        }
+    })?;
     let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::other("not a regular file"));
-    }
     Ok((file, meta))
 }
 
@@ -1272,7 +1274,7 @@ mod tests {
     }
 
     fn append(path: &Path, bytes: &[u8]) {
-        let mut file = OpenOptions::new().append(true).open(path).unwrap();
+        let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
         file.write_all(bytes).unwrap();
     }
 

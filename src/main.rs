@@ -130,6 +130,11 @@ enum Command {
         /// Only the last N lines.
         #[arg(long, value_name = "N")]
         tail: Option<usize>,
+        /// Write the log's bytes as they are, escape sequences included
+        /// (on a terminal they are removed otherwise; a pipe always gets
+        /// the bytes as they are).
+        #[arg(long)]
+        raw: bool,
     },
     /// Follow a task's output until it ends (default: the only running
     /// task, else a list to choose from).
@@ -144,6 +149,11 @@ enum Command {
         /// Lines of existing output to show first.
         #[arg(long, value_name = "N", default_value_t = 20)]
         tail: usize,
+        /// Write the log's bytes as they are, escape sequences included
+        /// (on a terminal they are removed otherwise; a pipe always gets
+        /// the bytes as they are).
+        #[arg(long)]
+        raw: bool,
     },
     /// Slurm leases: create, release, list, choose the default.
     Lease {
@@ -405,6 +415,9 @@ fn open_lease_for_submit(roots: &Roots, args: &LeaseArgs) -> Result<(String, Run
             leaseq::sanitize::clean_line(&id)
         ));
     }
+    if id.starts_with("local:") && args.run_dir.is_none() {
+        roots.ensure_private_runtime()?;
+    }
     if !run.0.is_dir() && id == roots.local_lease_id() {
         std::fs::create_dir_all(&run.0).map_err(|e| format!("creating {}: {e}", run.0.display()))?;
     }
@@ -492,13 +505,13 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<ExitCode, String> {
             let (_, run) = open_lease(&roots, &args.lease)?;
             subcommands::retry(&run, &args.tasks, args.json, &config(&roots))
         }
-        Command::Logs { lease, task, err, tail } => {
+        Command::Logs { lease, task, err, tail, raw } => {
             let (_, run) = open_lease(&roots, &lease)?;
-            subcommands::logs(&run, &task, err, tail, &config(&roots))
+            subcommands::logs(&run, &task, err, tail, raw, &config(&roots))
         }
-        Command::Follow { lease, task, err, tail } => {
+        Command::Follow { lease, task, err, tail, raw } => {
             let (_, run) = open_lease(&roots, &lease)?;
-            subcommands::follow(&run, task, err, tail, &config(&roots))
+            subcommands::follow(&run, task, err, tail, raw, &config(&roots))
         }
         Command::Lease { action } => subcommands::lease(&roots, action),
         Command::Pause { lease, node } => {
@@ -514,6 +527,12 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<ExitCode, String> {
             subcommands::node_action(&roots, &run, &node, subcommands::NodeAction::Recover, &config(&roots))
         }
         Command::Tui { lease, local, slurm, max_tasks } => {
+            if local && roots.run_dir(&roots.local_lease_id()).is_none() {
+                return Err(format!(
+                    "this host's name {:?} cannot name a local lease (letters, digits, '.', '-', '_')",
+                    leaseq::sanitize::clean_line(&roots.hostname)
+                ));
+            }
             if let Some(id) = &lease {
                 // Refused here, before the terminal is taken: an id that is no
                 // lease id, or a lease with no run directory, opens nothing.

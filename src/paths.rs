@@ -104,12 +104,55 @@ impl Roots {
         })
     }
 
+    /// Makes sure the local runtime dir is this user's own before anything
+    /// runs from it: `/tmp/leaseq/<uid>` is in a directory anyone can write
+    /// to, so another user could create it first and plant tasks that a
+    /// local runner would then run as us. Creates it (mode 0700) when
+    /// missing; refuses one that is a symlink, not ours, or writable by
+    /// others.
+    pub fn ensure_private_runtime(&self) -> Result<(), String> {
+        ensure_private_dir(&self.runtime)
+    }
+
     pub fn registry_path(&self) -> PathBuf {
         self.archive.join("index.json")
     }
 
     pub fn config_path(&self) -> PathBuf {
         self.archive.join("config.json")
+    }
+}
+
+/// See [`Roots::ensure_private_runtime`].
+pub fn ensure_private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("creating {}: {e}", dir.display())),
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let problem = if !meta.file_type().is_dir() {
+        Some("is not a directory (a symlink?)".to_string())
+    } else if meta.uid() != me {
+        Some(format!("belongs to uid {}, not to you (uid {me})", meta.uid()))
+    } else if meta.mode() & 0o022 != 0 {
+        Some(format!("can be written by others (mode {:o})", meta.mode() & 0o777))
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(problem) => Err(format!(
+            "{} {problem}: tasks placed there would run as you; not using it (set LEASEQ_RUNTIME_DIR \
+             to a directory of your own)",
+            dir.display()
+        )),
     }
 }
 
@@ -429,6 +472,20 @@ mod tests {
         assert_eq!(read_registry(&path).unwrap(), registry);
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp files left behind");
+    }
+
+    #[test]
+    fn a_runtime_dir_others_can_write_to_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let fresh = tmp.path().join("leaseq/1000");
+        ensure_private_dir(&fresh).unwrap();
+        assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o700);
+        std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(ensure_private_dir(&fresh).unwrap_err().contains("written by others"));
+        let link = tmp.path().join("leaseq/1001");
+        std::os::unix::fs::symlink(tmp.path(), &link).unwrap();
+        assert!(ensure_private_dir(&link).unwrap_err().contains("not a directory"));
     }
 
     #[test]

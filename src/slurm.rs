@@ -760,21 +760,31 @@ impl SlurmCli {
 
 /// The process groups of the Slurm commands running now, so that none
 /// outlives the dashboard: [`kill_running_commands`] ends them on exit.
-static RUNNING_GROUPS: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+/// `None` once the dashboard is exiting: a command started after that is
+/// killed at once.
+static RUNNING_GROUPS: std::sync::Mutex<Option<Vec<i32>>> = std::sync::Mutex::new(Some(Vec::new()));
 
 /// A running command's group, listed while it runs.
 struct ChildGroup(i32);
 
 impl ChildGroup {
     fn register(pgid: i32) -> ChildGroup {
-        RUNNING_GROUPS.lock().unwrap_or_else(|e| e.into_inner()).push(pgid);
+        match RUNNING_GROUPS.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            Some(groups) => groups.push(pgid),
+            // SAFETY: kill(2) on the group just created for this command.
+            None => unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            },
+        }
         ChildGroup(pgid)
     }
 }
 
 impl Drop for ChildGroup {
     fn drop(&mut self) {
-        RUNNING_GROUPS.lock().unwrap_or_else(|e| e.into_inner()).retain(|&g| g != self.0);
+        if let Some(groups) = RUNNING_GROUPS.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            groups.retain(|&g| g != self.0);
+        }
     }
 }
 
@@ -782,7 +792,8 @@ impl Drop for ChildGroup {
 /// the dashboard calls it as it exits, so a hung `squeue` or `scontrol` is
 /// not left behind, re-parented to init.
 pub fn kill_running_commands() {
-    for pgid in RUNNING_GROUPS.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+    let groups = RUNNING_GROUPS.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
+    for pgid in groups {
         // SAFETY: kill(2) on a process group this process created for a
         // command (process_group(0)) that has not been reaped yet (its
         // entry is removed when its runner returns).

@@ -38,6 +38,9 @@ pub fn runner_options(
     if root.is_none() && !leaseq::paths::is_valid_lease_id(&lease) {
         return Err(format!("{:?} is not a lease id (a Slurm job id, or local:<host>)", clean_line(&lease)));
     }
+    if root.is_none() && lease.starts_with("local:") {
+        roots.ensure_private_runtime()?;
+    }
     let run = match root {
         Some(root) => RunDir(root),
         None => RunDir(
@@ -254,16 +257,29 @@ fn stream(err: bool) -> LogStream {
     }
 }
 
+/// Where log bytes go: as they are to a pipe (or with `--raw`), cleaned of
+/// escape sequences on a terminal (a log can set the title, write the
+/// clipboard or answer queries as if typed).
+fn log_output(raw: bool) -> Box<dyn Write> {
+    let stdout = std::io::stdout();
+    if raw || !stdout.is_terminal() {
+        Box::new(stdout.lock())
+    } else {
+        Box::new(leaseq::commands::logs::TerminalSafe(stdout.lock()))
+    }
+}
+
 pub fn logs(
     run: &RunDir,
     task: &str,
     err: bool,
     tail: Option<usize>,
+    raw: bool,
     config: &UiConfig,
 ) -> Result<ExitCode, String> {
     let index = names_index(run, config);
     let task = resolve_task(&index, task)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = log_output(raw);
     match leaseq::commands::logs::print_log(run, &task, stream(err), tail, &mut out) {
         Err(e) if e.is_empty() => Ok(ExitCode::SUCCESS), // closed pipe
         other => other.map(|()| ExitCode::SUCCESS),
@@ -275,6 +291,7 @@ pub fn follow(
     task: Option<String>,
     err: bool,
     tail: usize,
+    raw: bool,
     config: &UiConfig,
 ) -> Result<ExitCode, String> {
     let index = names_index(run, config);
@@ -282,8 +299,9 @@ pub fn follow(
         Some(wanted) => resolve_task(&index, &wanted)?,
         None => choose_running(&index)?,
     };
-    eprintln!("leaseq: following {} {} on {} ({})", stream(err).label(), task.task_id, task.node, task.name);
-    let mut out = std::io::stdout().lock();
+    let what = format!("following {} {} on {} ({})", stream(err).label(), task.task_id, task.node, task.name);
+    eprintln!("leaseq: {}", clean_line(&what));
+    let mut out = log_output(raw);
     match leaseq::commands::logs::follow_log(run, &task, stream(err), tail, &mut out) {
         Err(e) if e.is_empty() => Ok(ExitCode::SUCCESS),
         other => other.map(|()| ExitCode::SUCCESS),

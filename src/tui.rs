@@ -58,6 +58,9 @@ const SEARCH_DEBOUNCE: Duration = Duration::from_millis(200);
 /// restored the terminal) ends the pump at its next wake.
 static PANICKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Set when the pump has returned (the terminal is being restored).
+static PUMP_ENDED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Runs the dashboard until `q`; `Ok(Some(signal))` when a signal ended it
 /// (the terminal is restored either way; the caller exits 128+signal).
 pub fn run(options: TuiOptions) -> Result<Option<i32>, String> {
@@ -68,9 +71,12 @@ pub fn run(options: TuiOptions) -> Result<Option<i32>, String> {
         PANICKED.store(true, Ordering::SeqCst);
         restore_and_report(info);
     }));
+    // Slurm commands end with the dashboard, on every way out (a panic
+    // on this thread unwinds through the guard too).
+    let _reap = KillCommandsOnExit;
     let result = smol::block_on(pump(&mut terminal, options, signals));
+    PUMP_ENDED.store(true, Ordering::SeqCst);
     ratatui::restore();
-    crate::slurm::kill_running_commands();
     result
 }
 
@@ -79,31 +85,56 @@ pub fn run(options: TuiOptions) -> Result<Option<i32>, String> {
 /// first (Ctrl-C in raw mode arrives as a key instead). SIGTSTP (a `kill
 /// -TSTP`, or Ctrl-Z where the terminal still sends it) suspends properly.
 /// SIGKILL cannot be caught: after one, `reset` gives the terminal back.
-const ENDING_SIGNALS: [i32; 12] = [
-    libc::SIGTERM,
-    libc::SIGHUP,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGALRM,
-    libc::SIGVTALRM,
-    libc::SIGPROF,
-    libc::SIGXCPU,
-    libc::SIGXFSZ,
-    libc::SIGPWR,
-];
+fn ending_signals() -> Vec<i32> {
+    let mut signals = vec![
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGALRM,
+        libc::SIGVTALRM,
+        libc::SIGPROF,
+        libc::SIGXCPU,
+        libc::SIGXFSZ,
+        libc::SIGPWR,
+        libc::SIGIO,
+        libc::SIGSYS,
+    ];
+    // Real-time signals end a process by default too (`kill -RTMIN`).
+    signals.extend(libc::SIGRTMIN()..=libc::SIGRTMAX());
+    signals
+}
+
+/// How long the pump has to act on an ending signal before the signal
+/// thread restores the terminal and exits itself (a pump stuck in a write
+/// to a blocked terminal must not make the dashboard unkillable).
+const SIGNAL_GRACE: Duration = Duration::from_secs(3);
 
 fn signal_channel() -> Result<async_channel::Receiver<i32>, String> {
     let (tx, rx) = async_channel::bounded(4);
-    let mut watched = ENDING_SIGNALS.to_vec();
+    let mut watched = ending_signals();
     watched.push(libc::SIGTSTP);
     let mut signals = signal_hook::iterator::Signals::new(watched).map_err(|e| format!("signals: {e}"))?;
     std::thread::Builder::new()
         .name("leaseq-signals".into())
         .spawn(move || {
             for signal in signals.forever() {
-                let _ = tx.send_blocking(signal);
+                let _ = tx.try_send(signal);
+                if signal != libc::SIGTSTP {
+                    let tx = tx.clone();
+                    let _ = std::thread::Builder::new().name("leaseq-signal-grace".into()).spawn(move || {
+                        std::thread::sleep(SIGNAL_GRACE);
+                        drop(tx);
+                        if PUMP_ENDED.load(Ordering::SeqCst) {
+                            return; // it did: the exit path is under way
+                        }
+                        ratatui::restore();
+                        crate::slurm::kill_running_commands();
+                        std::process::exit(128 + signal);
+                    });
+                }
             }
         })
         .map_err(|e| format!("signals: {e}"))?;
@@ -219,7 +250,15 @@ async fn pump(
             }
             Wake::Input(Some(Ok(TermEvent::Resize(..)))) => dirty = true,
             Wake::Input(Some(Ok(_))) => {}
-            Wake::Input(Some(Err(e))) => return Err(format!("reading the terminal: {e}")),
+            Wake::Input(Some(Err(e))) => match signals.try_recv() {
+                // A hangup closes the terminal as it signals: its exit
+                // status is the signal's, not a read error's.
+                Ok(signal) => {
+                    ended_by = Some(signal);
+                    break;
+                }
+                Err(_) => return Err(format!("reading the terminal: {e}")),
+            },
             Wake::Input(None) => break,
             Wake::Reply(reply) => {
                 pending = app.on_reply(*reply);
@@ -260,6 +299,14 @@ async fn pump(
     Ok(ended_by)
 }
 
+struct KillCommandsOnExit;
+
+impl Drop for KillCommandsOnExit {
+    fn drop(&mut self) {
+        crate::slurm::kill_running_commands();
+    }
+}
+
 /// Ctrl-Z: in raw mode the terminal sends it as a key, not as SIGTSTP.
 fn is_suspend_key(key: &crossterm::event::KeyEvent) -> bool {
     key.kind == KeyEventKind::Press
@@ -273,11 +320,11 @@ fn is_suspend_key(key: &crossterm::event::KeyEvent) -> bool {
 /// terminal again and redraws everything.
 fn suspend(terminal: &mut DefaultTerminal) -> Result<(), String> {
     ratatui::restore();
-    // SAFETY: raise(2) on our own process; SIGSTOP cannot be caught, and
-    // the call returns once the process is continued (SIGCONT).
-    unsafe {
-        libc::raise(libc::SIGSTOP);
-    }
+    // SIGTSTP with its default action, not SIGSTOP: in a process group no
+    // shell controls (`tmux new leaseq`, `exec leaseq`) the kernel discards
+    // it instead of stopping a dashboard nobody could continue. Returns once
+    // continued (SIGCONT), or at once when discarded.
+    let _ = signal_hook::low_level::emulate_default_handler(libc::SIGTSTP);
     crossterm::terminal::enable_raw_mode().map_err(|e| format!("taking the terminal back: {e}"))?;
     crossterm::execute!(
         std::io::stdout(),

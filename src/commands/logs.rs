@@ -41,6 +41,22 @@ pub fn log_path(run: &RunDir, task: &TaskRef, stream: LogStream) -> Option<PathB
     (!location.is_none()).then(|| location.resolve())
 }
 
+/// A writer that cleans log bytes for a terminal: escape sequences and
+/// control characters removed, newlines kept (see `sanitize::clean_log`).
+pub struct TerminalSafe<W: Write>(pub W);
+
+impl<W: Write> Write for TerminalSafe<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = crate::sanitize::clean_log(&String::from_utf8_lossy(buf));
+        self.0.write_all(text.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 /// `leaseq logs TASK [--err] [--tail N]`: the bytes as the task wrote them.
 pub fn print_log(
     run: &RunDir,
@@ -158,6 +174,13 @@ mod tests {
         let mut file = std::fs::File::open(tmp.path()).unwrap();
         let start = start_of_last_lines(&mut file, n).unwrap();
         text[start as usize..].to_string()
+    }
+
+    #[test]
+    fn a_terminal_gets_the_log_without_its_escape_sequences() {
+        let mut out = TerminalSafe(Vec::new());
+        out.write_all(b"\x1b]0;title\x07\x1b]52;c;ZXZpbA==\x07\x1b[31mred\x1b[0m\nnext\n").unwrap();
+        assert_eq!(String::from_utf8(out.0).unwrap(), "red\nnext\n");
     }
 
     #[test]

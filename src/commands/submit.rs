@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::clock::unix_now;
 use crate::control::{new_spec, stem_of};
+use crate::index::health_at;
 use crate::model::{spec_file_name, TaskSpec};
 use crate::paths::{is_valid_node_name, QueueDir, RunDir};
 use crate::store::StagedWrites;
@@ -21,8 +22,8 @@ use crate::store::StagedWrites;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeLoad {
     pub node: String,
-    /// Heartbeat age in seconds; None without a readable heartbeat.
-    pub heartbeat_age_s: Option<i64>,
+    /// When its heartbeat was written; None without a readable heartbeat.
+    pub heartbeat_ts: Option<i64>,
     pub pending: usize,
     /// Its runner says it claims nothing new, or it has exited.
     pub paused: bool,
@@ -32,19 +33,18 @@ pub struct NodeLoad {
 /// Every node of the run dir with its heartbeat age and inbox length.
 pub fn node_loads(run: &RunDir) -> Vec<NodeLoad> {
     let nodes = crate::scan::discover_nodes(&crate::scan::FsSource, run).names;
-    let now = unix_now();
     nodes
         .into_iter()
         .filter(|n| is_valid_node_name(n))
         .map(|node| {
             let heartbeat = crate::scan::read_heartbeat(&crate::scan::FsSource, run, &node).ok();
-            let heartbeat_age_s = heartbeat.as_ref().map(|hb| now.saturating_sub(hb.ts));
+            let heartbeat_ts = heartbeat.as_ref().map(|hb| hb.ts);
             let paused = heartbeat.as_ref().is_some_and(|hb| hb.paused)
                 || crate::scan::read_paused(&crate::scan::FsSource, run, &node);
             let stopped = heartbeat.as_ref().is_some_and(|hb| hb.stopped);
             let pending =
                 crate::control::spec_stems(&run.queue(QueueDir::Inbox, &node)).map_or(0, |s| s.len());
-            NodeLoad { node, heartbeat_age_s, pending, paused, stopped }
+            NodeLoad { node, heartbeat_ts, pending, paused, stopped }
         })
         .collect()
 }
@@ -53,9 +53,12 @@ pub fn node_loads(run: &RunDir) -> Vec<NodeLoad> {
 /// `stale_after_s`, runner not stopped) and not paused; paused live nodes
 /// when every live node is paused; or why there are none.
 pub fn live_nodes(loads: &[NodeLoad], stale_after_s: i64, lease: &str) -> Result<Vec<NodeLoad>, String> {
+    let now = unix_now();
     let live: Vec<NodeLoad> = loads
         .iter()
-        .filter(|n| !n.stopped && n.heartbeat_age_s.is_some_and(|a| (-60..=stale_after_s).contains(&a)))
+        .filter(|n| {
+            !n.stopped && n.heartbeat_ts.is_some_and(|ts| health_at(ts, now, stale_after_s).is_alive())
+        })
         .cloned()
         .collect();
     let running: Vec<NodeLoad> = live.iter().filter(|n| !n.paused).cloned().collect();
@@ -73,9 +76,9 @@ pub fn live_nodes(loads: &[NodeLoad], stale_after_s: i64, lease: &str) -> Result
     }
     let seen: Vec<String> = loads
         .iter()
-        .map(|n| match n.heartbeat_age_s {
+        .map(|n| match n.heartbeat_ts {
             Some(_) if n.stopped => format!("{} (its runner stopped)", n.node),
-            Some(age) => format!("{} (heartbeat {age}s ago)", n.node),
+            Some(ts) => format!("{} (heartbeat {}s ago)", n.node, now.saturating_sub(ts)),
             None => format!("{} (no heartbeat)", n.node),
         })
         .collect();
@@ -215,7 +218,8 @@ mod tests {
     use super::*;
 
     fn load(node: &str, age: Option<i64>, pending: usize) -> NodeLoad {
-        NodeLoad { node: node.into(), heartbeat_age_s: age, pending, paused: false, stopped: false }
+        let heartbeat_ts = age.map(|a| unix_now() - a);
+        NodeLoad { node: node.into(), heartbeat_ts, pending, paused: false, stopped: false }
     }
 
     #[test]

@@ -22,7 +22,7 @@ use imbl::{OrdSet, Vector};
 
 pub use event::{DirOutcome, Event, HeartbeatRound, ResultSummary, Round, SpecSummary};
 pub use feed::{Transition, COMPLETION_MINUTES, FEED_LEN};
-pub use node::{HeartbeatSeen, Node, NodeHealth};
+pub use node::{health_at, HeartbeatSeen, Node, NodeHealth};
 pub use state::{derive_state, Presence, StateSet, TaskState, LOST_AFTER_ROUNDS};
 pub use task::{NodeId, ReadStatus, Task, TaskExtra, TaskId};
 pub use views::{Order, ViewSpec};

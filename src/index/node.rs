@@ -115,20 +115,24 @@ impl Node {
         match &self.heartbeat {
             HeartbeatSeen::NotYetRead => NodeHealth::Unknown,
             HeartbeatSeen::Missing => NodeHealth::NoHeartbeat,
-            HeartbeatSeen::Present(hb) => {
-                // Saturating: a hostile `ts` (i64::MIN, i64::MAX) must
-                // neither overflow nor read as fresh.
-                let age_s = now.saturating_sub(hb.ts);
-                if age_s < -SKEW_TOLERANCE_S {
-                    return NodeHealth::ClockSkew { ahead_s: age_s.saturating_neg() };
-                }
-                let age_s = age_s.max(0);
-                if age_s <= stale_after_s {
-                    NodeHealth::Ok { age_s }
-                } else {
-                    NodeHealth::Stale { age_s }
-                }
-            }
+            HeartbeatSeen::Present(hb) => health_at(hb.ts, now, stale_after_s),
         }
+    }
+}
+
+/// The one liveness rule, for the dashboard, `submit`, `recover` and the
+/// runner's start alike: a heartbeat written at `ts` judged at `now`.
+/// Saturating: a hostile `ts` (i64::MIN, i64::MAX) neither overflows nor
+/// reads as fresh.
+pub fn health_at(ts: i64, now: i64, stale_after_s: i64) -> NodeHealth {
+    let age_s = now.saturating_sub(ts);
+    if age_s < -SKEW_TOLERANCE_S {
+        return NodeHealth::ClockSkew { ahead_s: age_s.saturating_neg() };
+    }
+    let age_s = age_s.max(0);
+    if age_s <= stale_after_s {
+        NodeHealth::Ok { age_s }
+    } else {
+        NodeHealth::Stale { age_s }
     }
 }

@@ -74,6 +74,7 @@ pub struct StartOptions {
 /// Starts the local lease's runner in the background and waits (a few
 /// seconds at most) for its first heartbeat. Returns what to tell the user.
 pub fn start(roots: &Roots, exe: &Path, options: &StartOptions) -> Result<String, String> {
+    roots.ensure_private_runtime()?;
     let files = DaemonFiles::of(roots)?;
     if let Some(pid) = files.live_pid() {
         return Ok(format!("the local runner is already running (pid {pid}, lease {})", files.lease_id));

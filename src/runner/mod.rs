@@ -147,7 +147,8 @@ fn refuse_beside_a_live_runner(run: &RunDir, node: &str, live: Duration) -> Resu
         return Ok(());
     }
     let age = unix_now().saturating_sub(hb.ts);
-    if hb.runner_pid == std::process::id() || age > live.as_secs() as i64 || age < -60 {
+    let alive = crate::index::health_at(hb.ts, unix_now(), live.as_secs() as i64).is_alive();
+    if hb.runner_pid == std::process::id() || !alive {
         return Ok(());
     }
     let here = node == crate::paths::hostname();

@@ -72,7 +72,8 @@ pub fn read_heartbeats(source: &dyn ListingSource, run: &RunDir) -> HeartbeatRou
             return HeartbeatRound { beats: Vec::new(), dir_error: Some(error.describe(&run.hb_dir())) }
         }
     };
-    let mut nodes: Vec<String> = heartbeat_nodes(names).collect();
+    // Names that are no node name are reported by discovery, never used.
+    let mut nodes: Vec<String> = heartbeat_nodes(names).filter(|n| is_valid_node_name(n)).collect();
     nodes.sort_unstable();
     nodes.dedup();
     let beats = nodes

@@ -45,6 +45,52 @@ impl RecordError {
     }
 }
 
+/// Why [`open_regular_file`] refused.
+#[derive(Debug)]
+pub enum OpenError {
+    Io(io::Error),
+    NotRegular(&'static str),
+}
+
+/// Opens a file for reading only if it is a regular file, without opening
+/// anything else on the way: the path is opened with O_PATH|O_NOFOLLOW
+/// (which opens no device, does not block on a FIFO, and takes a symlink
+/// as itself), checked with fstat, and only then opened for reading
+/// through that same descriptor (`/proc/self/fd/N`), so no rename in
+/// between can swap what is read. Without /proc the path is opened again
+/// with O_NOFOLLOW and must be the same inode.
+pub fn open_regular_file(path: &Path) -> Result<File, OpenError> {
+    use std::os::unix::fs::MetadataExt;
+    let handle = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(OpenError::Io)?;
+    let meta = handle.metadata().map_err(OpenError::Io)?;
+    if !meta.file_type().is_file() {
+        return Err(OpenError::NotRegular(kind_of(meta.file_type())));
+    }
+    let reopened = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&handle));
+    let through_proc = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(&reopened);
+    let file = match through_proc {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(OpenError::Io)?,
+        Err(e) => return Err(OpenError::Io(e)),
+    };
+    let opened = file.metadata().map_err(OpenError::Io)?;
+    if !opened.file_type().is_file() || (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
+        return Err(OpenError::NotRegular(kind_of(opened.file_type())));
+    }
+    Ok(file)
+}
+
 fn kind_of(file_type: std::fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
     if file_type.is_dir() {
@@ -57,44 +103,26 @@ fn kind_of(file_type: std::fs::FileType) -> &'static str {
         "block device"
     } else if file_type.is_socket() {
         "socket"
+    } else if file_type.is_symlink() {
+        "symbolic link"
     } else {
         "special file"
     }
 }
 
-/// Reads a whole small file: regular files only, at most `limit` bytes.
-/// The path is first opened with O_PATH, which opens no device and does
-/// not block on a FIFO, and that descriptor is checked with fstat; only a
-/// regular file is then opened for reading, through the same descriptor
-/// (`/proc/self/fd/N`), so no rename in between can swap what is read.
+/// Reads a whole small file: regular files only (see
+/// [`open_regular_file`]: nothing else is ever opened), at most `limit`
+/// bytes.
 pub fn read_record(path: &Path, limit: u64) -> Result<Vec<u8>, RecordError> {
     let io_error = |e: io::Error| match e.kind() {
         io::ErrorKind::NotFound => RecordError::NotFound,
         _ => RecordError::Io(e.to_string()),
     };
-    let handle =
-        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH).open(path).map_err(io_error)?;
-    let meta = handle.metadata().map_err(io_error)?;
-    if !meta.file_type().is_file() {
-        return Err(RecordError::NotRegular(kind_of(meta.file_type())));
-    }
-    if meta.len() > limit {
-        return Err(RecordError::TooLarge { len: meta.len(), limit });
-    }
-    let reopened = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&handle));
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(&reopened)
-        // Without /proc: the path itself, still checked on the descriptor.
-        .or_else(|_| {
-            std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path)
-        })
-        .map_err(io_error)?;
+    let file = open_regular_file(path).map_err(|e| match e {
+        OpenError::Io(e) => io_error(e),
+        OpenError::NotRegular(kind) => RecordError::NotRegular(kind),
+    })?;
     let meta = file.metadata().map_err(io_error)?;
-    if !meta.file_type().is_file() {
-        return Err(RecordError::NotRegular(kind_of(meta.file_type())));
-    }
     if meta.len() > limit {
         return Err(RecordError::TooLarge { len: meta.len(), limit });
     }
@@ -121,6 +149,10 @@ pub fn open_for_writing(path: &Path, append: bool) -> io::Result<File> {
     let meta = file.metadata()?;
     if !meta.file_type().is_file() {
         return Err(io::Error::other(format!("is a {}, not a regular file", kind_of(meta.file_type()))));
+    }
+    if std::os::unix::fs::MetadataExt::nlink(&meta) > 1 {
+        // A planted hard link to someone's file: never truncated or written.
+        return Err(io::Error::other("has other hard links; not written"));
     }
     if !append {
         file.set_len(0)?;
@@ -218,8 +250,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let link = tmp.path().join("spec.json");
         std::os::unix::fs::symlink("/dev/tty", &link).unwrap();
-        assert_eq!(read_record(&link, 10), Err(RecordError::NotRegular("character device")));
+        assert_eq!(read_record(&link, 10), Err(RecordError::NotRegular("symbolic link")), "not followed");
+        // Refused from the O_PATH descriptor's fstat, before any open of
+        // the device itself: the same answer with or without a terminal.
         assert_eq!(read_record(Path::new("/dev/null"), 10), Err(RecordError::NotRegular("character device")));
+        assert_eq!(read_record(Path::new("/dev/tty"), 10), Err(RecordError::NotRegular("character device")));
     }
 
     #[test]
@@ -238,6 +273,10 @@ mod tests {
         assert!(open_for_writing(&fifo, true).is_err(), "no reader: ENXIO at once, never a hang");
         let mut file = open_for_writing(&tmp.path().join("new.out"), false).unwrap();
         file.write_all(b"x").unwrap();
+        let hard = tmp.path().join("hard.out");
+        std::fs::hard_link(&victim, &hard).unwrap();
+        assert!(open_for_writing(&hard, false).is_err());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
     }
 
     #[test]
