@@ -87,7 +87,7 @@ pub fn discover_leases(roots: &Roots) -> (Vec<LeaseInfo>, Vec<String>) {
             let entry = registry.leases.get(&id).cloned().unwrap_or_default();
             let meta = crate::store::read_record(&run.meta(), crate::paths::SMALL_RECORD_BYTES)
                 .ok()
-                .and_then(|b| crate::model::from_record::<LeaseMeta>(&b).ok());
+                .and_then(|b| crate::model::from_nested_record::<LeaseMeta>(&b).ok());
             let meta_name = match &meta {
                 Some(LeaseMeta::Slurm { name, .. }) => name.clone(),
                 _ => None,

@@ -435,7 +435,7 @@ fn open_lease_for_submit(roots: &Roots, args: &LeaseArgs) -> Result<(String, Run
 fn run_dir_lease_id(run: &RunDir) -> String {
     let meta = leaseq::store::read_record(&run.meta(), 1 << 20)
         .ok()
-        .and_then(|b| leaseq::model::from_record::<leaseq::model::LeaseMeta>(&b).ok());
+        .and_then(|b| leaseq::model::from_nested_record::<leaseq::model::LeaseMeta>(&b).ok());
     match meta {
         Some(
             leaseq::model::LeaseMeta::Slurm { lease_id, .. }

@@ -21,6 +21,32 @@ pub fn from_record<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> serde_json::Resul
     serde_json::from_slice(bytes)
 }
 
+/// [`from_record`] for the records with objects inside (config.json,
+/// index.json, meta/lease.json): serde would read a nested struct from an
+/// array too (`{"ui":[1,1,1,true,1,1]}`), so every array in them must be
+/// one of the lists the format has (`sbatch_args`). They are small; the
+/// extra walk costs nothing that matters.
+pub fn from_nested_record<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {
+    const LISTS: &[&str] = &["sbatch_args"];
+    fn arrays_only_in_lists(value: &serde_json::Value, key: Option<&str>) -> bool {
+        match value {
+            serde_json::Value::Array(items) => {
+                key.is_some_and(|k| LISTS.contains(&k))
+                    && items.iter().all(|v| !v.is_array() && !v.is_object())
+            }
+            serde_json::Value::Object(map) => map.iter().all(|(k, v)| arrays_only_in_lists(v, Some(k))),
+            _ => true,
+        }
+    }
+    let value: serde_json::Value = from_record(bytes)?;
+    if !arrays_only_in_lists(&value, None) {
+        return Err(<serde_json::Error as serde::de::Error>::custom(
+            "an array where the format has an object (only sbatch_args is a list)",
+        ));
+    }
+    serde_json::from_value(value)
+}
+
 /// A task as submitted: the file that travels inbox -> claimed -> done.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskSpec {
@@ -379,6 +405,17 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(meta, LeaseMeta::Local { .. }));
+    }
+
+    #[test]
+    fn nested_records_refuse_arrays_where_objects_belong() {
+        assert!(from_nested_record::<LeaseMeta>(
+            br#"{"lease_type":"local","lease_id":"local:h","local":[4,2]}"#
+        )
+        .is_err());
+        assert!(from_nested_record::<LeaseRegistry>(br#"{"leases":{"1":[5,"x"]}}"#).is_err());
+        let meta = br#"{"lease_type":"slurm","lease_id":"7","slurm":{"sbatch_args":["--nodes=1"]}}"#;
+        assert!(from_nested_record::<LeaseMeta>(meta).is_ok());
     }
 
     #[test]

@@ -324,7 +324,7 @@ pub fn load_ui_config(path: &Path) -> (UiConfig, Option<String>) {
 }
 
 pub fn parse_ui_config(bytes: &[u8]) -> Result<UiConfig, serde_json::Error> {
-    crate::model::from_record::<ConfigFile>(bytes).map(|file| file.ui)
+    crate::model::from_nested_record::<ConfigFile>(bytes).map(|file| file.ui)
 }
 
 /// Reads `index.json`; a missing file is an empty registry.
@@ -332,7 +332,7 @@ pub fn read_registry(path: &Path) -> Result<LeaseRegistry, String> {
     match read_record(path, SMALL_RECORD_BYTES) {
         Err(RecordError::NotFound) => Ok(LeaseRegistry::default()),
         Err(e) => Err(e.describe(path)),
-        Ok(bytes) => crate::model::from_record(&bytes).map_err(|e| format!("{}: {e}", path.display())),
+        Ok(bytes) => crate::model::from_nested_record(&bytes).map_err(|e| format!("{}: {e}", path.display())),
     }
 }
 

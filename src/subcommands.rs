@@ -47,8 +47,9 @@ pub fn runner_options(
             roots.run_dir(&lease).ok_or_else(|| format!("{:?} is not a lease id", clean_line(&lease)))?,
         ),
     };
-    let meta =
-        read_record(&run.meta(), 1 << 20).ok().and_then(|b| leaseq::model::from_record::<LeaseMeta>(&b).ok());
+    let meta = read_record(&run.meta(), 1 << 20)
+        .ok()
+        .and_then(|b| leaseq::model::from_nested_record::<LeaseMeta>(&b).ok());
     let (meta_parallel, meta_gpus) = match &meta {
         Some(LeaseMeta::Local { local, .. }) => {
             (Some(local.parallel as usize), Some(local.total_gpus as usize))

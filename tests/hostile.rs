@@ -263,3 +263,23 @@ fn a_heartbeat_dir_that_is_a_file_and_an_oversized_spec_say_so() {
     let big = rows.iter().find(|r| r["task_id"] == "Tbig011").unwrap();
     assert!(big["problem"].as_str().unwrap().contains("16777216-byte limit"), "the cap is named: {big}");
 }
+
+#[test]
+fn symlinked_node_dirs_stray_files_and_nested_arrays_are_reported() {
+    let (lease, _) = lease_with_a_done_task("707");
+    let run = lease.run_dir();
+    std::fs::create_dir_all(run.join("inbox")).unwrap();
+    std::os::unix::fs::symlink("/", run.join("inbox/rootfs")).unwrap();
+    std::fs::write(run.join(format!("inbox/0000000000000012_Tstray12_{UUID}.json")), b"{}").unwrap();
+    std::fs::write(lease.home().join("config.json"), br#"{"ui":[1,1,1,true,1,1]}"#).unwrap();
+    let (ok, out, err) = within(&lease, &["status", "--run-dir", &run_arg(&lease), "--json"], BOUND);
+    assert!(ok);
+    assert!(
+        err.contains("config.json") && err.contains("using defaults"),
+        "a nested array is malformed: {err}"
+    );
+    let status: Value = serde_json::from_str(&out).unwrap();
+    let problem = status["scan_error"].as_str().unwrap_or_default();
+    assert!(problem.contains("2 entries that are not a node directory"), "{problem}");
+    assert_eq!(status["tasks"], 1, "nothing under the symlink to / was scanned");
+}

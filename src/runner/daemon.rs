@@ -154,7 +154,7 @@ fn record_local_lease(
 ) -> Result<LeaseMeta, String> {
     let previous = read_record(&files.run.meta(), 1 << 20)
         .ok()
-        .and_then(|b| crate::model::from_record::<LeaseMeta>(&b).ok());
+        .and_then(|b| crate::model::from_nested_record::<LeaseMeta>(&b).ok());
     let (created_at, mut local) = match previous {
         Some(LeaseMeta::Local { created_at, local, .. }) => (created_at, local),
         _ => (unix_now(), LocalLeaseMeta { total_gpus: 0, parallel: 1 }),

@@ -44,6 +44,21 @@ pub fn discover_nodes(source: &dyn ListingSource, run: &RunDir) -> Discovery {
             Err(ListError::NotFound) => {}
             Err(error) => problems.push(error.describe(&path)),
         }
+        // What is no directory at a queue root (a task file one level too
+        // high, a symlinked node directory) is not scanned: said, not lost.
+        if let Ok(strays) = source.list_files(&path) {
+            let strays: Vec<String> = strays.into_iter().filter(|n| !n.starts_with('.')).collect();
+            if let Some(first) = strays.first() {
+                problems.push(format!(
+                    "{}: {} entr{} that {} not a node directory (e.g. {}: a file or a symlink); not scanned",
+                    path.display(),
+                    strays.len(),
+                    if strays.len() == 1 { "y" } else { "ies" },
+                    if strays.len() == 1 { "is" } else { "are" },
+                    crate::sanitize::clean_line(first)
+                ));
+            }
+        }
     }
     let hb = run.hb_dir();
     match source.list_files(&hb) {
