@@ -45,7 +45,8 @@ impl Background {
             .spawn(move || {
                 let ex = Arc::new(Executor::new());
                 let worker = Arc::new(Worker::new(roots, config, replies));
-                ex.spawn(lease_loop(worker.clone())).detach();
+                ex.spawn(lease_listing_loop(worker.clone())).detach();
+                ex.spawn(slurm_loop(worker.clone())).detach();
                 smol::block_on(ex.run(dispatch(ex.clone(), worker, incoming)));
             })
             .expect("spawn background thread");
@@ -64,7 +65,10 @@ struct Worker {
     replies: Sender<Reply>,
     follow_generation: Arc<AtomicU64>,
     search_generation: AtomicU64,
-    lease_refresh: event_listener::Event,
+    board: std::sync::Mutex<LeaseBoard>,
+    /// Wakes for the two lease loops (capacity 1: a wake is pending or not).
+    listing_wake: (Sender<()>, Receiver<()>),
+    slurm_wake: (Sender<()>, Receiver<()>),
     force_refresh: std::sync::atomic::AtomicBool,
 }
 
@@ -76,9 +80,16 @@ impl Worker {
             replies,
             follow_generation: Arc::new(AtomicU64::new(0)),
             search_generation: AtomicU64::new(0),
-            lease_refresh: event_listener::Event::new(),
+            board: std::sync::Mutex::new(LeaseBoard::default()),
+            listing_wake: async_channel::bounded(1),
+            slurm_wake: async_channel::bounded(1),
             force_refresh: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    fn wake_lease_loops(&self) {
+        let _ = self.listing_wake.0.try_send(());
+        let _ = self.slurm_wake.0.try_send(());
     }
 
     async fn reply(&self, reply: Reply) {
@@ -93,7 +104,7 @@ async fn dispatch(ex: Arc<Executor<'static>>, worker: Arc<Worker>, incoming: Rec
             Request::OpenLease { .. } | Request::Engine(_) => {} // the pump's own
             Request::RefreshLeases { force } => {
                 w.force_refresh.store(force, Ordering::SeqCst);
-                w.lease_refresh.notify(usize::MAX);
+                w.wake_lease_loops();
             }
             Request::Follow { generation, stdout, stderr, streams, max_lines } => {
                 w.follow_generation.store(generation, Ordering::SeqCst);
@@ -150,7 +161,7 @@ async fn dispatch(ex: Arc<Executor<'static>>, worker: Arc<Worker>, incoming: Rec
                     w.reply(Reply::ActionDone { what, outcome }).await;
                     if refresh {
                         w.force_refresh.store(true, Ordering::SeqCst);
-                        w.lease_refresh.notify(usize::MAX);
+                        w.wake_lease_loops();
                     }
                 })
                 .detach();
@@ -173,63 +184,117 @@ async fn follow(worker: Arc<Worker>, request: FollowRequest) {
     futures_lite::future::zip(run, forward).await;
 }
 
-/// Reads the lease list now, then every `ui.slurm_refresh_s`, and at once
-/// on request (rate-limited by the poller so Slurm is not hammered).
-async fn lease_loop(worker: Arc<Worker>) {
+/// What the lease pane shows, kept from two sources that never wait on
+/// each other: the lease directories (listed every few seconds) and Slurm
+/// (asked every `ui.slurm_refresh_s`, and slow or hung at times). A hung
+/// `squeue` marks only the Slurm rows; local leases, new run directories
+/// and everything else keep updating.
+#[derive(Default)]
+struct LeaseBoard {
+    leases: Vec<LeaseInfo>,
+    problems: Vec<String>,
+    slurm: HashMap<String, LeaseSlurmState>,
+    slurm_error: Option<String>,
+    /// A Slurm query has been running since then.
+    asking_since: Option<Instant>,
+}
+
+/// A Slurm query running this long is shown as waiting in its rows.
+const SLOW_SLURM: Duration = Duration::from_secs(2);
+
+impl LeaseBoard {
+    fn reply(&self) -> Reply {
+        let waiting = self.asking_since.map(|at| at.elapsed()).filter(|d| *d >= SLOW_SLURM);
+        let rows = self
+            .leases
+            .iter()
+            .map(|info| lease_row(info, self.slurm.get(&info.id), self.slurm_error.as_deref(), waiting))
+            .collect();
+        Reply::Leases { rows, problems: self.problems.clone(), slurm_error: self.slurm_error.clone() }
+    }
+
+    fn slurm_ids(&self) -> Vec<String> {
+        self.leases.iter().filter(|l| l.kind == LeaseKind::Slurm).map(|l| l.id.clone()).collect()
+    }
+}
+
+/// Waits until `wait` passes or a wake arrives (a wake sent while the
+/// loop was busy is kept in the channel, never lost).
+async fn sleep_or_wake(wait: Duration, wake: &Receiver<()>) {
+    async {
+        Timer::after(wait).await;
+    }
+    .or(async {
+        let _ = wake.recv().await;
+    })
+    .await;
+}
+
+/// The lease directories: listed now, every few seconds, and at once on
+/// request.
+async fn lease_listing_loop(worker: Arc<Worker>) {
+    loop {
+        let roots = worker.roots.clone();
+        let (leases, problems) = smol::unblock(move || discover_leases(&roots)).await;
+        let (reply, new_slurm_leases) = {
+            let mut board = worker.board.lock().unwrap_or_else(|e| e.into_inner());
+            let before = board.slurm_ids();
+            board.leases = leases;
+            board.problems = problems;
+            (board.reply(), board.slurm_ids() != before)
+        };
+        if new_slurm_leases {
+            let _ = worker.slurm_wake.0.try_send(());
+        }
+        worker.reply(reply).await;
+        sleep_or_wake(Duration::from_secs(3), &worker.listing_wake.1).await;
+    }
+}
+
+/// Slurm: asked when the poller says so (every `ui.slurm_refresh_s`,
+/// backing off after errors, at most one forced query per couple of
+/// seconds), one `squeue` for every Slurm lease.
+async fn slurm_loop(worker: Arc<Worker>) {
     let mut poller = SlurmPoller::from_config(&worker.config);
-    let mut slurm_cache: HashMap<String, LeaseSlurmState> = HashMap::new();
-    let mut slurm_error: Option<String> = None;
     loop {
         if worker.force_refresh.swap(false, Ordering::SeqCst) {
             poller.refresh_now();
         }
-        let ask_slurm = poller.due(Instant::now());
-        if ask_slurm {
+        let ids = worker.board.lock().unwrap_or_else(|e| e.into_inner()).slurm_ids();
+        if !ids.is_empty() && poller.due(Instant::now()) {
             poller.started(Instant::now());
+            worker.board.lock().unwrap_or_else(|e| e.into_inner()).asking_since = Some(Instant::now());
+            let answer = smol::unblock(move || slurm::query_leases(&ids).map_err(|e| e.to_string())).await;
+            poller.finished(Instant::now(), answer.is_ok());
+            let reply = {
+                let mut board = worker.board.lock().unwrap_or_else(|e| e.into_inner());
+                board.asking_since = None;
+                match answer {
+                    Ok(states) => {
+                        board.slurm = states;
+                        board.slurm_error = None;
+                    }
+                    Err(error) => board.slurm_error = Some(error),
+                }
+                board.reply()
+            };
+            worker.reply(reply).await;
         }
-        let roots = worker.roots.clone();
-        let (leases, problems, slurm) = smol::unblock(move || {
-            let (leases, problems) = discover_leases(&roots);
-            let ids: Vec<String> =
-                leases.iter().filter(|l| l.kind == LeaseKind::Slurm).map(|l| l.id.clone()).collect();
-            let slurm =
-                (ask_slurm && !ids.is_empty()).then(|| slurm::query_leases(&ids).map_err(|e| e.to_string()));
-            (leases, problems, slurm)
-        })
-        .await;
-        if ask_slurm {
-            poller.finished(Instant::now(), !matches!(slurm, Some(Err(_))));
-        }
-        match slurm {
-            Some(Ok(states)) => {
-                slurm_cache = states;
-                slurm_error = None;
-            }
-            Some(Err(error)) => slurm_error = Some(error),
-            None => {}
-        }
-        let rows = leases
-            .iter()
-            .map(|info| lease_row(info, slurm_cache.get(&info.id), slurm_error.as_deref()))
-            .collect();
-        worker.reply(Reply::Leases { rows, problems, slurm_error: slurm_error.clone() }).await;
-        // Wake for the next Slurm query, a forced refresh, or at the
-        // latest every few seconds to notice new run directories.
-        let listener = worker.lease_refresh.listen();
-        let until_slurm =
+        let until_due =
             poller.next_due().map_or(Duration::ZERO, |at| at.saturating_duration_since(Instant::now()));
-        let wait = until_slurm.clamp(Duration::from_secs(1), Duration::from_secs(10));
-        async {
-            Timer::after(wait).await;
-        }
-        .or(async {
-            listener.await;
-        })
-        .await;
+        sleep_or_wake(until_due.clamp(Duration::from_secs(1), Duration::from_secs(10)), &worker.slurm_wake.1)
+            .await;
     }
 }
 
-pub fn lease_row(info: &LeaseInfo, slurm: Option<&LeaseSlurmState>, slurm_error: Option<&str>) -> LeaseRow {
+/// One row of the lease pane. `waiting`: how long a Slurm query has run,
+/// once that is long enough to say so.
+pub fn lease_row(
+    info: &LeaseInfo,
+    slurm: Option<&LeaseSlurmState>,
+    slurm_error: Option<&str>,
+    waiting: Option<Duration>,
+) -> LeaseRow {
     let (state, capacity, time_left, reason, name) = match (info.kind, slurm) {
         (LeaseKind::Local, _) => {
             let gpus = match &info.meta {
@@ -256,7 +321,11 @@ pub fn lease_row(info: &LeaseInfo, slurm: Option<&LeaseSlurmState>, slurm_error:
         (LeaseKind::Slurm, None) => {
             let state = if slurm_error.is_some() { "?" } else { "…" };
             // Why the state is unknown, in the row where it is missing.
-            let reason = slurm_error.map(|e| format!("slurm: {e}")).unwrap_or_default();
+            let reason = match (slurm_error, waiting) {
+                (Some(e), _) => format!("slurm: {e}"),
+                (None, Some(waiting)) => format!("slurm: no answer yet ({}s)", waiting.as_secs()),
+                (None, None) => String::new(),
+            };
             (state.into(), String::new(), String::new(), reason, info.name.clone().unwrap_or_default())
         }
     };

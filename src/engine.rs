@@ -7,7 +7,7 @@
 
 use crate::clock::unix_now;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -182,6 +182,7 @@ struct Shared {
     listings: Semaphore,
     paused: AtomicBool,
     refresh: event_listener::Event,
+    refresh_generation: AtomicU64,
     planner: Mutex<ReadPlanner>,
     hinted: event_listener::Event,
     base: Duration,
@@ -199,6 +200,7 @@ impl Shared {
             listings: Semaphore::new(config.max_listings.max(1)),
             paused: AtomicBool::new(false),
             refresh: event_listener::Event::new(),
+            refresh_generation: AtomicU64::new(0),
             planner: Mutex::new(ReadPlanner::default()),
             hinted: event_listener::Event::new(),
             base: Duration::from_secs(config.ui.refresh_s.max(1)),
@@ -211,9 +213,26 @@ impl Shared {
         self.paused.load(Ordering::Relaxed)
     }
 
-    /// Sleeps `wait`, or less if "refresh now" arrives; true if it did.
-    async fn sleep_or_refresh(&self, wait: Duration) -> bool {
+    /// How many "refresh now"s have been asked for: a loop reads it before
+    /// its work and hands it to [`Shared::sleep_or_refresh`].
+    fn refresh_seen(&self) -> u64 {
+        self.refresh_generation.load(Ordering::SeqCst)
+    }
+
+    fn refresh_now(&self) {
+        self.refresh_generation.fetch_add(1, Ordering::SeqCst);
+        self.refresh.notify(usize::MAX);
+    }
+
+    /// Sleeps `wait`, or less if "refresh now" arrives; true if it did. A
+    /// refresh asked for since `seen` (while the loop's listing ran, when
+    /// no one was listening) returns at once: it is never lost, and the
+    /// next listing sees what changed after it was asked for.
+    async fn sleep_or_refresh(&self, wait: Duration, seen: u64) -> bool {
         let listener = self.refresh.listen();
+        if self.refresh_seen() != seen {
+            return true;
+        }
         async {
             Timer::after(wait).await;
             false
@@ -280,13 +299,11 @@ async fn fold_events(mut index: Index, events: Receiver<Event>, slot: SnapshotSl
 async fn dispatch_controls(shared: Arc<Shared>, controls: Receiver<Control>) {
     while let Ok(control) = controls.recv().await {
         match control {
-            Control::RefreshNow => {
-                shared.refresh.notify(usize::MAX);
-            }
+            Control::RefreshNow => shared.refresh_now(),
             Control::SetPaused(paused) => {
                 shared.paused.store(paused, Ordering::Relaxed);
                 if !paused {
-                    shared.refresh.notify(usize::MAX);
+                    shared.refresh_now();
                 }
             }
             Control::Visible(ids) => {
@@ -303,6 +320,7 @@ async fn discovery_loop(shared: Arc<Shared>, ex: Arc<Executor<'static>>) {
     let mut known: HashSet<String> = HashSet::new();
     let mut paused_nodes: HashSet<String> = HashSet::new();
     loop {
+        let seen = shared.refresh_seen();
         if !shared.paused() {
             let (source, run) = (shared.source.clone(), shared.run.clone());
             let listed = shared
@@ -335,7 +353,7 @@ async fn discovery_loop(shared: Arc<Shared>, ex: Arc<Executor<'static>>) {
                 }
             }
         }
-        shared.sleep_or_refresh(shared.idle_max.min(Duration::from_secs(5))).await;
+        shared.sleep_or_refresh(shared.idle_max.min(Duration::from_secs(5)), seen).await;
     }
 }
 
@@ -343,6 +361,7 @@ async fn node_loop(shared: Arc<Shared>, node: String) {
     let mut scanner = Some(NodeScanner::new(&shared.run, &node));
     let mut cadence = Cadence::new(shared.base, shared.idle_max, shared.full_every);
     loop {
+        let seen = shared.refresh_seen();
         let mut wait = cadence.current();
         if !shared.paused() {
             let force = cadence.next_is_full();
@@ -374,7 +393,7 @@ async fn node_loop(shared: Arc<Shared>, node: String) {
             }
             wait = cadence.after_round(changed);
         }
-        if shared.sleep_or_refresh(wait).await {
+        if shared.sleep_or_refresh(wait, seen).await {
             cadence.reset();
         }
     }
@@ -386,6 +405,7 @@ fn has_changes(round: &crate::index::Round) -> bool {
 
 async fn heartbeat_loop(shared: Arc<Shared>) {
     loop {
+        let seen = shared.refresh_seen();
         if !shared.paused() {
             let (source, run) = (shared.source.clone(), shared.run.clone());
             let beats = shared.listing(move || read_heartbeats(&*source, &run)).await;
@@ -393,7 +413,7 @@ async fn heartbeat_loop(shared: Arc<Shared>) {
                 return;
             }
         }
-        shared.sleep_or_refresh(shared.base).await;
+        shared.sleep_or_refresh(shared.base, seen).await;
     }
 }
 

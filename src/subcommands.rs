@@ -412,7 +412,7 @@ pub fn lease(roots: &Roots, action: LeaseAction) -> Result<ExitCode, String> {
             };
             let rows: Vec<_> = leases
                 .iter()
-                .map(|info| leaseq::background::lease_row(info, states.get(&info.id), error.as_deref()))
+                .map(|info| leaseq::background::lease_row(info, states.get(&info.id), error.as_deref(), None))
                 .collect();
             if json {
                 print!("{}", leaseq::commands::leases::leases_json(&rows));

@@ -162,12 +162,14 @@ fn ctrl_z_suspends_with_the_terminal_restored_and_fg_redraws() {
 }
 
 #[test]
-fn a_hung_squeue_does_not_outlive_the_dashboard() {
+fn a_hung_squeue_marks_only_slurm_rows_and_does_not_outlive_the_dashboard() {
     if !tmux_available() {
         return;
     }
     let home = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(home.path().join("runs/12345")).unwrap();
+    let host = leaseq::paths::hostname();
+    std::fs::create_dir_all(home.path().join("rt").join(format!("local:{host}"))).unwrap();
     let fakes = home.path().join("bin");
     std::fs::create_dir_all(&fakes).unwrap();
     let token = format!("leaseq-hang-{}", std::process::id());
@@ -183,19 +185,30 @@ fn a_hung_squeue_does_not_outlive_the_dashboard() {
         String::from_utf8_lossy(&out.stdout).lines().count()
     };
     let command = format!(
-        "env PATH={}:$PATH {} --home {} tui --slurm; echo EXIT=$?; sleep 60",
+        "env PATH={}:$PATH LEASEQ_RUNTIME_DIR={} {} --home {} tui; echo EXIT=$?; sleep 60",
         fakes.display(),
+        home.path().join("rt").display(),
         env!("CARGO_BIN_EXE_leaseq"),
         home.path().display()
     );
     let session = Session::start("leaseq-e2e-hung-slurm", &command);
-    session.wait_for("the lease list", |s| s.contains("leases [slurm]"));
+    session.wait_for("the lease list", |s| s.contains("leases ["));
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while hung() == 0 {
         assert!(std::time::Instant::now() < deadline, "squeue was never started: {}", session.screen());
         std::thread::sleep(Duration::from_millis(100));
     }
-    // Keys still work while Slurm hangs.
+    // The lease list and keys do not wait for it: the row is there, saying
+    // Slurm has not answered.
+    session.wait_for("the lease row while squeue hangs", |s| {
+        s.lines().any(|l| l.contains("12345") && l.contains("no answer yet"))
+    });
+    assert!(hung() > 0, "squeue still hangs");
+    let screen = session.screen();
+    assert!(
+        screen.lines().any(|l| l.contains(&format!("local:{host}")) && l.contains("RUNNING")),
+        "the local lease is shown as usual: {screen}"
+    );
     session.keys(&["?"]);
     session.wait_for("the help overlay", |s| s.contains("help"));
     session.keys(&["Escape", "q"]);

@@ -157,3 +157,81 @@ fn an_unreadable_directory_is_a_node_status_not_a_loss() {
     });
     assert_eq!(state_of(&index, 1), Some(TaskState::Running), "the last good listing stands");
 }
+
+/// The real filesystem, with listings of `done/` that can be held until
+/// released: a listing in flight, for as long as a test needs.
+struct GatedSource {
+    hold: std::sync::Mutex<bool>,
+    released: std::sync::Condvar,
+    held: std::sync::atomic::AtomicBool,
+}
+
+impl GatedSource {
+    fn set_hold(&self, hold: bool) {
+        *self.hold.lock().unwrap() = hold;
+        self.released.notify_all();
+    }
+}
+
+impl leaseq::scan::ListingSource for GatedSource {
+    fn stamp(&self, dir: &Path) -> Result<leaseq::scan::DirStamp, leaseq::scan::ListError> {
+        FsSource.stamp(dir)
+    }
+    fn list_files(&self, dir: &Path) -> Result<Vec<String>, leaseq::scan::ListError> {
+        if dir.to_string_lossy().contains("/done/") {
+            let mut hold = self.hold.lock().unwrap();
+            while *hold {
+                self.held.store(true, std::sync::atomic::Ordering::SeqCst);
+                hold = self.released.wait(hold).unwrap();
+            }
+            self.held.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+        FsSource.list_files(dir)
+    }
+    fn list_dirs(&self, dir: &Path) -> Result<Vec<String>, leaseq::scan::ListError> {
+        FsSource.list_dirs(dir)
+    }
+    fn read_small(&self, path: &Path) -> Result<Vec<u8>, leaseq::scan::ListError> {
+        FsSource.read_small(path)
+    }
+}
+
+#[test]
+fn a_refresh_asked_for_while_a_listing_runs_is_not_lost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = RunDir(tmp.path().to_path_buf());
+    let inbox = run.queue(QueueDir::Inbox, "a");
+    heartbeat(&run);
+    put(&inbox, &format!("{}.json", name(1)), &spec(1));
+    std::fs::create_dir_all(run.queue(QueueDir::Done, "a")).unwrap();
+    let source = Arc::new(GatedSource {
+        hold: std::sync::Mutex::new(false),
+        released: std::sync::Condvar::new(),
+        held: false.into(),
+    });
+    // A slow cadence: without the refresh, the next round is 10 s away.
+    let ui = UiConfig { refresh_s: 10, ..UiConfig::default() };
+    let engine = Engine::start(EngineConfig::new(run.clone(), ui, source.clone()));
+    wait_for(&engine, "the first scan", |i| state_of(i, 1) == Some(TaskState::Pending));
+    // The next round's done/ listing is held; its inbox/ was already listed.
+    source.set_hold(true);
+    engine.send(Control::RefreshNow);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !source.held.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "the round never reached done/");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // A task submitted now, and a refresh asked for while that listing runs.
+    put(&inbox, &format!("{}.json", name(2)), &spec(2));
+    engine.send(Control::RefreshNow);
+    std::thread::sleep(Duration::from_millis(100));
+    source.set_hold(false);
+    let released = Instant::now();
+    // Watched without asking for more refreshes (wait_for does).
+    let slot = engine.snapshots();
+    while state_of(&slot.latest(), 2) != Some(TaskState::Pending) {
+        let waited = released.elapsed();
+        assert!(waited < Duration::from_secs(3), "not seen after {waited:?}: the refresh was lost");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

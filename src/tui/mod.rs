@@ -8,7 +8,7 @@
 
 use crate::clock::unix_now;
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,12 @@ use crate::ui::app::{App, LeaseFilter};
 use crate::ui::draw::draw;
 use crate::ui::messages::{Reply, Request};
 use crate::ui::theme::Theme;
+
+mod signals;
+mod trace;
+
+use signals::{is_suspend_key, signal_channel, suspend, KillCommandsOnExit};
+use trace::{Trace, Watchdog};
 
 /// Which lease to open at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,67 +84,6 @@ pub fn run(options: TuiOptions) -> Result<Option<i32>, String> {
     PUMP_ENDED.store(true, Ordering::SeqCst);
     ratatui::restore();
     result
-}
-
-/// Every signal whose default is to end the process and that can be
-/// caught ends the pump normally instead, so the terminal is restored
-/// first (Ctrl-C in raw mode arrives as a key instead). SIGTSTP (a `kill
-/// -TSTP`, or Ctrl-Z where the terminal still sends it) suspends properly.
-/// SIGKILL cannot be caught: after one, `reset` gives the terminal back.
-fn ending_signals() -> Vec<i32> {
-    let mut signals = vec![
-        libc::SIGTERM,
-        libc::SIGHUP,
-        libc::SIGINT,
-        libc::SIGQUIT,
-        libc::SIGUSR1,
-        libc::SIGUSR2,
-        libc::SIGALRM,
-        libc::SIGVTALRM,
-        libc::SIGPROF,
-        libc::SIGXCPU,
-        libc::SIGXFSZ,
-        libc::SIGPWR,
-        libc::SIGIO,
-        libc::SIGSYS,
-    ];
-    // Real-time signals end a process by default too (`kill -RTMIN`).
-    signals.extend(libc::SIGRTMIN()..=libc::SIGRTMAX());
-    signals
-}
-
-/// How long the pump has to act on an ending signal before the signal
-/// thread restores the terminal and exits itself (a pump stuck in a write
-/// to a blocked terminal must not make the dashboard unkillable).
-const SIGNAL_GRACE: Duration = Duration::from_secs(3);
-
-fn signal_channel() -> Result<async_channel::Receiver<i32>, String> {
-    let (tx, rx) = async_channel::bounded(4);
-    let mut watched = ending_signals();
-    watched.push(libc::SIGTSTP);
-    let mut signals = signal_hook::iterator::Signals::new(watched).map_err(|e| format!("signals: {e}"))?;
-    std::thread::Builder::new()
-        .name("leaseq-signals".into())
-        .spawn(move || {
-            for signal in signals.forever() {
-                let _ = tx.try_send(signal);
-                if signal != libc::SIGTSTP {
-                    let tx = tx.clone();
-                    let _ = std::thread::Builder::new().name("leaseq-signal-grace".into()).spawn(move || {
-                        std::thread::sleep(SIGNAL_GRACE);
-                        drop(tx);
-                        if PUMP_ENDED.load(Ordering::SeqCst) {
-                            return; // it did: the exit path is under way
-                        }
-                        ratatui::restore();
-                        crate::slurm::kill_running_commands();
-                        std::process::exit(128 + signal);
-                    });
-                }
-            }
-        })
-        .map_err(|e| format!("signals: {e}"))?;
-    Ok(rx)
 }
 
 enum Wake {
@@ -299,42 +244,6 @@ async fn pump(
     Ok(ended_by)
 }
 
-struct KillCommandsOnExit;
-
-impl Drop for KillCommandsOnExit {
-    fn drop(&mut self) {
-        crate::slurm::kill_running_commands();
-    }
-}
-
-/// Ctrl-Z: in raw mode the terminal sends it as a key, not as SIGTSTP.
-fn is_suspend_key(key: &crossterm::event::KeyEvent) -> bool {
-    key.kind == KeyEventKind::Press
-        && key.code == crossterm::event::KeyCode::Char('z')
-        && key.modifiers.contains(crossterm::event::KeyModifiers::CONTROL)
-}
-
-/// Suspends as a full-screen program should: gives the terminal back
-/// (cooked mode, main screen, cursor shown), stops this process as the
-/// shell's job control expects, and when continued (`fg`) takes the
-/// terminal again and redraws everything.
-fn suspend(terminal: &mut DefaultTerminal) -> Result<(), String> {
-    ratatui::restore();
-    // SIGTSTP with its default action, not SIGSTOP: in a process group no
-    // shell controls (`tmux new leaseq`, `exec leaseq`) the kernel discards
-    // it instead of stopping a dashboard nobody could continue. Returns once
-    // continued (SIGCONT), or at once when discarded.
-    let _ = signal_hook::low_level::emulate_default_handler(libc::SIGTSTP);
-    crossterm::terminal::enable_raw_mode().map_err(|e| format!("taking the terminal back: {e}"))?;
-    crossterm::execute!(
-        std::io::stdout(),
-        crossterm::terminal::EnterAlternateScreen,
-        crossterm::cursor::Hide
-    )
-    .map_err(|e| format!("taking the terminal back: {e}"))?;
-    terminal.clear().map_err(|e| format!("redrawing: {e}"))
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn next_wake(
     events: &mut EventStream,
@@ -428,99 +337,6 @@ fn base64(bytes: &[u8]) -> String {
         }
     }
     out
-}
-
-/// Optional measurements, on when `LEASEQ_TRACE_FILE` names a file: the
-/// time from process start to the first frame with task rows, and for each
-/// key the time until its frame was flushed.
-struct Trace {
-    file: Option<std::sync::Mutex<std::fs::File>>,
-    started: Instant,
-    first_rows_seen: std::sync::atomic::AtomicBool,
-}
-
-impl Trace {
-    fn from_env(started: Instant) -> Trace {
-        let file = std::env::var_os("LEASEQ_TRACE_FILE")
-            .and_then(|path| std::fs::OpenOptions::new().create(true).append(true).open(path).ok())
-            .map(std::sync::Mutex::new);
-        Trace { file, started, first_rows_seen: std::sync::atomic::AtomicBool::new(false) }
-    }
-
-    fn write(&self, line: String) {
-        if let Some(file) = &self.file {
-            if let Ok(mut f) = file.lock() {
-                let _ = writeln!(f, "{line}");
-            }
-        }
-    }
-
-    fn frame(&self, app: &App, key_at: Option<Instant>) {
-        if self.file.is_none() {
-            return;
-        }
-        if !app.tasks.last_window.is_empty() && !self.first_rows_seen.swap(true, Ordering::Relaxed) {
-            let tasks = app.snapshot.task_count();
-            self.write(format!(
-                "first_rows_ms {:.3} tasks {tasks}",
-                self.started.elapsed().as_secs_f64() * 1e3
-            ));
-        }
-        if let Some(at) = key_at {
-            let ingested = app.snapshot.task_count();
-            self.write(format!("key_ms {:.3} tasks {ingested}", at.elapsed().as_secs_f64() * 1e3));
-        }
-    }
-}
-
-/// A stall watchdog, on when `LEASEQ_STALL_MS` is set: a thread checks
-/// that the pump never stays busy (between waking and waiting again)
-/// longer than that; stalls are appended to `LEASEQ_STALL_LOG` (default
-/// `leaseq-stalls.log` in the temp dir).
-struct Watchdog {
-    busy_since_ms: Option<Arc<AtomicU64>>,
-    epoch: Instant,
-}
-
-impl Watchdog {
-    fn from_env() -> Watchdog {
-        let epoch = Instant::now();
-        let Some(limit) = std::env::var("LEASEQ_STALL_MS").ok().and_then(|v| v.parse::<u64>().ok()) else {
-            return Watchdog { busy_since_ms: None, epoch };
-        };
-        let log = std::env::var_os("LEASEQ_STALL_LOG")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| std::env::temp_dir().join("leaseq-stalls.log"));
-        let busy = Arc::new(AtomicU64::new(0));
-        let watched = busy.clone();
-        let _ = std::thread::Builder::new().name("leaseq-watchdog".into()).spawn(move || {
-            let mut reported = 0;
-            loop {
-                std::thread::sleep(Duration::from_millis((limit / 4).max(1)));
-                let since = watched.load(Ordering::Relaxed);
-                let now = epoch.elapsed().as_millis() as u64;
-                if since != 0 && since != reported && now.saturating_sub(since) > limit {
-                    reported = since;
-                    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&log) {
-                        let _ = writeln!(f, "stall: pump busy for more than {limit} ms (at {since} ms)");
-                    }
-                }
-            }
-        });
-        Watchdog { busy_since_ms: Some(busy), epoch }
-    }
-
-    fn busy(&self) {
-        if let Some(busy) = &self.busy_since_ms {
-            busy.store((self.epoch.elapsed().as_millis() as u64).max(1), Ordering::Relaxed);
-        }
-    }
-
-    fn idle(&self) {
-        if let Some(busy) = &self.busy_since_ms {
-            busy.store(0, Ordering::Relaxed);
-        }
-    }
 }
 
 #[cfg(test)]
