@@ -82,24 +82,9 @@ pub fn cancel_pending(run: &RunDir, node: &str, stem: &str, reason: &str) -> Res
         .ok()
         .and_then(|b| crate::model::from_record::<TaskSpec>(&b).ok());
     let task_id = TaskName::parse(stem).map_or(stem, |n| n.task_id);
-    let now = unix_now();
-    let result = TaskResult {
-        task_id: task_id.to_string(),
-        idempotency_key: spec.as_ref().map(|s| s.idempotency_key.clone()).unwrap_or_default(),
-        node: node.to_string(),
-        started_at: now,
-        finished_at: now,
-        exit_code: -1,
-        stdout: String::new(),
-        stderr: String::new(),
-        runtime_s: 0.0,
-        command: spec.as_ref().map(|s| s.command.clone()),
-        cwd: spec.as_ref().map(|s| s.cwd.clone()),
-        gpus_requested: spec.as_ref().map(|s| s.gpus),
-        gpus_assigned: None,
-        error: Some(reason.to_string()),
-        signal: None,
-    };
+    let mut result = result_for(task_id, node, spec.as_ref(), unix_now());
+    result.exit_code = -1;
+    result.error = Some(reason.to_string());
     if let Err(e) = write_result(run, node, stem, ResultKind::Cancelled, &result) {
         // Not cancelled after all: back to the inbox, as it was.
         let _ = std::fs::rename(&claimed, &from);
@@ -107,6 +92,29 @@ pub fn cancel_pending(run: &RunDir, node: &str, stem: &str, reason: &str) -> Res
     }
     archive(run, node, stem)?;
     Ok(true)
+}
+
+/// The result of a task as far as its spec tells (key, command, cwd,
+/// GPUs asked for), started at `started_at` and finished now, exit 0, no
+/// logs: what a runner or a pending cancel fills in from there.
+pub fn result_for(task_id: &str, node: &str, spec: Option<&TaskSpec>, started_at: i64) -> TaskResult {
+    TaskResult {
+        task_id: task_id.to_string(),
+        idempotency_key: spec.map(|s| s.idempotency_key.clone()).unwrap_or_default(),
+        node: node.to_string(),
+        started_at,
+        finished_at: unix_now(),
+        exit_code: 0,
+        stdout: String::new(),
+        stderr: String::new(),
+        runtime_s: 0.0,
+        command: spec.map(|s| s.command.clone()),
+        cwd: spec.map(|s| s.cwd.clone()),
+        gpus_requested: spec.map(|s| s.gpus),
+        gpus_assigned: None,
+        error: None,
+        signal: None,
+    }
 }
 
 /// Moves a finished task's spec from `claimed/` into `done/`.

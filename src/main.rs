@@ -481,14 +481,17 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<ExitCode, String> {
         cli.command.unwrap_or(Command::Tui { lease: None, local: false, slurm: false, max_tasks: None });
     match command {
         Command::Run { lease, node, root, parallel, gpus, grace_s, poll_ms, heartbeat_s } => {
-            let options = subcommands::runner_options(&roots, lease, node, root, parallel, gpus)?;
-            let options = RunnerOptions {
+            let flags = subcommands::RunFlags {
+                lease,
+                node,
+                root,
+                parallel,
+                gpus,
                 grace: Duration::from_secs(grace_s),
                 poll: Duration::from_millis(poll_ms.clamp(10, 10_000)),
                 heartbeat_every: Duration::from_secs(heartbeat_s.clamp(1, 5)),
-                live_heartbeat: Duration::from_secs(config(&roots).hb_stale_s),
-                ..options
             };
+            let options = subcommands::runner_options(&roots, flags, &config(&roots))?;
             leaseq::runner::run(options)?;
             Ok(ExitCode::SUCCESS)
         }

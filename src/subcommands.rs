@@ -25,16 +25,22 @@ use leaseq::task_logs::LogStream;
 
 use super::{DaemonAction, LeaseAction};
 
-/// The runner's options from its flags, the lease's meta and the
-/// environment Slurm gives a job step.
-pub fn runner_options(
-    roots: &Roots,
-    lease: String,
-    node: Option<String>,
-    root: Option<PathBuf>,
-    parallel: Option<usize>,
-    gpus: Option<usize>,
-) -> Result<RunnerOptions, String> {
+/// `leaseq run`'s flags, as given.
+pub struct RunFlags {
+    pub lease: String,
+    pub node: Option<String>,
+    pub root: Option<PathBuf>,
+    pub parallel: Option<usize>,
+    pub gpus: Option<usize>,
+    pub grace: Duration,
+    pub poll: Duration,
+    pub heartbeat_every: Duration,
+}
+
+/// The runner's options from its flags, the lease's meta, the config and
+/// the environment Slurm gives a job step.
+pub fn runner_options(roots: &Roots, flags: RunFlags, config: &UiConfig) -> Result<RunnerOptions, String> {
+    let RunFlags { lease, node, root, parallel, gpus, grace, poll, heartbeat_every } = flags;
     if root.is_none() && !leaseq::paths::is_valid_lease_id(&lease) {
         return Err(format!("{:?} is not a lease id (a Slurm job id, or local:<host>)", clean_line(&lease)));
     }
@@ -65,10 +71,10 @@ pub fn runner_options(
         node: node.unwrap_or_else(leaseq::paths::hostname),
         parallel: parallel.or(meta_parallel).unwrap_or(1).max(1),
         gpus: devices(visible.as_deref(), count),
-        grace: RunnerOptions::DEFAULT_GRACE,
-        poll: RunnerOptions::DEFAULT_POLL,
-        heartbeat_every: RunnerOptions::DEFAULT_HEARTBEAT,
-        live_heartbeat: Duration::from_secs(60),
+        grace,
+        poll,
+        heartbeat_every,
+        live_heartbeat: Duration::from_secs(config.hb_stale_s),
     })
 }
 

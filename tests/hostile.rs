@@ -116,6 +116,15 @@ fn a_spec_that_is_a_symlink_to_a_terminal_is_not_read() {
 fn ids_and_paths_from_files_never_leave_the_archive() {
     let (lease, stem) = lease_with_a_done_task("702");
     let outside = lease.home().parent().unwrap().join(format!("leaseq-escape-{}", std::process::id()));
+    // A lookalike run dir where the hostile default points: a retry that
+    // followed it would write outside/inbox/.
+    let lookalike = outside.join("done/a");
+    std::fs::create_dir_all(&lookalike).unwrap();
+    std::fs::copy(
+        lease.run_dir().join(format!("done/a/{stem}.json")),
+        lookalike.join(format!("{stem}.json")),
+    )
+    .unwrap();
     let registry = format!(
         r#"{{"default_lease":"../../{0}","leases":{{"../../{0}":{{}},"/etc":{{}},"":{{}},"702":{{}}}}}}"#,
         outside.file_name().unwrap().to_str().unwrap()
@@ -140,7 +149,22 @@ fn ids_and_paths_from_files_never_leave_the_archive() {
     std::fs::write(&result, hostile).unwrap();
     let (ok, out, err) = within(&lease, &["logs", "--run-dir", &run_arg(&lease), "Tdone01"], BOUND);
     assert!(!ok && out.is_empty() && err.contains("names none"), "{out}{err}");
-    assert!(!outside.exists(), "nothing was written outside the archive");
+    // Commands that write, under the hostile default and with hostile ids:
+    // the first goes to the one real lease, the others are refused.
+    let escape = format!("../../{}", outside.file_name().unwrap().to_str().unwrap());
+    let (ok, out, err) = within(&lease, &["retry", "Tdone01"], BOUND);
+    assert!(ok && out.contains("queued again"), "{out}{err}");
+    for args in [
+        vec!["lease", "use", &escape],
+        vec!["pause", "--lease", &escape, "a"],
+        vec!["submit", "--lease", &escape, "--node", "a", "--", "true"],
+    ] {
+        let (ok, _, err) = within(&lease, &args, BOUND);
+        assert!(!ok && err.contains("not a lease id"), "{args:?}: {err}");
+    }
+    let written_outside = outside.join("inbox").exists();
+    std::fs::remove_dir_all(&outside).unwrap();
+    assert!(!written_outside, "nothing was written outside the archive");
 }
 
 #[test]

@@ -79,10 +79,7 @@ pub fn start(roots: &Roots, exe: &Path, options: &StartOptions) -> Result<String
     if let Some(pid) = files.live_pid() {
         return Ok(format!("the local runner is already running (pid {pid}, lease {})", files.lease_id));
     }
-    let meta = record_local_lease(roots, &files, options)?;
-    let LeaseMeta::Local { local, .. } = &meta else {
-        unreachable!("record_local_lease writes a local lease")
-    };
+    let local = record_local_lease(roots, &files, options)?;
     let log_path = files.log_path();
     std::fs::create_dir_all(log_path.parent().unwrap_or(Path::new(".")))
         .map_err(|e| format!("creating {}: {e}", log_path.display()))?;
@@ -151,7 +148,7 @@ fn record_local_lease(
     roots: &Roots,
     files: &DaemonFiles,
     options: &StartOptions,
-) -> Result<LeaseMeta, String> {
+) -> Result<LocalLeaseMeta, String> {
     let previous = read_record(&files.run.meta(), 1 << 20)
         .ok()
         .and_then(|b| crate::model::from_nested_record::<LeaseMeta>(&b).ok());
@@ -165,7 +162,7 @@ fn record_local_lease(
     if let Some(gpus) = options.gpus {
         local.total_gpus = gpus;
     }
-    let meta = LeaseMeta::Local { lease_id: files.lease_id.clone(), created_at, local };
+    let meta = LeaseMeta::Local { lease_id: files.lease_id.clone(), created_at, local: local.clone() };
     let mut bytes = serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())?;
     bytes.push(b'\n');
     write_atomic(&files.run.meta(), &bytes)
@@ -179,7 +176,7 @@ fn record_local_lease(
         }
         write_registry(&path, &registry).map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
-    Ok(meta)
+    Ok(local)
 }
 
 /// Stops the daemon (SIGTERM: it stops its tasks, writes their results and

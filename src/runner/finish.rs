@@ -15,8 +15,8 @@ use super::events::EventLog;
 use super::process::signal_name;
 use crate::clock::unix_now;
 use crate::control::write_result;
-use crate::model::{spec_file_name, ResultKind, TaskResult, TaskSpec};
-use crate::paths::{QueueDir, RunDir};
+use crate::model::{ResultKind, TaskResult, TaskSpec};
+use crate::paths::RunDir;
 
 /// The exit code of a task the runner refused to start (malformed spec,
 /// missing cwd, more GPUs than the node has): its `error` says why. A task
@@ -68,24 +68,7 @@ pub struct Finisher {
 
 impl Finisher {
     fn base(&self, claimed: &Claimed, started_at: i64) -> TaskResult {
-        let spec = claimed.spec.as_ref();
-        TaskResult {
-            task_id: claimed.task_id.clone(),
-            idempotency_key: spec.map(|s| s.idempotency_key.clone()).unwrap_or_default(),
-            node: self.node.clone(),
-            started_at,
-            finished_at: unix_now(),
-            exit_code: 0,
-            stdout: String::new(),
-            stderr: String::new(),
-            runtime_s: 0.0,
-            command: spec.map(|s| s.command.clone()),
-            cwd: spec.map(|s| s.cwd.clone()),
-            gpus_requested: spec.map(|s| s.gpus),
-            gpus_assigned: None,
-            error: None,
-            signal: None,
-        }
+        crate::control::result_for(&claimed.task_id, &self.node, claimed.spec.as_ref(), started_at)
     }
 
     fn publish(&self, claimed: &Claimed, kind: ResultKind, result: &TaskResult) {
@@ -103,10 +86,8 @@ impl Finisher {
 
     /// Moves a spec from `claimed/` into `done/`.
     pub fn archive(&self, stem: &str) {
-        let from = self.run.queue(QueueDir::Claimed, &self.node).join(spec_file_name(stem));
-        let to = self.run.queue(QueueDir::Done, &self.node).join(spec_file_name(stem));
-        if let Err(e) = std::fs::rename(&from, &to) {
-            eprintln!("leaseq run: archiving {}: {e}", from.display());
+        if let Err(e) = crate::control::archive(&self.run, &self.node, stem) {
+            eprintln!("leaseq run: {e}");
         }
     }
 

@@ -46,8 +46,8 @@ pub fn beat(run: &RunDir, node: &str, status: &LaneStatus) {
     }
 }
 
-/// Beats every `every` until `stop` is closed or sent to; a send also
-/// makes it beat at once (the lane does that when something changed).
+/// Beats every `every` until `wake`'s sender is dropped; a send makes it
+/// beat at once (the lane does that when something changed).
 pub fn start(
     run: RunDir,
     node: String,

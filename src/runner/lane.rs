@@ -476,10 +476,7 @@ impl Lane {
         match self.already_done(&claimed, &spec) {
             Some(true) => {
                 self.gpus.give(gpus);
-                if let Err(e) = crate::control::archive(&self.options.run, &node, &claimed.stem) {
-                    eprintln!("leaseq run: {e}");
-                }
-                return;
+                return self.finisher.archive(&claimed.stem);
             }
             Some(false) => {
                 self.gpus.give(gpus);

@@ -993,7 +993,9 @@ impl App {
     /// message rather than sent for the terminal to drop while we say
     /// "copied".
     fn copy(&mut self, text: String, what: &str) -> Vec<Request> {
-        let text = crate::sanitize::clean_line(&text);
+        // Measured before cleaning too: cleaning a 16 MiB command would
+        // stall the pump, and cleaning never shrinks honest text 4-fold.
+        let text = if text.len() > 4 * MAX_COPY_BYTES { text } else { crate::sanitize::clean_line(&text) };
         if text.len() > MAX_COPY_BYTES {
             let message = format!(
                 "{what} not copied: {} KiB is more than a terminal takes in one OSC 52 copy ({} KiB)",
