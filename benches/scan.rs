@@ -9,9 +9,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use leaseq::engine::jobs::Job;
 use leaseq::hydrate::{jobs_for, ReadJob};
-use leaseq::oneshot::{build, read_parallel, Reads};
-use leaseq::paths::UiConfig;
+use leaseq::oneshot::{build, Reads};
+use leaseq::paths::{RunDir, UiConfig};
 use leaseq::scan::{discover_nodes, FsSource, NodeScanner};
 
 const NOW: i64 = 1_736_100_000;
@@ -52,6 +53,21 @@ fn scan(c: &mut Criterion) {
     group.finish();
 }
 
+/// The engine's read jobs, split over the cores as the one-shot commands run them.
+fn read_parallel(jobs: &[ReadJob]) -> usize {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunk = jobs.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || Job::Read(part.to_vec()).execute(&FsSource, &RunDir("/".into()), NOW))
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).count()
+    })
+}
+
 fn hydration(c: &mut Criterion) {
     let mut group = c.benchmark_group("hydrate");
     group.sample_size(10).warm_up_time(Duration::from_secs(1));
@@ -61,7 +77,7 @@ fn hydration(c: &mut Criterion) {
         let index = build(&FsSource, &run, &ui, NOW, Reads::None);
         let mut jobs: Vec<ReadJob> = Vec::new();
         for id in index.unread(usize::MAX, |_| false) {
-            jobs_for(&index, &run, id, &mut jobs);
+            jobs_for(&index, &run, id, true, &mut jobs);
         }
         // A bounded sample keeps 10^6 runs short; the rate is per file.
         let sample = 20_000.min(jobs.len());

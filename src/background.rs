@@ -23,6 +23,7 @@ use crate::leases::{discover_leases, LeaseInfo, LeaseKind};
 use crate::logs::{self, FollowMode, FollowRequest, LogPaths, Stream};
 use crate::model::LeaseMeta;
 use crate::paths::{Roots, RunDir, UiConfig};
+use crate::scan::ListingSource;
 use crate::slurm::{self, LeaseSlurmState, SlurmPoller};
 use crate::ui::messages::{LeaseRow, LogStreams, Reply, Request, SearchQuery, TaskDetails};
 
@@ -38,13 +39,18 @@ pub struct Background {
 }
 
 impl Background {
-    pub fn start(roots: Roots, config: UiConfig, replies: Sender<Reply>) -> Background {
+    pub fn start(
+        roots: Roots,
+        config: UiConfig,
+        fs: Arc<dyn ListingSource>,
+        replies: Sender<Reply>,
+    ) -> Background {
         let (requests, incoming) = async_channel::unbounded::<Request>();
         let thread = std::thread::Builder::new()
             .name("leaseq-background".into())
             .spawn(move || {
                 let ex = Arc::new(Executor::new());
-                let worker = Arc::new(Worker::new(roots, config, replies));
+                let worker = Arc::new(Worker::new(roots, config, fs, replies));
                 ex.spawn(lease_listing_loop(worker.clone())).detach();
                 ex.spawn(slurm_loop(worker.clone())).detach();
                 smol::block_on(ex.run(dispatch(ex.clone(), worker, incoming)));
@@ -61,6 +67,8 @@ impl Background {
 
 struct Worker {
     roots: Roots,
+    /// The run directories' filesystem (details reads).
+    fs: Arc<dyn ListingSource>,
     config: UiConfig,
     replies: Sender<Reply>,
     follow_generation: Arc<AtomicU64>,
@@ -73,9 +81,10 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(roots: Roots, config: UiConfig, replies: Sender<Reply>) -> Worker {
+    fn new(roots: Roots, config: UiConfig, fs: Arc<dyn ListingSource>, replies: Sender<Reply>) -> Worker {
         Worker {
             roots,
+            fs,
             config,
             replies,
             follow_generation: Arc::new(AtomicU64::new(0)),
@@ -139,7 +148,8 @@ async fn dispatch(ex: Arc<Executor<'static>>, worker: Arc<Worker>, incoming: Rec
             }
             Request::LoadDetails { generation, snapshot, task, run_dir } => {
                 ex.spawn(async move {
-                    let details = smol::unblock(move || load_details(&snapshot, task, &run_dir)).await;
+                    let fs = w.fs.clone();
+                    let details = smol::unblock(move || load_details(&*fs, &snapshot, task, &run_dir)).await;
                     w.reply(Reply::Details { generation, task, details }).await;
                 })
                 .detach();
@@ -346,7 +356,12 @@ pub fn lease_row(
 /// Reads what the details modal shows beyond the index: the whole spec
 /// (env, idempotency key), the result's GPU assignment, and how many other
 /// tasks share this task id (they share a log file).
-fn load_details(snapshot: &Index, id: TaskId, run: &RunDir) -> Result<TaskDetails, String> {
+fn load_details(
+    fs: &dyn ListingSource,
+    snapshot: &Index,
+    id: TaskId,
+    run: &RunDir,
+) -> Result<TaskDetails, String> {
     let task = snapshot.task(id).ok_or("task not in the snapshot")?;
     let node = snapshot.node_name(task.node);
     let mut details = TaskDetails {
@@ -356,7 +371,7 @@ fn load_details(snapshot: &Index, id: TaskId, run: &RunDir) -> Result<TaskDetail
     };
     match find_spec(run, node, &task.name) {
         Some(path) => {
-            match crate::hydrate::read_full_spec(&path) {
+            match crate::hydrate::read_full_spec(fs, &path) {
                 Ok(spec) => {
                     details.env = spec.env.into_iter().collect();
                     details.idempotency_key = spec.idempotency_key;
@@ -370,7 +385,7 @@ fn load_details(snapshot: &Index, id: TaskId, run: &RunDir) -> Result<TaskDetail
     }
     if let Some(kind) = task.presence.result {
         let path = crate::hydrate::result_location(run, node, task, kind);
-        match crate::hydrate::read_full_result(&path) {
+        match crate::hydrate::read_full_result(fs, &path) {
             Ok(result) => details.gpus_assigned = result.gpus_assigned,
             Err(e) => details.problems.push(format!("result: {e}")),
         }

@@ -26,15 +26,18 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::index::{
-    DirOutcome, Event, Index, Order, ReadStatus, ResultSummary, Round, SpecSummary, StateSet, TaskId,
-    TaskState, ViewSpec,
+    DirOutcome, Event, Index, Order, ReadStatus, Round, StateSet, TaskId, TaskState, ViewSpec,
 };
 use crate::model::{
     parse_entry, result_file_name, spec_file_name, CancelRequest, EntryKind, Heartbeat, LeaseEntry,
     LeaseMeta, LeaseRegistry, LocalLeaseMeta, RunnerEvent, SlurmLeaseMeta, TaskName, TaskResult, TaskSpec,
 };
 use crate::paths::{parse_ui_config, QueueDir, UiConfig};
-use crate::scan::{read_heartbeats, ListingSource, NodeScanner, ROUND_ORDER};
+use std::time::Duration;
+
+use crate::engine::core::{CoreConfig, EngineCore, Input as CoreInput, Outputs};
+use crate::engine::jobs::{Completion, Job, Part};
+use crate::scan::ROUND_ORDER;
 use crate::sim::nfs::{NfsModel, Perturbation, HISTORY};
 
 /// `ui.hb_stale_s` of the simulated lease.
@@ -204,26 +207,26 @@ impl Move {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     Move(Move),
-    /// Time passes; live runners rewrite their heartbeats.
+    /// Time passes, for the runners (heartbeats) and the engine core
+    /// (whatever falls due is asked for, and waits to be executed).
     Advance {
         seconds: u8,
     },
-    /// A scanning round of one node through a real [`NodeScanner`];
-    /// `between[i]` are the moves made just before the `i`-th listing of
-    /// the round (in [`ROUND_ORDER`]; one entry per listing when decoded).
-    /// With `split`, the round runs as the engine runs it: `start_round`
-    /// (sent as `Event::PartialRound`), then `finish_round` (`Event::Round`);
-    /// the moves before the last listing happen between the two, the
-    /// others before the round.
+    /// One whole round of one node, as the core schedules it: what the
+    /// node already has in flight is finished first, then its next round
+    /// (waiting for it to fall due) is listed and delivered, `between[i]`
+    /// being the moves made just before the `i`-th listing (in
+    /// [`ROUND_ORDER`]). With `refresh`, a "refresh now" comes first, so
+    /// the round ignores directory stamps.
     Round {
         node: u8,
-        force: bool,
-        split: bool,
+        refresh: bool,
         between: Vec<Vec<Move>>,
     },
-    /// `Tick(now)`, then the heartbeat directory is read.
+    /// The core's heartbeat read, executed and delivered.
     Heartbeats,
-    /// Up to `limit` (0: all) owed result and spec reads.
+    /// Read jobs executed and delivered: up to `limit` of them (0: until
+    /// the core asks for no more).
     Hydrate {
         limit: u8,
     },
@@ -242,19 +245,52 @@ pub enum Op {
         dir: u8,
         back: Option<u8>,
     },
+    /// The UI's "refresh now".
+    Refresh,
+    /// The UI's "pause auto-refresh" on or off.
+    Pause {
+        on: bool,
+    },
+    /// A task (by position among those listed) is on screen.
+    Visible {
+        pick: u8,
+    },
+    /// One job the core asked for is executed (the moves first), its
+    /// completion kept back until delivered: completions of different
+    /// jobs arrive in any order.
+    Execute {
+        pick: u8,
+        moves: Vec<Move>,
+    },
+    /// One executed job's completion reaches the core.
+    Deliver {
+        pick: u8,
+    },
 }
 
-const OP_KINDS: u8 = 17;
+const OP_KINDS: u8 = 22;
 
 impl Op {
     /// Decodes a whole sequence of operations (no setup bytes in front).
-    /// Each starts with an opcode byte taken modulo 17: 0-9 are moves (see
-    /// [`Move`]; then their argument bytes), 10 advance, 11 and 16 a round
-    /// (node, flags, then per listing a count modulo 4 and that many
-    /// moves), 12 heartbeats, 13 hydrate, 14 perturb, 15 pin.
+    /// Each starts with an opcode byte taken modulo 22: 0-9 are moves (see
+    /// [`Move`]; then their argument bytes), 10 advance, 11 a round (node,
+    /// flags, then per listing a count modulo 4 and that many moves), 12
+    /// heartbeats, 13 hydrate, 14 perturb, 15 pin, 16 refresh, 17 pause,
+    /// 18 visible, 19 execute (pick, a count modulo 4, moves), 20 deliver,
+    /// 21 a round with nothing in between.
     pub fn decode_from(data: &[u8]) -> Vec<Op> {
         let mut input = Input::new(data);
         std::iter::from_fn(|| Op::decode(&mut input)).collect()
+    }
+
+    fn moves(input: &mut Input) -> Vec<Move> {
+        let count = input.byte() % 4;
+        (0..count)
+            .map(|_| {
+                let kind = input.byte();
+                Move::decode(kind, input)
+            })
+            .collect()
     }
 
     fn decode(input: &mut Input) -> Option<Op> {
@@ -262,50 +298,61 @@ impl Op {
         Some(match code {
             0..=9 => Op::Move(Move::decode(code, input)),
             10 => Op::Advance { seconds: input.byte() },
-            11 | 16 => {
+            11 => {
                 let node = input.byte();
-                let flags = input.byte();
-                let (force, split) = (flags & 1 != 0, flags & 2 != 0);
-                let mut between: Vec<Vec<Move>> = vec![Vec::new(); ROUND_ORDER.len()];
-                for moves in &mut between {
-                    let count = input.byte() % 4;
-                    for _ in 0..count {
-                        let kind = input.byte();
-                        moves.push(Move::decode(kind, input));
-                    }
-                }
-                Op::Round { node, force, split, between }
+                let refresh = input.byte() & 1 != 0;
+                let between = ROUND_ORDER.iter().map(|_| Op::moves(input)).collect();
+                Op::Round { node, refresh, between }
             }
             12 => Op::Heartbeats,
             13 => Op::Hydrate { limit: input.byte() },
             14 => Op::Perturb { a: input.byte(), b: input.byte(), c: input.byte(), seed: input.byte() },
-            _ => {
+            15 => {
                 let (node, dir, back) = (input.byte(), input.byte(), input.byte());
                 Op::Pin { node, dir, back: back.checked_sub(1).map(|b| b % HISTORY as u8) }
             }
+            16 => Op::Refresh,
+            17 => Op::Pause { on: input.byte() & 1 != 0 },
+            18 => Op::Visible { pick: input.byte() },
+            19 => Op::Execute { pick: input.byte(), moves: Op::moves(input) },
+            20 => Op::Deliver { pick: input.byte() },
+            _ => {
+                Op::Round { node: input.byte(), refresh: false, between: vec![Vec::new(); ROUND_ORDER.len()] }
+            }
         })
+    }
+
+    fn encode_moves(moves: &[Move], out: &mut Vec<u8>) {
+        assert!(moves.len() < 4, "at most 3 moves at once");
+        out.push(moves.len() as u8);
+        for m in moves {
+            m.encode(out);
+        }
     }
 
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Op::Move(m) => m.encode(out),
             Op::Advance { seconds } => out.extend([10, *seconds]),
-            Op::Round { node, force, split, between } => {
-                out.extend([11, *node, u8::from(*force) | u8::from(*split) << 1]);
+            Op::Round { node, refresh, between } => {
+                out.extend([11, *node, u8::from(*refresh)]);
                 assert!(between.len() <= ROUND_ORDER.len(), "one move list per listing at most");
                 for at in 0..ROUND_ORDER.len() {
-                    let moves = between.get(at).map_or(&[][..], Vec::as_slice);
-                    assert!(moves.len() < 4, "at most 3 moves before a listing");
-                    out.push(moves.len() as u8);
-                    for m in moves {
-                        m.encode(out);
-                    }
+                    Op::encode_moves(between.get(at).map_or(&[][..], Vec::as_slice), out);
                 }
             }
             Op::Heartbeats => out.push(12),
             Op::Hydrate { limit } => out.extend([13, *limit]),
             Op::Perturb { a, b, c, seed } => out.extend([14, *a, *b, *c, *seed]),
             Op::Pin { node, dir, back } => out.extend([15, *node, *dir, back.map_or(0, |b| b + 1)]),
+            Op::Refresh => out.push(16),
+            Op::Pause { on } => out.extend([17, u8::from(*on)]),
+            Op::Visible { pick } => out.extend([18, *pick]),
+            Op::Execute { pick, moves } => {
+                out.extend([19, *pick]);
+                Op::encode_moves(moves, out);
+            }
+            Op::Deliver { pick } => out.extend([20, *pick]),
         }
     }
 }
@@ -322,9 +369,10 @@ pub fn encode(setup: Setup, ops: &[Op]) -> Vec<u8> {
 
 // ----- the NFS model check ---------------------------------------------------
 
-/// Runs the operations the bytes describe against the simulated NFS, a
-/// real scanner per node and a real index, checking the invariants after
-/// every step that changed the index; then lets the listings settle and
+/// Runs the operations the bytes describe against the simulated NFS and
+/// the engine's real core (its jobs executed against the model in the
+/// order the operations say) into a real [`Index`], checking the
+/// invariants after every delivery; then lets the listings settle and
 /// checks that the index agrees with the truth. Panics on a violation.
 pub fn check_nfs_model(data: &[u8]) {
     let mut input = Input::new(data);
@@ -336,11 +384,26 @@ pub fn check_nfs_model(data: &[u8]) {
     check.settle_and_compare();
 }
 
+/// Jobs the core asked for at once, at most (beyond, the run is cut short:
+/// the core must never pile work up).
+const MAX_OUTSTANDING: usize = 64;
+/// Steps a macro operation (a round, the heartbeats) may take.
+const MACRO_STEPS: usize = 16;
+
 /// The driver of [`check_nfs_model`], usable step by step in tests.
 pub struct NfsCheck {
     model: NfsModel,
     index: Index,
-    scanners: Vec<NodeScanner>,
+    core: EngineCore,
+    now: Duration,
+    /// Jobs asked for, not yet executed, oldest first.
+    pending: Vec<Job>,
+    /// Executed, not yet delivered.
+    completed: Vec<Completion>,
+    paused: bool,
+    /// Per node: the step of a "refresh now" not yet followed by a listing
+    /// of that node that started after it.
+    refresh_owed: Vec<Option<usize>>,
     consistent: bool,
     /// Every stem a listing ever showed.
     seen: BTreeSet<String>,
@@ -373,20 +436,35 @@ impl NfsCheck {
                 model.restart_runner(node);
             }
         }
-        let scanners = nodes.iter().map(|n| NodeScanner::new(model.run_dir(), n)).collect();
+        // Small read batches, two in flight: batching and out-of-order
+        // read completions get exercised with a few tasks.
+        let config = CoreConfig { read_batch: 4, reads_in_flight: 2, ..CoreConfig::watch(2) };
+        let core = EngineCore::new(model.run_dir().clone(), config);
         let mut index = Index::new(STALE_S);
         index.apply(Event::Tick(START));
-        NfsCheck {
+        let mut check = NfsCheck {
             model,
             index,
-            scanners,
+            core,
+            now: Duration::ZERO,
+            pending: Vec::new(),
+            completed: Vec::new(),
+            paused: false,
+            refresh_owed: vec![None; nodes.len()],
             consistent: !setup.lagging,
             seen: BTreeSet::new(),
             states: Vec::new(),
             max_tasks: 0,
             step: 0,
             trail: Vec::new(),
+        };
+        // The node list first, as the dashboard starts.
+        check.feed(CoreInput::Tick);
+        if let Some(at) = check.pending.iter().position(|j| matches!(j, Job::Discover)) {
+            check.execute(at, &[]);
+            check.deliver(check.completed.len() - 1);
         }
+        check
     }
 
     pub fn model(&self) -> &NfsModel {
@@ -403,7 +481,11 @@ impl NfsCheck {
     }
 
     fn node(&self, byte: u8) -> usize {
-        usize::from(byte) % self.scanners.len()
+        usize::from(byte) % self.model.node_count()
+    }
+
+    fn node_name(&self, node: usize) -> String {
+        self.model.node_names()[node].clone()
     }
 
     pub fn apply(&mut self, op: &Op) {
@@ -414,10 +496,16 @@ impl NfsCheck {
         self.trail.push(op.clone());
         match op {
             Op::Move(m) => apply_move(&self.model, m),
-            Op::Advance { seconds } => self.model.advance(i64::from(*seconds)),
-            Op::Round { node, force, split: false, between } => self.round(self.node(*node), *force, between),
-            Op::Round { node, force, split: true, between } => {
-                self.split_round(self.node(*node), *force, between)
+            Op::Advance { seconds } => {
+                self.model.advance(i64::from(*seconds));
+                self.now += Duration::from_secs(u64::from(*seconds));
+                self.feed(CoreInput::Tick);
+            }
+            Op::Round { node, refresh, between } => {
+                if *refresh {
+                    self.refresh();
+                }
+                self.round(self.node(*node), between);
             }
             Op::Heartbeats => self.heartbeats(),
             Op::Hydrate { limit } => self.hydrate(if *limit == 0 { usize::MAX } else { usize::from(*limit) }),
@@ -435,144 +523,294 @@ impl NfsCheck {
                     self.model.pin_lag(self.node(*node), dir, *back);
                 }
             }
-        }
-    }
-
-    fn round(&mut self, node: usize, force: bool, between: &[Vec<Move>]) {
-        self.model.begin_round(node);
-        let model = &self.model;
-        let mut listing = 0;
-        let round = self.scanners[node].round_with(model, force, &mut |_dir| {
-            if let Some(moves) = between.get(listing) {
-                for m in moves {
-                    apply_move(model, m);
+            Op::Refresh => self.refresh(),
+            Op::Pause { on } => self.pause(*on),
+            Op::Visible { pick } => {
+                let count = self.index.task_count();
+                if count > 0 {
+                    let id = (usize::from(*pick) % count) as TaskId;
+                    self.feed(CoreInput::Visible(vec![id]));
                 }
             }
-            listing += 1;
-        });
-        self.note_seen(&round);
-        self.index.apply(Event::Round(round));
-        self.check_invariants();
-    }
-
-    /// A round in two events, as the engine sends it.
-    fn split_round(&mut self, node: usize, force: bool, between: &[Vec<Move>]) {
-        self.model.begin_round(node);
-        let last = ROUND_ORDER.len() - 1;
-        for m in between.iter().take(last).flatten() {
-            apply_move(&self.model, m);
-        }
-        let live = self.scanners[node].start_round(&self.model, force);
-        self.note_seen(&live);
-        self.index.apply(Event::PartialRound(live));
-        self.check_invariants();
-        for m in between.get(last).into_iter().flatten() {
-            apply_move(&self.model, m);
-        }
-        let done = self.scanners[node].finish_round(&self.model, force);
-        self.note_seen(&done);
-        self.index.apply(Event::Round(done));
-        self.check_invariants();
-    }
-
-    fn note_seen(&mut self, round: &Round) {
-        for (_, outcome) in &round.dirs {
-            if let DirOutcome::Changed { added, .. } = outcome {
-                self.seen
-                    .extend(added.iter().filter_map(|n| parse_entry(n)).map(|(stem, _)| stem.to_string()));
-            }
-        }
-    }
-
-    fn heartbeats(&mut self) {
-        self.index.apply(Event::Tick(self.model.now()));
-        self.index.apply(Event::Heartbeats(read_heartbeats(&self.model, self.model.run_dir())));
-        self.check_invariants();
-    }
-
-    /// Reads owed results (and specs), as the hydrator does, from the
-    /// model's files; results carry the model's exit codes.
-    fn hydrate(&mut self, limit: usize) {
-        let owed = self.index.unread(usize::MAX, |_| false);
-        let mut reads = 0;
-        for id in owed {
-            if reads >= limit {
-                break;
-            }
-            let Some(task) = self.index.task(id).cloned() else { continue };
-            let node = self.index.node_name(task.node).to_string();
-            if let (Some(kind), ReadStatus::Unread) = (task.presence.result, task.result_read) {
-                let path = self
-                    .model
-                    .run_dir()
-                    .queue(QueueDir::Done, &node)
-                    .join(result_file_name(&task.name, kind));
-                let bytes = match self.model.read_small(&path) {
-                    Ok(bytes) => bytes,
-                    Err(e) => self.fail(format!("a listed result cannot be read: {}", e.describe(&path))),
-                };
-                let result: TaskResult = match crate::model::from_record(&bytes) {
-                    Ok(result) => result,
-                    Err(e) => self.fail(format!("{}: the model wrote a bad result: {e}", path.display())),
-                };
-                if self.model.result_of(&task.name) != Some((kind, result.exit_code)) {
-                    self.fail(format!(
-                        "{}: result {kind:?} {} disagrees with the model",
-                        task.name, result.exit_code
-                    ));
+            Op::Execute { pick, moves } => {
+                if !self.pending.is_empty() {
+                    self.execute(usize::from(*pick) % self.pending.len(), moves);
                 }
-                let summary = ResultSummary {
-                    started_at: result.started_at,
-                    finished_at: result.finished_at,
-                    exit_code: result.exit_code,
-                    runtime_s: result.runtime_s,
-                    stdout: result.stdout.into(),
-                    stderr: result.stderr.into(),
-                    command: result.command.map(Into::into),
-                    gpus_assigned: result.gpus_assigned.map(Into::into),
-                    error: result.error.map(Into::into),
-                };
-                let (node, name) = (node.as_str().into(), task.name.clone());
-                self.index.apply(Event::ResultRead { node, name, kind, outcome: Ok(summary) });
-                reads += 1;
             }
-            if task.spec_read == ReadStatus::Unread {
-                // Where the spec really is (a real hydrator would retry the
-                // directories the listings named); gone specs stay unread.
-                if let Some(dir) = self.model.spec_location(&task.name) {
-                    let path = self.model.run_dir().queue(dir, &node).join(spec_file_name(&task.name));
-                    if let Ok(bytes) = self.model.read_small(&path) {
-                        let outcome = crate::model::from_record::<TaskSpec>(&bytes)
-                            .map(|spec| SpecSummary {
-                                created_at: spec.created_at,
-                                command: spec.command.into(),
-                                cwd: spec.cwd.into(),
-                                gpus: spec.gpus,
-                            })
-                            .map_err(|e| e.to_string());
-                        let (node, name) = (node.as_str().into(), task.name.clone());
-                        self.index.apply(Event::SpecRead { node, name, outcome });
-                        reads += 1;
+            Op::Deliver { pick } => {
+                if !self.completed.is_empty() {
+                    self.deliver(usize::from(*pick) % self.completed.len());
+                }
+            }
+        }
+    }
+
+    fn refresh(&mut self) {
+        if !self.paused {
+            self.refresh_owed.iter_mut().for_each(|owed| *owed = Some(self.step));
+        }
+        self.feed(CoreInput::Refresh);
+    }
+
+    fn pause(&mut self, on: bool) {
+        self.paused = on;
+        if on {
+            // A pause supersedes a refresh not yet acted on; unpausing is one.
+            self.refresh_owed.iter_mut().for_each(|owed| *owed = None);
+        } else {
+            self.refresh_owed.iter_mut().for_each(|owed| *owed = Some(self.step));
+        }
+        self.feed(CoreInput::SetPaused(on));
+    }
+
+    /// One input to the core; its events are folded at once (the dashboard
+    /// folds on another thread, which only delays them), its jobs queued.
+    fn feed(&mut self, input: CoreInput) {
+        let delivered = matches!(input, CoreInput::Done(_));
+        let out = self.core.on(self.now, input, &self.index);
+        self.take(out);
+        if delivered {
+            // As the runtime does once the fold has the events.
+            let out = self.core.on(self.now, CoreInput::IndexChanged, &self.index);
+            self.take(out);
+        }
+    }
+
+    fn take(&mut self, out: Outputs) {
+        let folded = !out.events.is_empty();
+        for event in out.events {
+            self.fold(event);
+        }
+        for job in out.jobs {
+            if let Job::List(list) = &job {
+                if list.part() == Part::Live {
+                    let node = self.model.node_names().iter().position(|n| n == list.node());
+                    if let Some(owed) = node.and_then(|n| self.refresh_owed.get_mut(n)) {
+                        *owed = None;
                     }
                 }
             }
+            self.pending.push(job);
         }
-        self.check_invariants();
+        if self.pending.len() + self.completed.len() > MAX_OUTSTANDING {
+            self.fail(format!("{} jobs outstanding: the core piles work up", self.pending.len()));
+        }
+        if folded {
+            self.check_invariants();
+        }
     }
 
-    /// Listings show the truth, nothing moves: two forced rounds per node
-    /// (forced: a stamp taken while listings lagged may still vouch for a
-    /// stale listing, which only a full rescan corrects), a heartbeat read
-    /// and every owed read; then every task's state must be its true state.
-    pub fn settle_and_compare(&mut self) {
-        self.model.set_perturbation(Perturbation::NONE, 0);
-        self.heartbeats();
-        for node in 0..self.scanners.len() {
-            for _ in 0..2 {
-                self.round(node, true, &[]);
+    fn fold(&mut self, event: Event) {
+        match &event {
+            Event::PartialRound(round) | Event::Round(round) => self.note_seen(round),
+            Event::ResultRead { name, kind, outcome: Ok(result), .. }
+                if self.model.result_of(name) != Some((*kind, result.exit_code)) =>
+            {
+                self.fail(format!("{name}: result {kind:?} {} disagrees with the model", result.exit_code))
+            }
+            Event::ResultRead { name, outcome: Err(problem), .. } => {
+                self.fail(format!("{name}: a listed result cannot be read: {problem}"))
+            }
+            _ => {}
+        }
+        self.index.apply(event);
+    }
+
+    /// Executes pending job `at` against the model; `before[i]` are moves
+    /// made just before its `i`-th listing (the moves of a read or other
+    /// job all come first).
+    fn execute_with(&mut self, at: usize, before: &[Vec<Move>]) {
+        let job = self.pending.remove(at);
+        let model = &self.model;
+        let completion = match job {
+            Job::List(list) => {
+                if list.part() == Part::Live {
+                    if let Some(node) = model.node_names().iter().position(|n| n == list.node()) {
+                        model.begin_round(node);
+                    }
+                }
+                let mut listing = 0;
+                list.run_with(model, &mut |_dir| {
+                    for m in before.get(listing).into_iter().flatten() {
+                        apply_move(model, m);
+                    }
+                    listing += 1;
+                })
+            }
+            other => {
+                for m in before.iter().flatten() {
+                    apply_move(model, m);
+                }
+                other.execute(model, model.run_dir(), model.now())
+            }
+        };
+        self.completed.push(completion);
+    }
+
+    fn execute(&mut self, at: usize, moves: &[Move]) {
+        self.execute_with(at, &[moves.to_vec()]);
+    }
+
+    fn deliver(&mut self, at: usize) {
+        let completion = self.completed.remove(at);
+        self.feed(CoreInput::Done(completion));
+    }
+
+    fn is_list_of(job: &Job, node: &str) -> Option<Part> {
+        match job {
+            Job::List(list) if list.node() == node => Some(list.part()),
+            _ => None,
+        }
+    }
+
+    /// A whole round of `node` (see [`Op::Round`]).
+    fn round(&mut self, node: usize, between: &[Vec<Move>]) {
+        let name = self.node_name(node);
+        let live = between.len().min(ROUND_ORDER.len() - 1);
+        let mut listed_live = false;
+        for _ in 0..MACRO_STEPS {
+            let finished = self
+                .completed
+                .iter()
+                .position(|c| matches!(c, Completion::Listed { scanner, .. } if **scanner.node() == *name));
+            if let Some(at) = finished {
+                let done_part = matches!(self.completed[at], Completion::Listed { part: Part::Done, .. });
+                self.deliver(at);
+                if done_part && listed_live {
+                    return;
+                }
+                continue;
+            }
+            if let Some(at) = self.pending.iter().position(|j| NfsCheck::is_list_of(j, &name).is_some()) {
+                let part = NfsCheck::is_list_of(&self.pending[at], &name);
+                if part == Some(Part::Live) && !listed_live {
+                    listed_live = true;
+                    self.execute_with(at, &between[..live]);
+                } else if part == Some(Part::Live) {
+                    return; // a round done, the next asked for: leave it
+                } else {
+                    let moves = if listed_live { &between[live..] } else { &[] };
+                    self.execute_with(at, moves);
+                }
+                continue;
+            }
+            if let Some(at) = self.pending.iter().position(|j| matches!(j, Job::List(_))) {
+                // Other listings hold the slots: let the oldest finish.
+                self.execute(at, &[]);
+                let last = self.completed.len() - 1;
+                self.deliver(last);
+                continue;
+            }
+            match self.core.next_round_of(&name) {
+                Some(due) if !self.paused => {
+                    self.now = self.now.max(due);
+                    self.feed(CoreInput::Tick);
+                }
+                _ => return,
             }
         }
+    }
+
+    /// The core's heartbeat read, executed and delivered (asked for first,
+    /// by waiting for it to fall due, if need be).
+    fn heartbeats(&mut self) {
+        for _ in 0..MACRO_STEPS {
+            if let Some(at) = self.completed.iter().position(|c| matches!(c, Completion::Heartbeats { .. })) {
+                self.deliver(at);
+                return;
+            }
+            if let Some(at) = self.pending.iter().position(|j| matches!(j, Job::Heartbeats)) {
+                self.execute(at, &[]);
+                continue;
+            }
+            if let Some(at) = self.pending.iter().position(|j| matches!(j, Job::List(_) | Job::Discover)) {
+                self.execute(at, &[]);
+                let last = self.completed.len() - 1;
+                self.deliver(last);
+                continue;
+            }
+            match self.core.next_wake() {
+                Some(at) if !self.paused => {
+                    self.now = self.now.max(at);
+                    self.feed(CoreInput::Tick);
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Read jobs, executed and delivered, up to `limit`.
+    fn hydrate(&mut self, limit: usize) {
+        let mut done = 0;
+        while done < limit {
+            if let Some(at) = self.completed.iter().position(|c| matches!(c, Completion::Read { .. })) {
+                self.deliver(at);
+                done += 1;
+                continue;
+            }
+            let Some(at) = self.pending.iter().position(|j| matches!(j, Job::Read(_))) else {
+                // Ask for reads: the planner runs on a newer index.
+                let before = self.pending.len();
+                self.feed(CoreInput::IndexChanged);
+                if self.pending.len() == before {
+                    return;
+                }
+                continue;
+            };
+            self.execute(at, &[]);
+        }
+    }
+
+    /// Everything in flight is executed and delivered, in order, and
+    /// whatever that asks for too, until the core asks for nothing more
+    /// at this time.
+    fn drain(&mut self) {
+        for _ in 0..10_000 {
+            if !self.completed.is_empty() {
+                self.deliver(0);
+            } else if !self.pending.is_empty() {
+                self.execute(0, &[]);
+            } else {
+                return;
+            }
+        }
+        self.fail("the core kept asking for work without time passing".into());
+    }
+
+    /// First: a refresh asked for is never lost (every node it applied to
+    /// is listed after it once what is in flight is done). Then listings
+    /// show the truth, nothing moves, and two refreshes (each a forced
+    /// round of every node) and every owed read (time passes for files
+    /// that had moved) bring every task to its true state.
+    pub fn settle_and_compare(&mut self) {
+        self.drain();
+        if let Some(node) = self.refresh_owed.iter().position(Option::is_some) {
+            self.fail(format!(
+                "a refresh asked for at step {} never led to a listing of {}",
+                self.refresh_owed[node].unwrap_or_default(),
+                self.node_name(node)
+            ));
+        }
+        self.model.set_perturbation(Perturbation::NONE, 0);
+        for node in 0..self.model.node_count() {
+            for dir in QueueDir::ALL {
+                self.model.pin_lag(node, dir, None);
+            }
+        }
+        if self.paused {
+            self.pause(false);
+        }
+        for _ in 0..2 {
+            // Reads that found a moved file may be tried again.
+            self.now += Duration::from_secs(5);
+            self.refresh();
+            self.drain();
+        }
         self.hydrate(usize::MAX);
+        self.drain();
+        if self.core.jobs_in_flight() != 0 {
+            self.fail(format!("{} jobs never completed", self.core.jobs_in_flight()));
+        }
         for stem in self.model.stems() {
             let truth = self.model.truth_state(&stem);
             match self.index.find(&stem) {
@@ -592,6 +830,9 @@ impl NfsCheck {
                             self.model.result_of(&stem),
                         ));
                     }
+                    if self.model.spec_location(&stem).is_some() && task.spec_read == ReadStatus::Unread {
+                        self.fail(format!("{stem}: its spec is there and was never read"));
+                    }
                 }
             }
         }
@@ -599,6 +840,15 @@ impl NfsCheck {
             let name = &self.index.task(id).expect("ids are dense").name;
             if self.model.node_of(name).is_none() {
                 self.fail(format!("the index has {name}, which the model never made"));
+            }
+        }
+    }
+
+    fn note_seen(&mut self, round: &Round) {
+        for (_, outcome) in &round.dirs {
+            if let DirOutcome::Changed { added, .. } = outcome {
+                self.seen
+                    .extend(added.iter().filter_map(|n| parse_entry(n)).map(|(stem, _)| stem.to_string()));
             }
         }
     }
@@ -970,7 +1220,7 @@ mod tests {
     fn round_with_moves_at(at: usize, moves: Vec<Move>) -> Op {
         let mut between = vec![Vec::new(); ROUND_ORDER.len()];
         between[at] = moves;
-        Op::Round { node: 0, force: false, split: false, between }
+        Op::Round { node: 0, refresh: false, between }
     }
 
     /// A split round (as the engine runs it) with `moves` between its
@@ -978,16 +1228,16 @@ mod tests {
     fn split(moves: Vec<Move>) -> Op {
         let mut between = vec![Vec::new(); ROUND_ORDER.len()];
         between[ROUND_ORDER.len() - 1] = moves;
-        Op::Round { node: 0, force: false, split: true, between }
+        Op::Round { node: 0, refresh: false, between }
     }
 
     /// As decoding gives it: one move list per listing.
     fn normalized(op: &Op) -> Op {
         match op {
-            Op::Round { node, force, split, between } => {
+            Op::Round { node, refresh, between } => {
                 let mut between = between.clone();
                 between.resize(ROUND_ORDER.len(), Vec::new());
-                Op::Round { node: *node, force: *force, split: *split, between }
+                Op::Round { node: *node, refresh: *refresh, between }
             }
             other => other.clone(),
         }
@@ -1062,9 +1312,9 @@ mod tests {
             Op::Perturb { a: 0, b: 0, c: 0, seed: 0 },
             round(),
             Op::Pin { node: 0, dir: 2, back: Some(2) },
-            Op::Round { node: 0, force: true, split: false, between: Default::default() },
+            Op::Round { node: 0, refresh: true, between: Default::default() },
             Op::Hydrate { limit: 0 },
-            Op::Round { node: 0, force: true, split: false, between: Default::default() },
+            Op::Round { node: 0, refresh: true, between: Default::default() },
         ];
         let crash_goes_stuck = vec![
             mv(Submit { node: 0 }),
@@ -1098,8 +1348,7 @@ mod tests {
                 ops.push(mv(Claim { node, pick: 0 }));
                 ops.push(Op::Round {
                     node,
-                    force: step % 2 == 0,
-                    split: step % 3 == 2,
+                    refresh: step % 2 == 0,
                     between: vec![
                         vec![Submit { node }],
                         vec![WriteResult { node, pick: step, exit_code: i32::from(step % 2) }],
@@ -1113,7 +1362,7 @@ mod tests {
         };
         let no_runner = vec![
             mv(Submit { node: 1 }),
-            Op::Round { node: 1, force: false, split: true, between: Default::default() },
+            Op::Round { node: 1, refresh: false, between: Default::default() },
             Op::Heartbeats,
         ];
         let lagging_churn = {
@@ -1123,8 +1372,7 @@ mod tests {
                 ops.push(mv(Claim { node: i % 2, pick: 0 }));
                 ops.push(Op::Round {
                     node: i % 2,
-                    force: i % 3 == 0,
-                    split: i % 2 == 1,
+                    refresh: i % 3 == 0,
                     between: vec![
                         vec![WriteResult { node: i % 2, pick: 0, exit_code: 0 }],
                         vec![ArchiveSpec { node: i % 2, pick: 0 }],
@@ -1156,8 +1404,7 @@ mod tests {
                 ops.push(mv(Claim { node: 0, pick: 0 }));
                 ops.push(Op::Round {
                     node: 0,
-                    force: false,
-                    split: i % 2 == 0,
+                    refresh: false,
                     between: vec![
                         vec![Skip { node: 0, pick: 0 }],
                         vec![DeleteClaimed { node: 0, pick: 0 }, Stray { node: 0, dir: i, pick: i }],

@@ -7,17 +7,18 @@
 //! again; one that moved while we looked is retried after its next listing.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::index::{Event, Index, ResultSummary, SpecSummary, Task, TaskId};
 use crate::model::{result_file_name, spec_file_name, ResultKind, TaskSpec};
 use crate::paths::{QueueDir, RunDir};
-use crate::store::{RecordError, MAX_RECORD_BYTES};
+use crate::scan::{ListError, ListingSource};
+use crate::store::MAX_RECORD_BYTES;
 
 /// Why a file could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,12 +40,12 @@ impl std::fmt::Display for ReadError {
     }
 }
 
-/// A task record's bytes through the one safe reader (regular files only,
-/// non-blocking, at most [`MAX_RECORD_BYTES`]).
-fn read_record(path: &Path) -> Result<Vec<u8>, ReadError> {
-    crate::store::read_record(path, MAX_RECORD_BYTES).map_err(|e| match e {
-        RecordError::NotFound => ReadError::Moved,
-        other => ReadError::Problem(other.describe(path)),
+/// A task record's bytes through the run directory's filesystem (on the
+/// real one: regular files only, non-blocking, at most [`MAX_RECORD_BYTES`]).
+fn read_record(fs: &dyn ListingSource, path: &Path) -> Result<Vec<u8>, ReadError> {
+    fs.read_file(path, MAX_RECORD_BYTES).map_err(|e| match e {
+        ListError::NotFound => ReadError::Moved,
+        ListError::Failed(problem) => ReadError::Problem(problem),
     })
 }
 
@@ -109,25 +110,25 @@ pub fn parse_result_summary(bytes: &[u8]) -> Result<ResultSummary, serde_json::E
     })
 }
 
-pub fn read_spec_summary(path: &Path) -> Result<SpecSummary, ReadError> {
-    let bytes = read_record(path)?;
+pub fn read_spec_summary(fs: &dyn ListingSource, path: &Path) -> Result<SpecSummary, ReadError> {
+    let bytes = read_record(fs, path)?;
     parse_spec_summary(&bytes).map_err(|e| malformed(path, e))
 }
 
-pub fn read_result_summary(path: &Path) -> Result<ResultSummary, ReadError> {
-    let bytes = read_record(path)?;
+pub fn read_result_summary(fs: &dyn ListingSource, path: &Path) -> Result<ResultSummary, ReadError> {
+    let bytes = read_record(fs, path)?;
     parse_result_summary(&bytes).map_err(|e| malformed(path, e))
 }
 
 /// The whole result: for the details view, on demand.
-pub fn read_full_result(path: &Path) -> Result<crate::model::TaskResult, ReadError> {
-    let bytes = read_record(path)?;
+pub fn read_full_result(fs: &dyn ListingSource, path: &Path) -> Result<crate::model::TaskResult, ReadError> {
+    let bytes = read_record(fs, path)?;
     crate::model::from_record(&bytes).map_err(|e| malformed(path, e))
 }
 
 /// The whole spec, `env` included: for the details view, on demand.
-pub fn read_full_spec(path: &Path) -> Result<TaskSpec, ReadError> {
-    let bytes = read_record(path)?;
+pub fn read_full_spec(fs: &dyn ListingSource, path: &Path) -> Result<TaskSpec, ReadError> {
+    let bytes = read_record(fs, path)?;
     crate::model::from_record(&bytes).map_err(|e| malformed(path, e))
 }
 
@@ -160,11 +161,12 @@ pub struct ReadJob {
     pub result: Option<ResultKind>,
 }
 
-/// The reads a task still owes, per the snapshot.
-pub fn jobs_for(index: &Index, run: &RunDir, id: TaskId, out: &mut Vec<ReadJob>) {
+/// The reads a task still owes, per the snapshot (`specs`: its spec too,
+/// not only its result).
+pub fn jobs_for(index: &Index, run: &RunDir, id: TaskId, specs: bool, out: &mut Vec<ReadJob>) {
     let Some(task) = index.task(id) else { return };
     let node = index.node(task.node).map(|n| n.name.clone()).unwrap_or_else(|| Arc::from("?"));
-    if task.spec_read == crate::index::ReadStatus::Unread {
+    if specs && task.spec_read == crate::index::ReadStatus::Unread {
         if let Some(path) = spec_location(run, &node, task) {
             out.push(ReadJob { id, node: node.clone(), name: task.name.clone(), path, result: None });
         }
@@ -176,15 +178,15 @@ pub fn jobs_for(index: &Index, run: &RunDir, id: TaskId, out: &mut Vec<ReadJob>)
 }
 
 /// Performs a read; `None` when the file moved (try again later).
-pub fn perform(job: &ReadJob) -> Option<Event> {
+pub fn perform(job: &ReadJob, fs: &dyn ListingSource) -> Option<Event> {
     let (node, name) = (job.node.clone(), job.name.clone());
     match job.result {
-        None => match read_spec_summary(&job.path) {
+        None => match read_spec_summary(fs, &job.path) {
             Err(ReadError::Moved) => None,
             Ok(spec) => Some(Event::SpecRead { node, name, outcome: Ok(spec) }),
             Err(ReadError::Problem(p)) => Some(Event::SpecRead { node, name, outcome: Err(p) }),
         },
-        Some(kind) => match read_result_summary(&job.path) {
+        Some(kind) => match read_result_summary(fs, &job.path) {
             Err(ReadError::Moved) => None,
             Ok(r) => Some(Event::ResultRead { node, name, kind, outcome: Ok(r) }),
             Err(ReadError::Problem(p)) => Some(Event::ResultRead { node, name, kind, outcome: Err(p) }),
@@ -192,42 +194,120 @@ pub fn perform(job: &ReadJob) -> Option<Event> {
     }
 }
 
+/// Which file of a task a read is for: its spec, or its result.
+pub type ReadKey = (TaskId, bool);
+
+impl ReadJob {
+    pub fn key(&self) -> ReadKey {
+        (self.id, self.result.is_some())
+    }
+}
+
 /// Chooses what to read next: hinted rows first, then newest first, never
-/// a file already in flight or one that just moved away.
+/// a task with a read in flight, nor a file that was just read or had
+/// moved away.
 #[derive(Debug, Default)]
 pub struct ReadPlanner {
     hinted: Vec<TaskId>,
-    /// Tasks read recently, with when they may be tried again: the read's
+    in_flight: HashMap<TaskId, usize>,
+    /// Files read recently, with when they may be tried again: the read's
     /// event may not be in the next snapshot yet, or the file had moved.
-    backoff: HashMap<TaskId, Instant>,
+    backoff: HashMap<ReadKey, Duration>,
+    /// `None`: a file is tried once (the one-shot commands).
+    retry_after: Option<Duration>,
 }
 
-/// How long a task just read (or whose file moved) waits before another try.
-const RETRY_AFTER: Duration = Duration::from_secs(3);
-
 impl ReadPlanner {
+    pub fn new(retry_after: Option<Duration>) -> ReadPlanner {
+        ReadPlanner { retry_after, ..ReadPlanner::default() }
+    }
+
     /// The UI's visible rows: read these before anything else.
     pub fn hint(&mut self, ids: Vec<TaskId>) {
         self.hinted = ids;
     }
 
-    pub fn attempted(&mut self, id: TaskId, now: Instant) {
-        self.backoff.insert(id, now + RETRY_AFTER);
+    pub fn started(&mut self, jobs: &[ReadJob]) {
+        for job in jobs {
+            *self.in_flight.entry(job.id).or_default() += 1;
+        }
     }
 
-    pub fn next_batch(&mut self, index: &Index, run: &RunDir, limit: usize, now: Instant) -> Vec<ReadJob> {
-        self.backoff.retain(|_, until| *until > now);
-        let mut jobs = Vec::new();
-        for id in std::mem::take(&mut self.hinted) {
-            if !self.backoff.contains_key(&id) {
-                jobs_for(index, run, id, &mut jobs);
+    /// A read is done; `moved`: its file was not there. Watching, every
+    /// file read waits `retry_after` (its event may not be in the next
+    /// snapshot yet); settling, only a moved one is remembered, never to be
+    /// tried again, and the caller folds events before planning more.
+    pub fn finished(&mut self, key: ReadKey, now: Duration, moved: bool) {
+        if let Some(count) = self.in_flight.get_mut(&key.0) {
+            *count -= 1;
+            if *count == 0 {
+                self.in_flight.remove(&key.0);
             }
         }
-        if jobs.len() < limit {
-            let want = limit - jobs.len();
-            let taken: std::collections::HashSet<TaskId> = jobs.iter().map(|j| j.id).collect();
-            for id in index.unread(want, |id| self.backoff.contains_key(&id) || taken.contains(&id)) {
-                jobs_for(index, run, id, &mut jobs);
+        match self.retry_after {
+            Some(wait) => {
+                self.backoff.insert(key, now.saturating_add(wait));
+            }
+            None if moved => {
+                self.backoff.insert(key, Duration::MAX);
+            }
+            None => {}
+        }
+    }
+
+    /// Reads in flight, by task.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// The reads a task owes, less those backed off.
+    fn plan(&self, index: &Index, run: &RunDir, id: TaskId, specs: bool, jobs: &mut Vec<ReadJob>) {
+        let from = jobs.len();
+        jobs_for(index, run, id, specs, jobs);
+        let mut kept = from;
+        for at in from..jobs.len() {
+            if !self.backoff.contains_key(&jobs[at].key()) {
+                jobs.swap(kept, at);
+                kept += 1;
+            }
+        }
+        jobs.truncate(kept);
+    }
+
+    /// Reads for up to `limit` tasks, specs only if `specs`.
+    pub fn next_batch(
+        &mut self,
+        index: &Index,
+        run: &RunDir,
+        limit: usize,
+        specs: bool,
+        now: Duration,
+    ) -> Vec<ReadJob> {
+        if self.retry_after.is_some() {
+            self.backoff.retain(|_, until| *until > now);
+        }
+        let mut jobs = Vec::new();
+        let mut considered: HashSet<TaskId> = HashSet::new();
+        for id in std::mem::take(&mut self.hinted) {
+            if !self.in_flight.contains_key(&id) && considered.insert(id) {
+                self.plan(index, run, id, specs, &mut jobs);
+            }
+        }
+        // Tasks owing reads in index order; one that owes nothing readable
+        // now (backed off, no file listed) is passed over.
+        loop {
+            let planned = jobs.iter().map(|j| j.id).collect::<HashSet<_>>().len();
+            if planned >= limit {
+                break;
+            }
+            let skip = |id| self.in_flight.contains_key(&id) || considered.contains(&id);
+            let candidates = index.unread(limit - planned, skip);
+            if candidates.is_empty() {
+                break;
+            }
+            for id in candidates {
+                considered.insert(id);
+                self.plan(index, run, id, specs, &mut jobs);
             }
         }
         jobs
@@ -252,10 +332,13 @@ mod tests {
     #[test]
     fn missing_file_is_moved_and_garbage_is_a_problem() {
         let tmp = tempfile::tempdir().unwrap();
-        assert_eq!(read_result_summary(&tmp.path().join("nope")).unwrap_err(), ReadError::Moved);
+        assert_eq!(
+            read_result_summary(&crate::scan::FsSource, &tmp.path().join("nope")).unwrap_err(),
+            ReadError::Moved
+        );
         let bad = tmp.path().join("bad.json");
         std::fs::write(&bad, b"{\"started_at\": 1, \"fin").unwrap();
-        match read_result_summary(&bad) {
+        match read_result_summary(&crate::scan::FsSource, &bad) {
             Err(ReadError::Problem(p)) => assert!(p.contains("malformed JSON"), "{p}"),
             other => panic!("{other:?}"),
         }

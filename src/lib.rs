@@ -14,6 +14,7 @@ pub mod control;
 pub mod engine;
 pub mod hydrate;
 pub mod index;
+pub mod io_pool;
 pub mod leases;
 pub mod logs;
 pub mod model;

@@ -191,8 +191,8 @@ impl leaseq::scan::ListingSource for GatedSource {
     fn list_dirs(&self, dir: &Path) -> Result<Vec<String>, leaseq::scan::ListError> {
         FsSource.list_dirs(dir)
     }
-    fn read_small(&self, path: &Path) -> Result<Vec<u8>, leaseq::scan::ListError> {
-        FsSource.read_small(path)
+    fn read_file(&self, path: &Path, max_bytes: u64) -> Result<Vec<u8>, leaseq::scan::ListError> {
+        FsSource.read_file(path, max_bytes)
     }
 }
 

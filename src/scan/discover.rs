@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::listing::{ListError, ListingSource};
+use super::listing::{ListError, ListingSource, SMALL_FILE_BYTES};
 use crate::index::HeartbeatRound;
 use crate::model::Heartbeat;
 use crate::paths::{is_valid_node_name, QueueDir, RunDir};
@@ -104,7 +104,7 @@ pub fn read_heartbeats(source: &dyn ListingSource, run: &RunDir) -> HeartbeatRou
 /// One node's heartbeat, or why it cannot be read.
 pub fn read_heartbeat(source: &dyn ListingSource, run: &RunDir, node: &str) -> Result<Heartbeat, String> {
     let path = run.heartbeat(node);
-    let bytes = source.read_small(&path).map_err(|e| e.describe(&path))?;
+    let bytes = source.read_file(&path, SMALL_FILE_BYTES).map_err(|e| e.describe(&path))?;
     crate::model::from_record::<Heartbeat>(&bytes)
         .map_err(|e| format!("{}: malformed heartbeat: {e}", path.display()))
 }

@@ -47,8 +47,9 @@ pub trait ListingSource: Send + Sync {
     fn list_files(&self, dir: &Path) -> Result<Vec<String>, ListError>;
     /// Names of the subdirectories of `dir`.
     fn list_dirs(&self, dir: &Path) -> Result<Vec<String>, ListError>;
-    /// Reads a small file whole (heartbeats, pause markers).
-    fn read_small(&self, path: &Path) -> Result<Vec<u8>, ListError>;
+    /// Reads a regular file whole, refusing more than `max_bytes` (and
+    /// FIFOs, devices, symlinks: see `store::read_record`).
+    fn read_file(&self, path: &Path, max_bytes: u64) -> Result<Vec<u8>, ListError>;
 }
 
 /// Heartbeats and markers are a few hundred bytes; 1 MiB is no heartbeat.
@@ -104,8 +105,8 @@ impl ListingSource for FsSource {
         FsSource::entries(dir, true)
     }
 
-    fn read_small(&self, path: &Path) -> Result<Vec<u8>, ListError> {
-        crate::store::read_record(path, SMALL_FILE_BYTES).map_err(|e| match e {
+    fn read_file(&self, path: &Path, max_bytes: u64) -> Result<Vec<u8>, ListError> {
+        crate::store::read_record(path, max_bytes).map_err(|e| match e {
             crate::store::RecordError::NotFound => ListError::NotFound,
             other => ListError::Failed(other.describe(path)),
         })

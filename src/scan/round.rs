@@ -94,18 +94,30 @@ impl NodeScanner {
     /// The first part of a round: the small directories of live work
     /// (`inbox/`, `claimed/`, `inbox/`), so running and pending tasks reach
     /// the screen before a large `done/` is listed. Send it as
-    /// `Event::PartialRound`; [`finish_round`](Self::finish_round) completes it.
-    pub fn start_round(&mut self, source: &dyn ListingSource, force: bool) -> Round {
+    /// `Event::PartialRound`; [`finish_round_with`](Self::finish_round_with)
+    /// completes it. `between` is called before each directory is listed.
+    pub fn start_round_with(
+        &mut self,
+        source: &dyn ListingSource,
+        force: bool,
+        between: &mut dyn FnMut(QueueDir),
+    ) -> Round {
         let live = &ROUND_ORDER[..ROUND_ORDER.len() - 1];
-        let outcomes = self.list(live, source, force, &mut |_| {});
+        let outcomes = self.list(live, source, force, between);
         Round { node: self.node.clone(), dirs: outcomes }
     }
 
-    /// The rest of a round started with [`start_round`](Self::start_round):
-    /// `done/`. Send it as `Event::Round`.
-    pub fn finish_round(&mut self, source: &dyn ListingSource, force: bool) -> Round {
+    /// The rest of a round started with
+    /// [`start_round_with`](Self::start_round_with): `done/`. Send it as
+    /// `Event::Round`.
+    pub fn finish_round_with(
+        &mut self,
+        source: &dyn ListingSource,
+        force: bool,
+        between: &mut dyn FnMut(QueueDir),
+    ) -> Round {
         let done = &ROUND_ORDER[ROUND_ORDER.len() - 1..];
-        let outcomes = self.list(done, source, force, &mut |_| {});
+        let outcomes = self.list(done, source, force, between);
         self.rounds += 1;
         Round { node: self.node.clone(), dirs: outcomes }
     }
@@ -218,7 +230,7 @@ mod tests {
         fn list_dirs(&self, _: &std::path::Path) -> Result<Vec<String>, ListError> {
             Ok(Vec::new())
         }
-        fn read_small(&self, _: &std::path::Path) -> Result<Vec<u8>, ListError> {
+        fn read_file(&self, _: &std::path::Path, _: u64) -> Result<Vec<u8>, ListError> {
             Err(ListError::NotFound)
         }
     }

@@ -105,7 +105,8 @@ async fn pump(
     let trace = Trace::from_env(options.started);
     let watchdog = Watchdog::from_env();
     let (reply_tx, replies) = async_channel::unbounded();
-    let background = Background::start(options.roots.clone(), config.clone(), reply_tx);
+    let background =
+        Background::start(options.roots.clone(), config.clone(), options.source.clone(), reply_tx);
     let max_tasks = options.max_tasks.unwrap_or(config.max_tasks_display).max(1);
     let mut app = App::new(config.clone(), max_tasks, Arc::new(Index::new(config.hb_stale_s)));
     for notice in &options.notices {

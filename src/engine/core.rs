@@ -1,0 +1,642 @@
+//! The engine's decisions, with no I/O in them: which listing, heartbeat
+//! read, node discovery and file reads to start next, and when to wake.
+//!
+//! [`EngineCore::on`] takes one [`Input`] (a timer expiry, a finished job,
+//! a control from the UI, a newer index) and returns [`Outputs`]: jobs to
+//! start, events to fold into the index and the next wake-up. The same
+//! core runs the dashboard (jobs on a bounded thread pool, see
+//! `engine::Engine`), the one-shot commands (`oneshot::build`, until
+//! [`Outputs::settled`]) and the NFS-model fuzz target (jobs executed in
+//! an order the fuzzer picks, see `check`).
+//!
+//! Owns: per-source scheduling (cadence, one job in flight per source, a
+//! refresh that arrives while a job runs re-runs it once it is done), the
+//! cap on listings in flight, the read planner. Must not: touch a file,
+//! read a clock, or decide a task's state (the index does).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::jobs::{Completion, Job, ListJob, Part};
+use crate::hydrate::{ReadJob, ReadPlanner};
+use crate::index::{DirOutcome, Event, Index, Round, TaskId};
+use crate::paths::RunDir;
+use crate::scan::{Cadence, NodeScanner};
+
+/// Time since the core was made. The runtime passes a monotonic clock's
+/// elapsed time; the fuzzer passes whatever it likes.
+pub type Now = Duration;
+
+/// Which task files to read after listing them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// Names only.
+    None,
+    /// Results of listed results, so FINISHED and FAILED are exact.
+    Results,
+    /// Results and specs (commands, submit times).
+    All,
+}
+
+/// How the core schedules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Keep watching: sources repeat on their cadence (the dashboard).
+    Watch,
+    /// Look once and say when everything is known (`status`, `tasks`):
+    /// one forced round per node, a second where a task is unaccounted
+    /// for after it, every owed read tried once.
+    Settle,
+}
+
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    pub mode: Mode,
+    pub reads: Reads,
+    /// Node rounds while things change (ui.refresh_s), and heartbeat reads.
+    pub base: Duration,
+    /// Node rounds back off to this while nothing changes.
+    pub idle_max: Duration,
+    /// Every this many rounds a node ignores directory stamps.
+    pub full_rescan_every: u32,
+    /// How often the node list and pause markers are looked at.
+    pub discovery_every: Duration,
+    /// Listings (discovery, heartbeats, node rounds) in flight at once.
+    pub max_listings: usize,
+    /// Files per read job, and read jobs in flight at once.
+    pub read_batch: usize,
+    pub reads_in_flight: usize,
+    /// A read whose file had moved is tried again after this; `None`: never.
+    pub retry_reads_after: Option<Duration>,
+}
+
+impl CoreConfig {
+    /// The dashboard's: spec cadence (2 s while changing, up to 10 s idle),
+    /// a full rescan every 15 rounds, reads one batch at a time.
+    pub fn watch(refresh_s: u64) -> CoreConfig {
+        CoreConfig {
+            mode: Mode::Watch,
+            reads: Reads::All,
+            base: Duration::from_secs(refresh_s.max(1)),
+            idle_max: Duration::from_secs(10),
+            full_rescan_every: 15,
+            discovery_every: Duration::from_secs(5),
+            max_listings: 4,
+            read_batch: 256,
+            reads_in_flight: 1,
+            retry_reads_after: Some(Duration::from_secs(3)),
+        }
+    }
+
+    /// The one-shot commands': everything at once on `threads` threads.
+    pub fn settle(reads: Reads, threads: usize) -> CoreConfig {
+        CoreConfig {
+            mode: Mode::Settle,
+            reads,
+            max_listings: threads.max(1),
+            read_batch: 512,
+            reads_in_flight: threads.max(1),
+            retry_reads_after: None,
+            ..CoreConfig::watch(2)
+        }
+    }
+}
+
+/// What the core is told.
+#[derive(Debug)]
+pub enum Input {
+    /// Time passed (a wake-up asked for, or any other reason to look).
+    Tick,
+    /// List everything again now, ignoring directory stamps.
+    Refresh,
+    /// Stop or resume starting jobs (the UI's "pause auto-refresh").
+    SetPaused(bool),
+    /// Rows on screen: read their files before anything else.
+    Visible(Vec<TaskId>),
+    /// The index given with this input is newer than the last one.
+    IndexChanged,
+    /// A job the core asked for has finished.
+    Done(Completion),
+    /// Start nothing more.
+    Stop,
+}
+
+/// What the core wants done.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    pub jobs: Vec<Job>,
+    pub events: Vec<Event>,
+    /// Call [`EngineCore::on`] with [`Input::Tick`] at this time, at the
+    /// latest; `None`: only when something else happens.
+    pub wake_at: Option<Now>,
+    /// Settle mode: everything was looked at and every read tried.
+    pub settled: bool,
+}
+
+/// One source's schedule: at most one job in flight, a refresh during it
+/// kept as `dirty`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Schedule {
+    busy: bool,
+    dirty: bool,
+    due: Option<Now>,
+    runs: u64,
+}
+
+impl Schedule {
+    fn due_now(&self, now: Now) -> bool {
+        !self.busy && self.due.is_some_and(|due| due <= now)
+    }
+
+    /// A refresh: now if idle, again right after the job if busy.
+    fn refresh(&mut self, now: Now) {
+        if self.busy {
+            self.dirty = true;
+        } else {
+            self.due = Some(now);
+        }
+    }
+
+    fn started(&mut self) {
+        self.busy = true;
+        self.dirty = false;
+    }
+
+    /// The job finished; the next run is `next` from now, or at once if a
+    /// refresh came meanwhile.
+    fn finished(&mut self, now: Now, next: Option<Duration>) -> bool {
+        self.busy = false;
+        self.runs += 1;
+        let refreshed = self.dirty;
+        self.dirty = false;
+        self.due = if refreshed { Some(now) } else { next.map(|wait| now + wait) };
+        refreshed
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum NodePhase {
+    /// Waiting for its next round.
+    Idle,
+    /// The live part (inbox, claimed, inbox) is being listed.
+    Live,
+    /// The live part is in; `done/` waits for a listing slot.
+    BetweenParts,
+    /// `done/` is being listed.
+    Done,
+}
+
+struct NodeSlot {
+    name: Arc<str>,
+    /// Lent to the listing job while one runs.
+    scanner: Option<Box<NodeScanner>>,
+    cadence: Cadence,
+    phase: NodePhase,
+    schedule: Schedule,
+    /// This round ignores stamps.
+    force: bool,
+    /// A refresh asked for a full rescan.
+    force_next: bool,
+    changed: bool,
+    /// Settle mode: this node's last round must be checked for tasks
+    /// unaccounted for once the index has it.
+    check_after_round: bool,
+}
+
+pub struct EngineCore {
+    config: CoreConfig,
+    run: RunDir,
+    now: Now,
+    paused: bool,
+    stopped: bool,
+    discovery: Schedule,
+    heartbeats: Schedule,
+    nodes: Vec<NodeSlot>,
+    by_name: HashMap<Arc<str>, usize>,
+    paused_nodes: HashSet<String>,
+    planner: ReadPlanner,
+    reads_in_flight: usize,
+    /// The last read plan came back empty (settle mode waits for this).
+    reads_exhausted: bool,
+    /// Reads just completed: plan no more until the caller's index has
+    /// their events (the next call).
+    reads_planned_after_fold: bool,
+}
+
+impl EngineCore {
+    pub fn new(run: RunDir, config: CoreConfig) -> EngineCore {
+        let start = Some(Duration::ZERO);
+        EngineCore {
+            planner: ReadPlanner::new(config.retry_reads_after),
+            config,
+            run,
+            now: Duration::ZERO,
+            paused: false,
+            stopped: false,
+            discovery: Schedule { due: start, ..Schedule::default() },
+            heartbeats: Schedule { due: start, ..Schedule::default() },
+            nodes: Vec::new(),
+            by_name: HashMap::new(),
+            paused_nodes: HashSet::new(),
+            reads_in_flight: 0,
+            reads_exhausted: false,
+            reads_planned_after_fold: false,
+        }
+    }
+
+    pub fn run_dir(&self) -> &RunDir {
+        &self.run
+    }
+
+    /// Whether a newer index could start reads (the runtime then tells the
+    /// core about new snapshots; otherwise it need not wake for them).
+    pub fn wants_index_changes(&self) -> bool {
+        self.config.reads != Reads::None
+            && self.reads_in_flight < self.config.reads_in_flight
+            && !self.stopped
+    }
+
+    /// Listing and read jobs in flight (for tests and the fuzzer).
+    pub fn jobs_in_flight(&self) -> usize {
+        let listings =
+            self.nodes.iter().filter(|n| matches!(n.phase, NodePhase::Live | NodePhase::Done)).count();
+        listings + usize::from(self.discovery.busy) + usize::from(self.heartbeats.busy) + self.reads_in_flight
+    }
+
+    /// The nodes known so far.
+    pub fn node_names(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.nodes.iter().map(|n| &n.name)
+    }
+
+    /// Rounds a node has completed.
+    pub fn rounds_of(&self, node: &str) -> u64 {
+        self.by_name.get(node).map_or(0, |&i| self.nodes[i].schedule.runs)
+    }
+
+    pub fn on(&mut self, now: Now, input: Input, index: &Index) -> Outputs {
+        self.now = self.now.max(now);
+        let mut out = Outputs::default();
+        // Before the input: a round just completed is checked on the next
+        // call, once the caller has folded its events into `index`.
+        if !self.stopped {
+            self.settle_checks(index);
+        }
+        match input {
+            Input::Tick | Input::IndexChanged => {}
+            Input::Refresh => self.refresh(),
+            Input::SetPaused(paused) => {
+                self.paused = paused;
+                if !paused {
+                    self.refresh();
+                }
+            }
+            Input::Visible(ids) => self.planner.hint(ids),
+            Input::Done(completion) => self.completed(completion, &mut out),
+            Input::Stop => self.stopped = true,
+        }
+        if !self.stopped {
+            if !self.paused {
+                self.start_listings(&mut out);
+            }
+            self.start_reads(index, &mut out);
+        }
+        out.wake_at = self.next_wake();
+        out.settled = self.settled();
+        out
+    }
+
+    fn refresh(&mut self) {
+        let now = self.now;
+        self.discovery.refresh(now);
+        self.heartbeats.refresh(now);
+        for node in &mut self.nodes {
+            node.schedule.refresh(now);
+            node.force_next = true;
+            node.cadence.reset();
+        }
+    }
+
+    fn watching(&self) -> bool {
+        self.config.mode == Mode::Watch
+    }
+
+    fn completed(&mut self, completion: Completion, out: &mut Outputs) {
+        let now = self.now;
+        match completion {
+            Completion::Discovered { nodes, paused } => {
+                let next = self.watching().then_some(self.config.discovery_every);
+                self.discovery.finished(now, next);
+                out.events.push(Event::LeaseScan(nodes.problem));
+                for name in nodes.names {
+                    self.add_node(&name);
+                }
+                for (node, is_paused) in paused {
+                    let known = self.paused_nodes.contains(&node);
+                    if is_paused != known {
+                        if is_paused {
+                            self.paused_nodes.insert(node.clone());
+                        } else {
+                            self.paused_nodes.remove(&node);
+                        }
+                        out.events.push(Event::NodePaused { node: node.into(), paused: is_paused });
+                    }
+                }
+            }
+            Completion::Heartbeats { beats, unix_now } => {
+                let next = self.watching().then_some(self.config.base);
+                self.heartbeats.finished(now, next);
+                out.events.push(Event::Tick(unix_now));
+                out.events.push(Event::Heartbeats(beats));
+            }
+            Completion::Listed { part, scanner, round } => self.listed(part, scanner, round, out),
+            Completion::Read { results } => {
+                self.reads_in_flight = self.reads_in_flight.saturating_sub(1);
+                for (key, event) in results {
+                    self.planner.finished(key, now, event.is_none());
+                    out.events.extend(event);
+                }
+                // The next batch is planned from an index that has these.
+                self.reads_planned_after_fold = true;
+            }
+        }
+    }
+
+    fn add_node(&mut self, name: &str) {
+        if self.by_name.contains_key(name) {
+            return;
+        }
+        let name: Arc<str> = Arc::from(name);
+        let c = &self.config;
+        self.by_name.insert(name.clone(), self.nodes.len());
+        self.nodes.push(NodeSlot {
+            scanner: Some(Box::new(NodeScanner::new(&self.run, &name))),
+            name,
+            cadence: Cadence::new(c.base, c.idle_max, c.full_rescan_every),
+            phase: NodePhase::Idle,
+            schedule: Schedule { due: Some(self.now), ..Schedule::default() },
+            force: false,
+            force_next: false,
+            changed: false,
+            check_after_round: false,
+        });
+    }
+
+    fn listed(&mut self, part: Part, scanner: Box<NodeScanner>, round: Round, out: &mut Outputs) {
+        let now = self.now;
+        let watching = self.watching();
+        let Some(&i) = self.by_name.get(scanner.node()) else { return };
+        let node = &mut self.nodes[i];
+        node.scanner = Some(scanner);
+        node.changed |= round.dirs.iter().any(|(_, o)| matches!(o, DirOutcome::Changed { .. }));
+        match part {
+            Part::Live => {
+                node.phase = NodePhase::BetweenParts;
+                out.events.push(Event::PartialRound(round));
+            }
+            Part::Done => {
+                node.phase = NodePhase::Idle;
+                out.events.push(Event::Round(round));
+                let wait = node.cadence.after_round(std::mem::take(&mut node.changed));
+                let refreshed = node.schedule.finished(now, watching.then_some(wait));
+                if refreshed {
+                    node.force_next = true;
+                    node.cadence.reset();
+                }
+                node.check_after_round = !watching && node.schedule.runs == 1;
+            }
+        }
+    }
+
+    /// Settle mode: a node whose first round left a task unaccounted for
+    /// (caught between two listings) gets one more round, which settles it
+    /// (moved, or really lost).
+    fn settle_checks(&mut self, index: &Index) {
+        for node in &mut self.nodes {
+            if std::mem::take(&mut node.check_after_round)
+                && index.find_node(&node.name).is_some_and(|id| index.unaccounted_on(id) > 0)
+            {
+                node.schedule.due = Some(self.now);
+            }
+        }
+    }
+
+    fn listings_in_flight(&self) -> usize {
+        let nodes =
+            self.nodes.iter().filter(|n| matches!(n.phase, NodePhase::Live | NodePhase::Done)).count();
+        nodes + usize::from(self.discovery.busy) + usize::from(self.heartbeats.busy)
+    }
+
+    fn start_listings(&mut self, out: &mut Outputs) {
+        let now = self.now;
+        let mut free = self.config.max_listings.saturating_sub(self.listings_in_flight());
+        // Rounds already half done first: their live part is on screen and
+        // their done/ part completes them.
+        for node in &mut self.nodes {
+            if free == 0 {
+                return;
+            }
+            if node.phase == NodePhase::BetweenParts {
+                let Some(scanner) = node.scanner.take() else { continue };
+                node.phase = NodePhase::Done;
+                out.jobs.push(Job::List(ListJob::new(Part::Done, node.force, scanner)));
+                free -= 1;
+            }
+        }
+        if free > 0 && self.discovery.due_now(now) {
+            self.discovery.started();
+            out.jobs.push(Job::Discover);
+            free -= 1;
+        }
+        if free > 0 && self.heartbeats.due_now(now) {
+            self.heartbeats.started();
+            out.jobs.push(Job::Heartbeats);
+            free -= 1;
+        }
+        // Then the nodes due longest ago.
+        let mut due: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].phase == NodePhase::Idle && self.nodes[i].schedule.due_now(now))
+            .collect();
+        due.sort_by_key(|&i| self.nodes[i].schedule.due);
+        let settle = !self.watching();
+        for i in due.into_iter().take(free) {
+            let node = &mut self.nodes[i];
+            let Some(scanner) = node.scanner.take() else { continue };
+            node.force = settle || std::mem::take(&mut node.force_next) || node.cadence.next_is_full();
+            node.phase = NodePhase::Live;
+            node.schedule.started();
+            out.jobs.push(Job::List(ListJob::new(Part::Live, node.force, scanner)));
+        }
+    }
+
+    fn start_reads(&mut self, index: &Index, out: &mut Outputs) {
+        if std::mem::take(&mut self.reads_planned_after_fold) {
+            self.reads_exhausted = false;
+            return;
+        }
+        if self.config.reads == Reads::None {
+            self.reads_exhausted = true;
+            return;
+        }
+        while self.reads_in_flight < self.config.reads_in_flight {
+            let specs = self.config.reads == Reads::All;
+            let jobs: Vec<ReadJob> =
+                self.planner.next_batch(index, &self.run, self.config.read_batch, specs, self.now);
+            if jobs.is_empty() {
+                self.reads_exhausted = true;
+                return;
+            }
+            self.reads_exhausted = false;
+            self.planner.started(&jobs);
+            self.reads_in_flight += 1;
+            out.jobs.push(Job::Read(jobs));
+        }
+    }
+
+    /// When `node`'s next round falls due, if it is waiting for one.
+    pub fn next_round_of(&self, node: &str) -> Option<Now> {
+        let slot = &self.nodes[*self.by_name.get(node)?];
+        (slot.phase == NodePhase::Idle).then_some(slot.schedule.due).flatten()
+    }
+
+    /// The next wake-up the core wants (as in [`Outputs::wake_at`]).
+    pub fn next_wake(&self) -> Option<Now> {
+        if self.stopped || self.paused {
+            return None;
+        }
+        let idle_nodes = self.nodes.iter().filter(|n| n.phase == NodePhase::Idle).map(|n| &n.schedule);
+        let mut dues = [&self.discovery, &self.heartbeats]
+            .into_iter()
+            .chain(idle_nodes)
+            .filter(|s| !s.busy)
+            .filter_map(|s| s.due);
+        let first = dues.next()?;
+        let earliest = dues.fold(first, Now::min);
+        // A source due already waits for a listing slot: a finishing job
+        // wakes the core, no timer needed.
+        (earliest > self.now).then_some(earliest)
+    }
+
+    fn settled(&self) -> bool {
+        if self.watching() {
+            return false;
+        }
+        let looked = self.discovery.runs > 0 && self.heartbeats.runs > 0;
+        let nodes_done = self.nodes.iter().all(|n| {
+            n.phase == NodePhase::Idle
+                && !n.check_after_round
+                && !n.schedule.due_now(self.now)
+                && n.schedule.runs > 0
+        });
+        looked && nodes_done && self.reads_in_flight == 0 && self.reads_exhausted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::ListingSource;
+    use crate::sim::nfs::NfsModel;
+
+    fn model() -> NfsModel {
+        let model = NfsModel::new(&["a", "b"], 60, 1_736_000_000);
+        model.restart_runner(0);
+        model.restart_runner(1);
+        model.set_move_bound(false);
+        model
+    }
+
+    /// Runs every job at once and delivers it; returns the listings made.
+    fn run_all(
+        core: &mut EngineCore,
+        now: Now,
+        index: &mut Index,
+        fs: &dyn ListingSource,
+        mut jobs: Vec<Job>,
+    ) -> usize {
+        let mut listings = 0;
+        while let Some(job) = jobs.pop() {
+            listings += usize::from(matches!(job, Job::List(_)));
+            let completion = job.execute(fs, &fs_run(fs), 1_736_000_000);
+            let out = core.on(now, Input::Done(completion), index);
+            out.events.into_iter().for_each(|e| index.apply(e));
+            jobs.extend(out.jobs);
+            jobs.extend(core.on(now, Input::IndexChanged, index).jobs);
+        }
+        listings
+    }
+
+    fn fs_run(_: &dyn ListingSource) -> RunDir {
+        model().run_dir().clone()
+    }
+
+    #[test]
+    fn a_refresh_during_a_listing_relists_that_node_once_it_is_done() {
+        let model = model();
+        let mut index = Index::new(60);
+        let mut core = EngineCore::new(model.run_dir().clone(), CoreConfig::watch(2));
+        let first = core.on(Duration::ZERO, Input::Tick, &index).jobs;
+        run_all(&mut core, Duration::ZERO, &mut index, &model, first);
+        let t = Duration::from_secs(20);
+        let mut out = core.on(t, Input::Tick, &index);
+        let live =
+            out.jobs.iter().position(|j| matches!(j, Job::List(l) if l.node() == "a")).expect("a is due");
+        let job = out.jobs.swap_remove(live);
+        // The refresh comes while a's live part is being listed.
+        let refreshed = core.on(t, Input::Refresh, &index);
+        assert!(
+            !refreshed.jobs.iter().any(|j| matches!(j, Job::List(l) if l.node() == "a")),
+            "one listing of a node at a time"
+        );
+        let done = core.on(t, Input::Done(job.execute(&model, model.run_dir(), 0)), &index);
+        let Some(Job::List(rest)) =
+            done.jobs.into_iter().find(|j| matches!(j, Job::List(l) if l.node() == "a"))
+        else {
+            panic!("a's done/ part follows")
+        };
+        assert_eq!(rest.part(), Part::Done);
+        let after = core.on(t, Input::Done(Job::List(rest).execute(&model, model.run_dir(), 0)), &index);
+        let again = after.jobs.iter().find_map(|j| match j {
+            Job::List(l) if l.node() == "a" => Some((l.part(), l.force())),
+            _ => None,
+        });
+        assert_eq!(again, Some((Part::Live, true)), "the refresh is not lost: a full round starts at once");
+    }
+
+    #[test]
+    fn listings_in_flight_stay_under_the_cap_and_paused_starts_nothing() {
+        let model = NfsModel::new(&["a", "b", "c", "d", "e", "f"], 60, 1_736_000_000);
+        let index = Index::new(60);
+        let config = CoreConfig { max_listings: 2, ..CoreConfig::watch(2) };
+        let mut core = EngineCore::new(model.run_dir().clone(), config);
+        let out = core.on(Duration::ZERO, Input::Tick, &index);
+        assert_eq!(out.jobs.len(), 2, "discovery and heartbeats fill the two slots");
+        let discover = out.jobs.into_iter().find(|j| matches!(j, Job::Discover)).unwrap();
+        let out = core.on(Duration::ZERO, Input::Done(discover.execute(&model, model.run_dir(), 0)), &index);
+        assert_eq!(out.jobs.len(), 1, "six nodes due, one free slot");
+        assert_eq!(core.jobs_in_flight(), 2);
+        core.on(Duration::ZERO, Input::SetPaused(true), &index);
+        let out = core.on(Duration::from_secs(60), Input::Tick, &index);
+        assert!(out.jobs.is_empty() && out.wake_at.is_none(), "paused: no jobs, no timer");
+    }
+
+    #[test]
+    fn settle_mode_settles_once_everything_was_listed_and_read() {
+        let model = model();
+        model.submit(0);
+        let name = model.submit(1);
+        model.claim(1, 0);
+        model.write_result(1, 0, 3);
+        model.archive_spec(1, 0);
+        let mut index = Index::new(60);
+        let mut core = EngineCore::new(model.run_dir().clone(), CoreConfig::settle(Reads::All, 2));
+        let first = core.on(Duration::ZERO, Input::Tick, &index);
+        assert!(!first.settled);
+        let listings = run_all(&mut core, Duration::ZERO, &mut index, &model, first.jobs);
+        assert_eq!(listings, 4, "two nodes, two parts each, once");
+        assert!(core.on(Duration::ZERO, Input::Tick, &index).settled);
+        let task = index.task(index.find(&name).unwrap()).unwrap();
+        assert_eq!((task.state, task.exit_code), (crate::index::TaskState::Failed, Some(3)));
+        assert_eq!(index.unread_count(), 0);
+    }
+}

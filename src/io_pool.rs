@@ -1,0 +1,199 @@
+//! A fixed number of threads for blocking filesystem work.
+//!
+//! `smol::unblock` grows its pool to hundreds of threads; on a hung NFS
+//! mount every new request would then park one more thread forever. Here
+//! a service gets at most `threads` of them: work beyond that waits in a
+//! queue, and queued work with a key is replaced by newer work with the
+//! same key (a newer page, a newer details load) before it ever runs.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+type Work = Box<dyn FnOnce() + Send>;
+
+struct Queued {
+    key: Option<String>,
+    work: Work,
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Queued>,
+    idle: usize,
+    threads: usize,
+    closed: bool,
+}
+
+struct Inner {
+    name: String,
+    cap: usize,
+    state: Mutex<State>,
+    ready: Condvar,
+    /// Work started and not yet finished (a hung call stays counted).
+    running: AtomicUsize,
+}
+
+/// Cloning shares the pool.
+#[derive(Clone)]
+pub struct IoPool {
+    inner: Arc<Inner>,
+}
+
+impl IoPool {
+    /// Threads are started as work needs them, up to `cap`.
+    pub fn new(name: &str, cap: usize) -> IoPool {
+        let inner = Inner {
+            name: name.to_string(),
+            cap: cap.max(1),
+            state: Mutex::new(State::default()),
+            ready: Condvar::new(),
+            running: AtomicUsize::new(0),
+        };
+        IoPool { inner: Arc::new(inner) }
+    }
+
+    pub fn cap(&self) -> usize {
+        self.inner.cap
+    }
+
+    /// Threads started so far (never more than the cap).
+    pub fn threads(&self) -> usize {
+        self.state().threads
+    }
+
+    /// Work running now, hung calls included.
+    pub fn running(&self) -> usize {
+        self.inner.running.load(Ordering::SeqCst)
+    }
+
+    pub fn queued(&self) -> usize {
+        self.state().queue.len()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `work` on a pool thread. With a `key`, work of the same key
+    /// still waiting in the queue is dropped: only the newest runs.
+    pub fn execute(&self, key: Option<String>, work: impl FnOnce() + Send + 'static) {
+        let mut state = self.state();
+        if state.closed {
+            return;
+        }
+        if let Some(key) = &key {
+            state.queue.retain(|queued| queued.key.as_ref() != Some(key));
+        }
+        state.queue.push_back(Queued { key, work: Box::new(work) });
+        if state.idle == 0 && state.threads < self.inner.cap {
+            state.threads += 1;
+            let inner = self.inner.clone();
+            let spawned = std::thread::Builder::new().name(inner.name.clone()).spawn(move || worker(&inner));
+            if spawned.is_err() {
+                state.threads -= 1;
+            }
+        }
+        drop(state);
+        self.inner.ready.notify_one();
+    }
+
+    /// Runs `work` on a pool thread and waits for its value without
+    /// blocking the executor; `None` if newer work of the same key
+    /// replaced it before it started, or the pool closed.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        key: Option<String>,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let (tx, rx) = async_channel::bounded(1);
+        self.execute(key, move || {
+            let _ = tx.try_send(work());
+        });
+        rx.recv().await.ok()
+    }
+}
+
+/// Held by the pool's owner: dropping it closes the pool (idle threads
+/// end, queued work is dropped; a hung call ends its thread when it
+/// returns, if ever).
+pub struct PoolGuard(pub IoPool);
+
+impl Drop for PoolGuard {
+    fn drop(&mut self) {
+        let mut state = self.0.state();
+        state.closed = true;
+        state.queue.clear();
+        drop(state);
+        self.0.inner.ready.notify_all();
+    }
+}
+
+fn worker(inner: &Inner) {
+    loop {
+        let work = {
+            let mut state = inner.state.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if let Some(queued) = state.queue.pop_front() {
+                    break queued.work;
+                }
+                if state.closed {
+                    state.threads -= 1;
+                    return;
+                }
+                state.idle += 1;
+                state = inner.ready.wait(state).unwrap_or_else(|p| p.into_inner());
+                state.idle -= 1;
+            }
+        };
+        inner.running.fetch_add(1, Ordering::SeqCst);
+        // A panic in one piece of work must not take the thread's slot.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+        inner.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn hung_work_never_takes_more_than_the_cap_and_newer_work_replaces_queued_work() {
+        let pool = IoPool::new("test-pool", 2);
+        let guard = PoolGuard(pool.clone());
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let release_rx = Arc::new(Mutex::new(release_rx));
+        for _ in 0..2 {
+            let rx = release_rx.clone();
+            pool.execute(None, move || {
+                let _ = rx.lock().unwrap().recv();
+            });
+        }
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        for i in 0..50 {
+            let ran = ran.clone();
+            pool.execute(Some("page".into()), move || ran.lock().unwrap().push(i));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(pool.threads(), 2, "two hung calls, fifty more requests: still two threads");
+        assert_eq!(pool.queued(), 1, "only the newest of the keyed requests waits");
+        release_tx.send(()).unwrap();
+        release_tx.send(()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while ran.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(*ran.lock().unwrap(), vec![49]);
+        drop(guard);
+    }
+
+    #[test]
+    fn a_panicking_job_keeps_its_thread() {
+        let pool = IoPool::new("test-pool", 1);
+        pool.execute(None, || panic!("boom"));
+        let value = smol::block_on(pool.run(None, || 7));
+        assert_eq!(value, Some(7));
+        assert_eq!(pool.threads(), 1);
+    }
+}
