@@ -4,9 +4,11 @@
 //! inputs by the tests below.
 //!
 //! Owns: the decoding of bytes into operations (no `arbitrary` dependency
-//! in the library), the driver that runs real [`NodeScanner`]s against the
-//! simulated NFS of [`crate::sim::nfs`] into a real [`Index`], and the
-//! invariants, which panic with a message naming the step, the task and
+//! in the library), the driver that runs the engine's real core
+//! ([`EngineCore`], the one the dashboard and the one-shot commands run)
+//! against the simulated NFS of [`crate::sim::nfs`], executing and
+//! delivering its jobs in the order the input picks, into a real
+//! [`Index`], and the invariants, which panic with a message naming the step, the task and
 //! the recent operations. Must not: touch the real filesystem.
 //!
 //! # `check_nfs_model` input format
@@ -412,6 +414,8 @@ pub struct NfsCheck {
     max_tasks: usize,
     step: usize,
     trail: Vec<Op>,
+    /// Events were folded since the views were last checked.
+    folded_since_check: bool,
 }
 
 impl NfsCheck {
@@ -457,6 +461,7 @@ impl NfsCheck {
             max_tasks: 0,
             step: 0,
             trail: Vec::new(),
+            folded_since_check: false,
         };
         // The node list first, as the dashboard starts.
         check.feed(CoreInput::Tick);
@@ -543,6 +548,11 @@ impl NfsCheck {
                 }
             }
         }
+        // After each operation rather than each delivery: a round's two
+        // parts are one step, and the checks are most of an execution.
+        if std::mem::take(&mut self.folded_since_check) {
+            self.check_views();
+        }
     }
 
     fn refresh(&mut self) {
@@ -597,6 +607,7 @@ impl NfsCheck {
         }
         if folded {
             self.check_invariants();
+            self.folded_since_check = true;
         }
     }
 
@@ -811,6 +822,9 @@ impl NfsCheck {
         if self.core.jobs_in_flight() != 0 {
             self.fail(format!("{} jobs never completed", self.core.jobs_in_flight()));
         }
+        if let Err(message) = check_counts(&self.index) {
+            self.fail(message);
+        }
         for stem in self.model.stems() {
             let truth = self.model.truth_state(&stem);
             match self.index.find(&stem) {
@@ -860,9 +874,6 @@ impl NfsCheck {
             self.fail(format!("task_count fell from {} to {count}", self.max_tasks));
         }
         self.max_tasks = count;
-        if let Some(stem) = self.seen.iter().find(|s| self.index.find(s).is_none()) {
-            self.fail(format!("{stem} was listed once and is no longer in the index"));
-        }
         for id in 0..count {
             let task = self.index.task(id as TaskId).expect("ids are dense");
             let now = task.state;
@@ -886,7 +897,16 @@ impl NfsCheck {
             }
         }
         self.states = (0..count).map(|id| self.index.task(id as TaskId).expect("dense").state).collect();
-        if let Err(message) = check_counts(&self.index) {
+    }
+
+    /// Counts equal rows: once per operation, the per-state views of one
+    /// state per step in turn (the dearest check; all of them at the end).
+    fn check_views(&self) {
+        if let Some(stem) = self.seen.iter().find(|s| self.index.find(s).is_none()) {
+            self.fail(format!("{stem} was listed once and is no longer in the index"));
+        }
+        let only = TaskState::ALL[self.step % TaskState::ALL.len()];
+        if let Err(message) = check_counts_of(&self.index, Some(only)) {
             self.fail(message);
         }
     }
@@ -945,6 +965,13 @@ fn apply_move(model: &NfsModel, m: &Move) {
 /// state, in both orders; and the index's own tallies (unaccounted,
 /// unread) equal what its tasks say.
 pub fn check_counts(index: &Index) -> Result<(), String> {
+    check_counts_of(index, None)
+}
+
+/// As [`check_counts`], the per-state views of `only` (all states if None).
+pub fn check_counts_of(index: &Index, only: Option<TaskState>) -> Result<(), String> {
+    let states: Vec<TaskState> =
+        TaskState::ALL.into_iter().filter(|s| only.is_none_or(|o| o == *s)).collect();
     let total = index.task_count();
     let states_total: u64 = TaskState::ALL.iter().map(|&s| index.count(s)).sum();
     if states_total != total as u64 {
@@ -958,7 +985,7 @@ pub fn check_counts(index: &Index) -> Result<(), String> {
         if ids.len() != total || unique.len() != total || index.view_total(&all) != total as u64 {
             return Err(format!("{order:?}: {} rows ({} unique) for {total} tasks", ids.len(), unique.len()));
         }
-        for state in TaskState::ALL {
+        for &state in &states {
             let view = ViewSpec { states: StateSet::of(&[state]), order, node: None };
             let ids = rows(&view);
             if ids.len() as u64 != index.count(state) || index.view_total(&view) != index.count(state) {
@@ -981,7 +1008,7 @@ pub fn check_counts(index: &Index) -> Result<(), String> {
                 info.total()
             ));
         }
-        for state in TaskState::ALL {
+        for &state in &states {
             for order in [Order::StateThenNewest, Order::SeqInNode] {
                 let view = ViewSpec { node: Some(node), states: StateSet::of(&[state]), order };
                 let n = rows(&view).len() as u64;
