@@ -3,8 +3,12 @@
 //! back as a [`Reply`] carrying its data.
 //!
 //! Owns: log followers, log pages, details reads, searches, actions, and
-//! the lease list with its Slurm states. Superseded work (an older follow
-//! or search) stops cooperatively through generation counters.
+//! the lease list with its Slurm states. Filesystem work runs on a pool of
+//! [`BACKGROUND_IO_THREADS`] threads, one job per kind in the queue (a
+//! newer page, details load, search step or follow poll replaces a queued
+//! older one; superseded work that already runs stops cooperatively
+//! through generation counters); Slurm has its own thread, so a hung
+//! `squeue` holds nothing else up.
 
 use crate::task_logs::{LogLocation, LogStream};
 use std::collections::HashMap;
@@ -19,19 +23,26 @@ use smol::{Executor, Timer};
 use crate::actions::{self, ActionContext};
 use crate::control::find_spec;
 use crate::index::{Index, TaskId, TaskState, ViewSpec};
+use crate::io_pool::{IoPool, JobKey};
 use crate::leases::{discover_leases, LeaseInfo, LeaseKind};
 use crate::logs::{self, FollowMode, FollowRequest, LogPaths, Stream};
 use crate::model::LeaseMeta;
 use crate::paths::{Roots, RunDir, UiConfig};
 use crate::scan::ListingSource;
 use crate::slurm::{self, LeaseSlurmState, SlurmPoller};
-use crate::ui::messages::{LeaseRow, LogStreams, Reply, Request, SearchQuery, TaskDetails};
+use crate::ui::messages::{LeaseRow, LogStreams, Reply, Request, SearchProgress, SearchQuery, TaskDetails};
 
 /// Tasks examined per search step; between steps the search checks that
 /// it is still wanted and streams what it found.
 const SEARCH_CHUNK: usize = 8192;
 /// Bytes a log page may read.
 const PAGE_BYTES: u64 = 1 << 20;
+/// Threads for the background's filesystem work, all of it together: on
+/// a hung mount at most this many hang, and the rest of the dashboard
+/// (and Slurm, on its own thread) goes on.
+pub const BACKGROUND_IO_THREADS: usize = 4;
+/// Tasks whose err file the has-stderr filter looks at per step.
+const STDERR_CHUNK: usize = 512;
 
 pub struct Background {
     requests: Sender<Request>,
@@ -72,12 +83,17 @@ struct Worker {
     config: UiConfig,
     replies: Sender<Reply>,
     follow_generation: Arc<AtomicU64>,
-    search_generation: AtomicU64,
+    search_generation: Arc<AtomicU64>,
     board: std::sync::Mutex<LeaseBoard>,
     /// Wakes for the two lease loops (capacity 1: a wake is pending or not).
     listing_wake: (Sender<()>, Receiver<()>),
     slurm_wake: (Sender<()>, Receiver<()>),
     force_refresh: std::sync::atomic::AtomicBool,
+    io: IoPool,
+    slurm: IoPool,
+    /// Actions running now, by description: the same one asked for again
+    /// meanwhile is not run twice.
+    acting: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Worker {
@@ -88,11 +104,14 @@ impl Worker {
             config,
             replies,
             follow_generation: Arc::new(AtomicU64::new(0)),
-            search_generation: AtomicU64::new(0),
+            search_generation: Arc::new(AtomicU64::new(0)),
             board: std::sync::Mutex::new(LeaseBoard::default()),
             listing_wake: async_channel::bounded(1),
             slurm_wake: async_channel::bounded(1),
             force_refresh: std::sync::atomic::AtomicBool::new(false),
+            io: IoPool::new("leaseq-bg-io", BACKGROUND_IO_THREADS),
+            slurm: IoPool::new("leaseq-slurm", 1),
+            acting: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -124,11 +143,10 @@ async fn dispatch(ex: Arc<Executor<'static>>, worker: Arc<Worker>, incoming: Rec
                 };
                 ex.spawn(async move {
                     // Which file a running task writes is a stat away: not on the pump.
-                    let paths = smol::unblock(move || LogPaths {
-                        stdout: stdout.resolve(),
-                        stderr: stderr.resolve(),
-                    })
-                    .await;
+                    let resolve = move || LogPaths { stdout: stdout.resolve(), stderr: stderr.resolve() };
+                    let Some(paths) = w.io.run(JobKey::new("follow", generation), resolve).await else {
+                        return;
+                    };
                     let request = FollowRequest::new(generation, paths, mode, max_lines);
                     follow(w, request).await;
                 })
@@ -139,18 +157,21 @@ async fn dispatch(ex: Arc<Executor<'static>>, worker: Arc<Worker>, incoming: Rec
             }
             Request::ReadPage { generation, path, anchor, lines } => {
                 ex.spawn(async move {
-                    let page =
-                        smol::unblock(move || logs::read_page(&path.resolve(), anchor, lines, PAGE_BYTES))
-                            .await;
-                    w.reply(Reply::Page { generation, page }).await;
+                    let read = move || logs::read_page(&path.resolve(), anchor, lines, PAGE_BYTES);
+                    // None: a newer page was asked for before this one started.
+                    if let Some(page) = w.io.run(JobKey::new("page", generation), read).await {
+                        w.reply(Reply::Page { generation, page }).await;
+                    }
                 })
                 .detach();
             }
             Request::LoadDetails { generation, snapshot, task, run_dir } => {
                 ex.spawn(async move {
                     let fs = w.fs.clone();
-                    let details = smol::unblock(move || load_details(&*fs, &snapshot, task, &run_dir)).await;
-                    w.reply(Reply::Details { generation, task, details }).await;
+                    let load = move || load_details(&*fs, &snapshot, task, &run_dir);
+                    if let Some(details) = w.io.run(JobKey::new("details", generation), load).await {
+                        w.reply(Reply::Details { generation, task, details }).await;
+                    }
                 })
                 .detach();
             }
@@ -164,10 +185,17 @@ async fn dispatch(ex: Arc<Executor<'static>>, worker: Arc<Worker>, incoming: Rec
             Request::Act(action) => {
                 ex.spawn(async move {
                     let what = action.describe();
+                    if !w.acting.lock().unwrap_or_else(|e| e.into_inner()).insert(what.clone()) {
+                        let outcome = Ok("already under way; asked once".to_string());
+                        w.reply(Reply::ActionDone { what, outcome }).await;
+                        return;
+                    }
                     let context =
                         ActionContext { roots: w.roots.clone(), stale_after_s: w.config.hb_stale_s as i64 };
                     let refresh = action.changes_leases();
-                    let outcome = smol::unblock(move || actions::perform(&action, &context)).await;
+                    let outcome = w.io.run(None, move || actions::perform(&action, &context)).await;
+                    w.acting.lock().unwrap_or_else(|e| e.into_inner()).remove(&what);
+                    let outcome = outcome.unwrap_or_else(|| Err("the dashboard is closing".into()));
                     w.reply(Reply::ActionDone { what, outcome }).await;
                     if refresh {
                         w.force_refresh.store(true, Ordering::SeqCst);
@@ -190,7 +218,7 @@ async fn follow(worker: Arc<Worker>, request: FollowRequest) {
             }
         }
     };
-    let run = logs::follow(request, worker.follow_generation.clone(), tx);
+    let run = logs::follow(request, worker.follow_generation.clone(), tx, worker.io.clone());
     futures_lite::future::zip(run, forward).await;
 }
 
@@ -245,7 +273,8 @@ async fn sleep_or_wake(wait: Duration, wake: &Receiver<()>) {
 async fn lease_listing_loop(worker: Arc<Worker>) {
     loop {
         let roots = worker.roots.clone();
-        let (leases, problems) = smol::unblock(move || discover_leases(&roots)).await;
+        let listed = worker.io.run(JobKey::new("leases", 0), move || discover_leases(&roots)).await;
+        let Some((leases, problems)) = listed else { return };
         let (reply, new_slurm_leases) = {
             let mut board = worker.board.lock().unwrap_or_else(|e| e.into_inner());
             let before = board.slurm_ids();
@@ -274,7 +303,8 @@ async fn slurm_loop(worker: Arc<Worker>) {
         if !ids.is_empty() && poller.due(Instant::now()) {
             poller.started(Instant::now());
             worker.board.lock().unwrap_or_else(|e| e.into_inner()).asking_since = Some(Instant::now());
-            let answer = smol::unblock(move || slurm::query_leases(&ids).map_err(|e| e.to_string())).await;
+            let query = move || slurm::query_leases(&ids).map_err(|e| e.to_string());
+            let Some(answer) = worker.slurm.run(None, query).await else { return };
             poller.finished(Instant::now(), answer.is_ok());
             let reply = {
                 let mut board = worker.board.lock().unwrap_or_else(|e| e.into_inner());
@@ -399,7 +429,10 @@ fn load_details(
 }
 
 /// Walks the view in chunks, streaming matching ids, until done or
-/// superseded.
+/// superseded. The has-stderr filter answers from what the index knows
+/// first (failed, non-zero exit: every such row at once, no file touched),
+/// then looks at the err files of the other tasks that ran, a few hundred
+/// per step, with its progress in the reply.
 async fn search(
     worker: Arc<Worker>,
     generation: u64,
@@ -407,47 +440,102 @@ async fn search(
     view: ViewSpec,
     query: SearchQuery,
 ) {
-    let mut anchor: Option<TaskId> = None;
-    let mut scanned = 0usize;
-    loop {
-        if worker.search_generation.load(Ordering::SeqCst) != generation {
-            return;
+    let total = snapshot.view_total(&view) as usize;
+    let walk = Walk { worker, generation, snapshot, view, total };
+    match query {
+        SearchQuery::Text(text) => {
+            let test = move |index: &Index, id: TaskId| text_matches(index, id, &text);
+            walk.run("", SEARCH_CHUNK, true, test).await;
         }
-        let (snap, q) = (snapshot.clone(), query.clone());
-        let (ids, matches, last) = smol::unblock(move || {
-            let ids = snap.page(&view, anchor, true, false, SEARCH_CHUNK);
-            let matches: Vec<TaskId> = ids.iter().copied().filter(|&id| matches(&snap, id, &q)).collect();
-            let last = ids.last().copied();
-            (ids.len(), matches, last)
-        })
-        .await;
-        scanned += ids;
-        let done = ids < SEARCH_CHUNK;
-        if worker.search_generation.load(Ordering::SeqCst) != generation {
-            return;
+        SearchQuery::HasStderr(run) => {
+            if walk.run("exit codes", SEARCH_CHUNK, false, failed).await {
+                let current = walk.worker.search_generation.clone();
+                let test = move |index: &Index, id: TaskId| {
+                    current.load(Ordering::SeqCst) == generation
+                        && !failed(index, id)
+                        && err_file_has_text(&run, index, id)
+                };
+                walk.run("err files", STDERR_CHUNK, true, test).await;
+            }
         }
-        worker.reply(Reply::Matches { generation, ids: matches, scanned, done }).await;
-        if done {
-            return;
-        }
-        anchor = last;
     }
 }
 
-fn matches(index: &Index, id: TaskId, query: &SearchQuery) -> bool {
-    let Some(task) = index.task(id) else { return false };
-    match query {
-        SearchQuery::Text(text) => {
-            let hay = task.command.as_deref().unwrap_or(&task.name);
-            contains_ignore_case(hay, text) || contains_ignore_case(task.task_id(), text)
-        }
-        SearchQuery::HasStderr(run) => {
-            task.state == TaskState::Failed
-                || task.exit_code.is_some_and(|c| c != 0)
-                || std::fs::metadata(LogLocation::of_indexed(run, index, task, LogStream::Stderr).resolve())
-                    .is_ok_and(|m| m.len() > 0)
+/// One pass of a search over a view.
+struct Walk {
+    worker: Arc<Worker>,
+    generation: u64,
+    snapshot: Arc<Index>,
+    view: ViewSpec,
+    total: usize,
+}
+
+impl Walk {
+    fn current(&self) -> bool {
+        self.worker.search_generation.load(Ordering::SeqCst) == self.generation
+    }
+
+    /// Streams the ids passing `test`, `chunk` tasks per step on the pool;
+    /// false if superseded. `last`: its end ends the search.
+    async fn run(
+        &self,
+        stage: &'static str,
+        chunk: usize,
+        last: bool,
+        test: impl Fn(&Index, TaskId) -> bool + Clone + Send + 'static,
+    ) -> bool {
+        let mut anchor: Option<TaskId> = None;
+        let mut scanned = 0usize;
+        loop {
+            if !self.current() {
+                return false;
+            }
+            let (snap, view, test) = (self.snapshot.clone(), self.view, test.clone());
+            let step = move || {
+                let ids = snap.page(&view, anchor, true, false, chunk);
+                let matches: Vec<TaskId> = ids.iter().copied().filter(|&id| test(&snap, id)).collect();
+                (ids.len(), matches, ids.last().copied())
+            };
+            let Some((count, ids, next)) =
+                self.worker.io.run(JobKey::new("search", self.generation), step).await
+            else {
+                return false;
+            };
+            scanned += count;
+            let finished = count < chunk;
+            if !self.current() {
+                return false;
+            }
+            let progress = SearchProgress { scanned, total: self.total, stage, done: finished && last };
+            self.worker.reply(Reply::Matches { generation: self.generation, ids, progress }).await;
+            if finished {
+                return true;
+            }
+            anchor = next;
         }
     }
+}
+
+fn text_matches(index: &Index, id: TaskId, text: &str) -> bool {
+    let Some(task) = index.task(id) else { return false };
+    let hay = task.command.as_deref().unwrap_or(&task.name);
+    contains_ignore_case(hay, text) || contains_ignore_case(task.task_id(), text)
+}
+
+/// Known without a file: the task failed, or exited non-zero.
+fn failed(index: &Index, id: TaskId) -> bool {
+    index.task(id).is_some_and(|t| t.state == TaskState::Failed || t.exit_code.is_some_and(|c| c != 0))
+}
+
+/// Whether a task that ran wrote anything to stderr (one or two stats;
+/// tasks that never started have no err file to look at).
+fn err_file_has_text(run: &RunDir, index: &Index, id: TaskId) -> bool {
+    let Some(task) = index.task(id) else { return false };
+    if matches!(task.state, TaskState::Pending) {
+        return false;
+    }
+    std::fs::metadata(LogLocation::of_indexed(run, index, task, LogStream::Stderr).resolve())
+        .is_ok_and(|m| m.len() > 0)
 }
 
 /// Case-insensitive substring test without allocating for ASCII needles.

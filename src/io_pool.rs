@@ -3,8 +3,9 @@
 //! `smol::unblock` grows its pool to hundreds of threads; on a hung NFS
 //! mount every new request would then park one more thread forever. Here
 //! a service gets at most `threads` of them: work beyond that waits in a
-//! queue, and queued work with a key is replaced by newer work with the
-//! same key (a newer page, a newer details load) before it ever runs.
+//! queue, and queued work of a kind is replaced by work of the same kind
+//! and a newer generation (a newer page, a newer details load) before it
+//! ever runs.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,8 +13,24 @@ use std::sync::{Arc, Condvar, Mutex};
 
 type Work = Box<dyn FnOnce() + Send>;
 
+/// What a piece of work is, for replacing it: its kind and generation.
+/// Work waiting in the queue is dropped when work of its kind and the
+/// same or a newer generation arrives; work that arrives older than what
+/// waits is dropped itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobKey {
+    pub kind: &'static str,
+    pub generation: u64,
+}
+
+impl JobKey {
+    pub fn new(kind: &'static str, generation: u64) -> Option<JobKey> {
+        Some(JobKey { kind, generation })
+    }
+}
+
 struct Queued {
-    key: Option<String>,
+    key: Option<JobKey>,
     work: Work,
 }
 
@@ -75,15 +92,23 @@ impl IoPool {
         self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `work` on a pool thread. With a `key`, work of the same key
-    /// still waiting in the queue is dropped: only the newest runs.
-    pub fn execute(&self, key: Option<String>, work: impl FnOnce() + Send + 'static) {
+    /// Runs `work` on a pool thread. With a `key`, only the newest work of
+    /// its kind waits in the queue (see [`JobKey`]).
+    pub fn execute(&self, key: Option<JobKey>, work: impl FnOnce() + Send + 'static) {
         let mut state = self.state();
         if state.closed {
             return;
         }
         if let Some(key) = &key {
-            state.queue.retain(|queued| queued.key.as_ref() != Some(key));
+            let same_kind = |queued: &Queued| queued.key.as_ref().is_some_and(|k| k.kind == key.kind);
+            if state
+                .queue
+                .iter()
+                .any(|q| same_kind(q) && q.key.as_ref().is_some_and(|k| k.generation > key.generation))
+            {
+                return;
+            }
+            state.queue.retain(|queued| !same_kind(queued));
         }
         state.queue.push_back(Queued { key, work: Box::new(work) });
         if state.idle == 0 && state.threads < self.inner.cap {
@@ -103,7 +128,7 @@ impl IoPool {
     /// replaced it before it started, or the pool closed.
     pub async fn run<T: Send + 'static>(
         &self,
-        key: Option<String>,
+        key: Option<JobKey>,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Option<T> {
         let (tx, rx) = async_channel::bounded(1);
@@ -173,8 +198,10 @@ mod tests {
         let ran = Arc::new(Mutex::new(Vec::new()));
         for i in 0..50 {
             let ran = ran.clone();
-            pool.execute(Some("page".into()), move || ran.lock().unwrap().push(i));
+            pool.execute(JobKey::new("page", i), move || ran.lock().unwrap().push(i));
         }
+        // Older than what waits: dropped.
+        pool.execute(JobKey::new("page", 3), || panic!("an older page never runs"));
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(pool.threads(), 2, "two hung calls, fifty more requests: still two threads");
         assert_eq!(pool.queued(), 1, "only the newest of the keyed requests waits");
@@ -185,6 +212,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(*ran.lock().unwrap(), vec![49]);
+        assert_eq!(pool.queued(), 0);
         drop(guard);
     }
 

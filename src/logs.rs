@@ -9,8 +9,8 @@
 //!
 //! Must not: run on the UI thread. Everything here blocks on file I/O
 //! ([`LogTail::open`], [`LogTail::poll`], [`read_page`]); the UI reaches it
-//! through [`follow`] (which wraps every read in `smol::unblock`) or by
-//! calling [`read_page`] inside `smol::unblock`. Everything it returns is
+//! through [`follow`] (which runs every read on a bounded pool) or by
+//! calling [`read_page`] on a blocking thread. Everything it returns is
 //! sanitised with [`crate::sanitize`] (no terminal control sequences).
 //!
 //! Line rules, the same for following and paging: lines end at `\n`; a
@@ -1120,8 +1120,10 @@ impl Follower {
 /// receiver is dropped: opens the file(s), sends the window, then polls
 /// every `req.poll_every` and sends the window again whenever it changed.
 /// Run it on the caller's executor (`ex.spawn(follow(..)).detach()`) or
-/// thread (`smol::block_on`); every read runs in `smol::unblock`, so a hung
-/// NFS read holds a blocking-pool thread, never the executor. Cancellation
+/// thread (`smol::block_on`); every read runs on `pool` (as "follow" work
+/// of its generation: a newer follower's read replaces this one's if both
+/// wait), so a hung NFS
+/// read holds one of the pool's threads, never the executor. Cancellation
 /// is cooperative: it is checked before each poll and before each send, so
 /// a superseded follower sends nothing more and ends within one interval
 /// (or when a hung read returns).
@@ -1129,6 +1131,7 @@ pub async fn follow(
     req: FollowRequest,
     current: Arc<AtomicU64>,
     tx: async_channel::Sender<LogUpdate>,
+    pool: crate::io_pool::IoPool,
 ) -> FollowEnd {
     let generation = req.generation;
     let live = || {
@@ -1144,12 +1147,12 @@ pub async fn follow(
         return end;
     }
     let opening = req.clone();
-    let (mut follower, first) = smol::unblock(move || {
+    let opened = pool.run(crate::io_pool::JobKey::new("follow", generation), move || {
         let follower = Follower::open(&opening);
         let update = follower.update(opening.generation);
         (follower, update)
-    })
-    .await;
+    });
+    let Some((mut follower, first)) = opened.await else { return FollowEnd::Superseded };
     if let Err(end) = live() {
         return end;
     }
@@ -1163,11 +1166,11 @@ pub async fn follow(
             return end;
         }
         let max_bytes = req.max_bytes_per_poll;
-        let (polled, update) = smol::unblock(move || {
+        let polled = pool.run(crate::io_pool::JobKey::new("follow", generation), move || {
             let update = follower.poll(max_bytes).then(|| follower.update(generation));
             (follower, update)
-        })
-        .await;
+        });
+        let Some((polled, update)) = polled.await else { return FollowEnd::Superseded };
         follower = polled;
         if let Err(end) = live() {
             return end;

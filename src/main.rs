@@ -226,6 +226,11 @@ enum Command {
         /// Nodes to generate.
         #[arg(long, default_value_t = 8)]
         nodes: usize,
+        /// Make the dashboard's view of the run directory hang after S
+        /// seconds, as a hung NFS mount does: see what stays usable and
+        /// what it says about the stuck filesystem.
+        #[arg(long, value_name = "S")]
+        stall_fs_after: Option<u64>,
     },
 }
 
@@ -590,7 +595,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<ExitCode, String> {
             };
             finish_output(written.and_then(|_| out.flush()))
         }
-        Command::Demo { generate: Some(dir), tasks, nodes } => {
+        Command::Demo { generate: Some(dir), tasks, nodes, .. } => {
             let options = leaseq::sim::generate::GenerateOptions {
                 tasks,
                 nodes,
@@ -613,7 +618,9 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<ExitCode, String> {
             println!("open it with: leaseq --home {} tui", dir.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { generate: None, tasks, nodes } => run_demo(tasks, nodes, started),
+        Command::Demo { generate: None, tasks, nodes, stall_fs_after } => {
+            run_demo(tasks, nodes, stall_fs_after.map(std::time::Duration::from_secs), started)
+        }
     }
 }
 
@@ -651,7 +658,12 @@ impl Drop for DemoDir {
 
 /// `leaseq demo`: a generated history with live simulated runners, opened
 /// in the dashboard; everything is removed on exit.
-fn run_demo(tasks: usize, nodes: usize, started: std::time::Instant) -> Result<ExitCode, String> {
+fn run_demo(
+    tasks: usize,
+    nodes: usize,
+    stall_after: Option<std::time::Duration>,
+    started: std::time::Instant,
+) -> Result<ExitCode, String> {
     use leaseq::sim::generate::{generate, GenerateOptions};
     use leaseq::sim::live::{LiveCluster, LiveOptions};
     let dir = DemoDir(std::env::temp_dir().join(format!("leaseq-demo-{}", std::process::id())));
@@ -674,15 +686,12 @@ fn run_demo(tasks: usize, nodes: usize, started: std::time::Instant) -> Result<E
     let roots = Roots::resolve(&env);
     let (config, notices) = dashboard_config(&roots);
     let open = OpenChoice::Lease(tree.lease_id.clone());
-    let result = leaseq::tui::run(TuiOptions {
-        roots,
-        open,
-        max_tasks: None,
-        source: Arc::new(FsSource),
-        config,
-        notices,
-        started,
-    });
+    let source: Arc<dyn leaseq::scan::ListingSource> = match stall_after {
+        Some(delay) => Arc::new(leaseq::sim::stall::StallingFs::after(delay)),
+        None => Arc::new(FsSource),
+    };
+    let result =
+        leaseq::tui::run(TuiOptions { roots, open, max_tasks: None, source, config, notices, started });
     drop(cluster);
     drop(dir);
     result.map(exit_after)

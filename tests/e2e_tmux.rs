@@ -219,3 +219,62 @@ fn a_hung_squeue_marks_only_slurm_rows_and_does_not_outlive_the_dashboard() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Threads of a process, from /proc.
+fn threads_of(pid: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |tasks| tasks.count())
+}
+
+#[test]
+fn a_hung_filesystem_keeps_the_dashboard_drawing_with_bounded_threads() {
+    if !tmux_available() {
+        return;
+    }
+    // The demo's simulated cluster goes on writing; the dashboard's own
+    // filesystem calls hang after 3 s, as on a hung NFS mount.
+    let home = tempfile::tempdir().unwrap();
+    let command = format!(
+        "env HOME={} {} demo --tasks 2345 --nodes 3 --stall-fs-after 3; echo EXIT=$?; sleep 60",
+        home.path().display(),
+        env!("CARGO_BIN_EXE_leaseq"),
+    );
+    let session = Session::start("leaseq-e2e-hung-fs", &command);
+    session.wait_for("task rows", |s| s.contains("RUNNING") && s.contains("FAILED"));
+    let pid = {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let out =
+                Command::new("pgrep").args(["-f", "demo --tasks 2345 --nodes 3"]).output().expect("pgrep");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if let Some(pid) = text.lines().find(|l| !l.trim().is_empty()) {
+                break pid.trim().to_string();
+            }
+            assert!(std::time::Instant::now() < deadline, "no dashboard process");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // The stuck call is named in the status bar.
+    session.wait_for("the stuck filesystem to be shown", |s| s.contains("fs=waiting("));
+    let before = threads_of(&pid);
+    // Keys that each need the filesystem: refresh, details of several
+    // rows, filters; on a hung mount none may add a thread per key.
+    for _ in 0..10 {
+        session.keys(&["r", "Enter", "Escape", "j"]);
+    }
+    session.keys(&["2", "1"]);
+    let after = threads_of(&pid);
+    assert!(
+        after <= before + leaseq::background::BACKGROUND_IO_THREADS,
+        "threads grew from {before} to {after} with keys on a hung filesystem"
+    );
+    assert!(after < 40, "{after} threads");
+    // Keys still work and the screen still draws.
+    session.keys(&["?"]);
+    session.wait_for("the help overlay while the filesystem hangs", |s| s.contains("help"));
+    session.keys(&["Escape"]);
+    let screen = session.wait_for("the status bar still saying so", |s| s.contains("fs=waiting("));
+    // The filter keys worked from memory: the pending rows read before the hang.
+    assert!(screen.contains("state:PEND") && screen.contains("PENDING"), "{screen}");
+    session.keys(&["q"]);
+    session.wait_for("the dashboard to exit despite hung calls", |s| s.contains("EXIT=0"));
+}

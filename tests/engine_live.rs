@@ -235,3 +235,33 @@ fn a_refresh_asked_for_while_a_listing_runs_is_not_lost() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_filesystem_that_never_answers_holds_a_bounded_number_of_threads_and_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = RunDir(tmp.path().to_path_buf());
+    heartbeat(&run);
+    let source = Arc::new(leaseq::sim::stall::StallingFs::after(Duration::ZERO));
+    let engine = Engine::start(EngineConfig::new(run, UiConfig::default(), source.clone()));
+    for i in 0..200 {
+        engine.send(Control::RefreshNow);
+        engine.send(Control::Visible(vec![i]));
+        if i % 50 == 0 {
+            engine.send(Control::SetPaused(false));
+        }
+    }
+    let slot = engine.snapshots();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while slot.stuck(Duration::from_secs(1)).is_none() {
+        assert!(Instant::now() < deadline, "the hung calls are never reported");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (what, _) = slot.stuck(Duration::from_secs(1)).unwrap();
+    assert!(what.contains("node list") || what.contains("heartbeats"), "{what}");
+    let cap = engine.io_threads_cap();
+    assert!(source.stalled_calls() <= cap, "{} calls hung, cap {cap}", source.stalled_calls());
+    // Two hundred requests, and the engine's I/O threads stay at the cap.
+    assert!(engine.io_threads() <= cap, "{} I/O threads, cap {cap}", engine.io_threads());
+    // The snapshot is still there to draw from.
+    assert_eq!(slot.latest().task_count(), 0);
+}

@@ -2,6 +2,7 @@
 //! replacement, progress bars, hostile bytes, missing files, paging, and
 //! the background follower.
 
+use leaseq::io_pool::IoPool;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -596,6 +597,7 @@ fn follow_sends_appends_and_stops_when_superseded() {
         request(1, &out, &err, FollowMode::Single(Stream::Out)),
         current.clone(),
         tx,
+        IoPool::new("test-follow", 2),
     ));
     let runner = {
         let ex = ex.clone();
@@ -632,7 +634,9 @@ fn follow_merged_reports_missing_files_and_stops_when_the_receiver_goes() {
     let current = Arc::new(AtomicU64::new(7));
     let (tx, rx) = async_channel::bounded(1);
     let req = request(7, &out, &err, FollowMode::Merged);
-    let runner = std::thread::spawn(move || smol::block_on(leaseq::logs::follow(req, current, tx)));
+    let runner = std::thread::spawn(move || {
+        smol::block_on(leaseq::logs::follow(req, current, tx, IoPool::new("test-follow", 2)))
+    });
 
     let first = recv_within(&rx, Duration::from_secs(5)).unwrap();
     assert_eq!(first.missing, [out.clone(), err.clone()]);
@@ -658,7 +662,12 @@ fn follow_that_is_superseded_before_it_starts_reads_nothing() {
     write(&out, b"x\n");
     let current = Arc::new(AtomicU64::new(5));
     let (tx, rx) = async_channel::bounded(1);
-    let end = smol::block_on(leaseq::logs::follow(request(4, &out, &out, FollowMode::Merged), current, tx));
+    let end = smol::block_on(leaseq::logs::follow(
+        request(4, &out, &out, FollowMode::Merged),
+        current,
+        tx,
+        IoPool::new("test-follow", 2),
+    ));
     assert_eq!(end, FollowEnd::Superseded);
     assert!(rx.try_recv().is_err());
 }

@@ -183,6 +183,11 @@ impl Engine {
     pub fn io_threads_cap(&self) -> usize {
         self.pool.0.cap()
     }
+
+    /// Threads it has started for it so far.
+    pub fn io_threads(&self) -> usize {
+        self.pool.0.threads()
+    }
 }
 
 impl Drop for Engine {

@@ -3,3 +3,4 @@
 pub mod generate;
 pub mod live;
 pub mod nfs;
+pub mod stall;

@@ -57,6 +57,9 @@ pub struct TuiOptions {
     pub started: Instant,
 }
 
+/// A filesystem call of the engine running this long is shown as stuck.
+const STUCK_AFTER: Duration = Duration::from_secs(5);
+
 /// Typing must pause this long before a search starts on its own.
 const SEARCH_DEBOUNCE: Duration = Duration::from_millis(200);
 
@@ -229,6 +232,11 @@ async fn pump(
             Wake::Tick => {
                 next_tick = Instant::now() + Duration::from_secs(1);
                 dirty |= app.tick(unix_now());
+                let stuck = engine.as_ref().and_then(|(_, slot)| slot.stuck(STUCK_AFTER));
+                if stuck != app.fs_stuck {
+                    app.fs_stuck = stuck;
+                    dirty = true;
+                }
             }
             Wake::Debounce => {
                 search_deadline = None;

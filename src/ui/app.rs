@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::messages::{Action, LeaseForm, LeaseRow, LogStreams, Reply, Request, SearchQuery, TaskDetails};
+use super::messages::{
+    Action, LeaseForm, LeaseRow, LogStreams, Reply, Request, SearchProgress, SearchQuery, TaskDetails,
+};
 use super::task_list::TaskList;
 use crate::engine::Control;
 use crate::index::{Index, NodeId, Order, StateSet, TaskId, TaskState, ViewSpec};
@@ -79,8 +81,7 @@ pub struct SearchState {
     pub label: String,
     pub generation: u64,
     pub matches: Arc<Vec<TaskId>>,
-    pub scanned: usize,
-    pub done: bool,
+    pub progress: SearchProgress,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +158,9 @@ pub struct App {
     pub lease_selected: usize,
     pub lease_problems: Vec<String>,
     pub slurm_error: Option<String>,
+    /// The engine's longest-running filesystem call, once it has run long
+    /// enough to say so (a hung mount): what it is, and for how long.
+    pub fs_stuck: Option<(String, std::time::Duration)>,
     pub node_selected: usize,
     pub tasks: TaskList,
     pub search_input: Option<SearchInput>,
@@ -195,6 +199,7 @@ impl App {
             lease_selected: 0,
             lease_problems: Vec::new(),
             slurm_error: None,
+            fs_stuck: None,
             node_selected: 0,
             tasks: TaskList::new(ViewSpec::default()),
             search_input: None,
@@ -305,15 +310,14 @@ impl App {
                     }
                 }
             }
-            Reply::Matches { generation, ids, scanned, done } => {
+            Reply::Matches { generation, ids, progress } => {
                 if let Some(search) = &mut self.search {
                     if search.generation == generation {
                         // Release the list's share first, so appending a
                         // chunk never copies the matches streamed so far.
                         self.tasks.source = super::task_list::Source::View;
                         Arc::make_mut(&mut search.matches).extend(ids);
-                        search.scanned = scanned;
-                        search.done = done;
+                        search.progress = progress;
                         self.tasks.source = super::task_list::Source::Matches(search.matches.clone());
                     }
                 }
@@ -751,8 +755,7 @@ impl App {
             label,
             generation,
             matches: Arc::new(Vec::new()),
-            scanned: 0,
-            done: false,
+            progress: SearchProgress::default(),
         });
         self.tasks.set_matches(Arc::new(Vec::new()));
         self.focus = Pane::Tasks;

@@ -191,12 +191,22 @@ pub struct TaskDetails {
     pub problems: Vec<String>,
 }
 
+/// How far a search has got: `scanned` of `total` rows in its current
+/// `stage` (empty, or what it looks at: "exit codes", "err files").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SearchProgress {
+    pub scanned: usize,
+    pub total: usize,
+    pub stage: &'static str,
+    pub done: bool,
+}
+
 #[derive(Debug, Clone)]
 pub enum Reply {
     Leases { rows: Vec<LeaseRow>, problems: Vec<String>, slurm_error: Option<String> },
     Log(LogUpdate),
     Page { generation: u64, page: Page },
     Details { generation: u64, task: TaskId, details: Result<TaskDetails, String> },
-    Matches { generation: u64, ids: Vec<TaskId>, scanned: usize, done: bool },
+    Matches { generation: u64, ids: Vec<TaskId>, progress: SearchProgress },
     ActionDone { what: String, outcome: Result<String, String> },
 }

@@ -375,7 +375,8 @@ fn search_streams_matches_into_the_list() {
     };
     assert_eq!(query, SearchQuery::Text("a5".into()));
     let id = app.snapshot.find(&name(0, 5)).unwrap();
-    app.on_reply(Reply::Matches { generation, ids: vec![id], scanned: 6, done: true });
+    let progress = crate::ui::messages::SearchProgress { scanned: 6, total: 6, stage: "", done: true };
+    app.on_reply(Reply::Matches { generation, ids: vec![id], progress });
     app.on_key(key(KeyCode::Enter));
     let screen = text(&render(&mut app, 80, 24, color()));
     assert!(screen.contains("1-1 of 1"), "{screen}");

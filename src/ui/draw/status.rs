@@ -50,7 +50,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     if app.paused {
         spans.push(Span::styled("[PAUSED] ", theme.warn()));
     }
-    if app.lease.is_some() {
+    if let Some((what, for_how_long)) = app.lease.as_ref().and(app.fs_stuck.as_ref()) {
+        // Named for what it is: a call that has not returned (a hung mount,
+        // or a huge directory), not a verdict.
+        let text = format!("fs=waiting({}, {}s) ", clean_line(what), for_how_long.as_secs());
+        spans.push(Span::styled(text, theme.error()));
+    } else if app.lease.is_some() {
         let (fs, bad) = fs_health(index);
         spans.push(Span::styled(format!("fs={fs} "), if bad { theme.warn() } else { theme.base() }));
         let unread = index.unread_count();

@@ -30,7 +30,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &mut App, theme: &Theme) {
         )
     };
     let searching = match &app.search {
-        Some(s) if !s.done => format!(" searching… {} scanned", count(s.scanned as u64)),
+        Some(s) if !s.progress.done => {
+            let p = &s.progress;
+            let stage = if p.stage.is_empty() { String::new() } else { format!("{} ", p.stage) };
+            format!(" searching… {stage}{}/{}", count(p.scanned as u64), count(p.total as u64))
+        }
         _ => String::new(),
     };
     let heading = format!("tasks {label} {range} of {}{searching}", count(window.total));
