@@ -4,41 +4,56 @@
 
 use crate::control;
 use crate::paths::{read_registry, write_registry, Roots};
+use crate::runfs::RunFs;
 use crate::slurm::{self, LeaseRequest};
 use crate::ui::messages::{Action, LeaseForm};
 
 /// What actions need besides their own arguments.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ActionContext {
     pub roots: Roots,
     pub stale_after_s: i64,
+    /// The run directories' filesystem.
+    pub fs: std::sync::Arc<dyn RunFs>,
+}
+
+impl ActionContext {
+    /// On the real filesystem.
+    pub fn new(roots: Roots, stale_after_s: i64) -> ActionContext {
+        ActionContext { roots, stale_after_s, fs: std::sync::Arc::new(crate::runfs::FsSource) }
+    }
 }
 
 /// Performs an action; `Ok` carries what happened, `Err` why not.
 pub fn perform(action: &Action, context: &ActionContext) -> Result<String, String> {
+    let fs = &*context.fs;
     match action {
-        Action::CancelTask { run, name, task_id, node } => match control::cancel(run, node, name, task_id)? {
-            control::CancelOutcome::CancelledPending => Ok(format!("{task_id} cancelled (it was pending)")),
-            control::CancelOutcome::Requested(_) => Ok(format!(
+        Action::CancelTask { run, name, task_id, node } => {
+            match control::cancel(fs, run, node, name, task_id)? {
+                control::CancelOutcome::CancelledPending => {
+                    Ok(format!("{task_id} cancelled (it was pending)"))
+                }
+                control::CancelOutcome::Requested(_) => Ok(format!(
                 "cancel of {task_id} sent to {node}'s runner (SIGTERM, then SIGKILL after its grace period)"
             )),
-        },
+            }
+        }
         Action::RetryTask { run, name, node } => {
-            let path = control::retry(run, node, name)?;
+            let path = control::retry(fs, run, node, name)?;
             let stem = path.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let id = crate::model::TaskName::parse(&stem).map_or(stem.clone(), |n| n.task_id.to_string());
             Ok(format!("queued again as {id} on {node}"))
         }
         Action::PauseNode { run, node } => {
-            control::pause(run, node)?;
+            control::pause(fs, run, node)?;
             Ok(format!("{node} paused: its runner claims no new tasks"))
         }
         Action::ResumeNode { run, node } => {
-            control::resume(run, node)?;
+            control::resume(fs, run, node)?;
             Ok(format!("{node} resumed"))
         }
         Action::RecoverNode { run, node } => {
-            let moved = control::recover(run, node, context.stale_after_s)?;
+            let moved = control::recover(fs, run, node, context.stale_after_s)?;
             Ok(format!("moved {moved} task(s) from claimed/ back to inbox/ on {node}"))
         }
         Action::CreateLease(form) => {
@@ -107,7 +122,7 @@ mod tests {
 
     fn context(home: &std::path::Path) -> ActionContext {
         let env = Env { leaseq_home: Some(home.into()), hostname: "h".into(), ..Env::default() };
-        ActionContext { roots: Roots::resolve(&env), stale_after_s: 60 }
+        ActionContext::new(Roots::resolve(&env), 60)
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::leases::{discover_leases, LeaseInfo, LeaseKind};
 use crate::logs::{self, FollowMode, FollowRequest, LogPaths, Stream};
 use crate::model::LeaseMeta;
 use crate::paths::{Roots, RunDir, UiConfig};
-use crate::scan::ListingSource;
+use crate::scan::RunFs;
 use crate::slurm::{self, LeaseSlurmState, SlurmPoller};
 use crate::ui::messages::{LeaseRow, LogStreams, Reply, Request, SearchProgress, SearchQuery, TaskDetails};
 
@@ -50,12 +50,7 @@ pub struct Background {
 }
 
 impl Background {
-    pub fn start(
-        roots: Roots,
-        config: UiConfig,
-        fs: Arc<dyn ListingSource>,
-        replies: Sender<Reply>,
-    ) -> Background {
+    pub fn start(roots: Roots, config: UiConfig, fs: Arc<dyn RunFs>, replies: Sender<Reply>) -> Background {
         let (requests, incoming) = async_channel::unbounded::<Request>();
         let thread = std::thread::Builder::new()
             .name("leaseq-background".into())
@@ -79,7 +74,7 @@ impl Background {
 struct Worker {
     roots: Roots,
     /// The run directories' filesystem (details reads).
-    fs: Arc<dyn ListingSource>,
+    fs: Arc<dyn RunFs>,
     config: UiConfig,
     replies: Sender<Reply>,
     follow_generation: Arc<AtomicU64>,
@@ -97,7 +92,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(roots: Roots, config: UiConfig, fs: Arc<dyn ListingSource>, replies: Sender<Reply>) -> Worker {
+    fn new(roots: Roots, config: UiConfig, fs: Arc<dyn RunFs>, replies: Sender<Reply>) -> Worker {
         Worker {
             roots,
             fs,
@@ -190,8 +185,11 @@ async fn dispatch(ex: Arc<Executor<'static>>, worker: Arc<Worker>, incoming: Rec
                         w.reply(Reply::ActionDone { what, outcome }).await;
                         return;
                     }
-                    let context =
-                        ActionContext { roots: w.roots.clone(), stale_after_s: w.config.hb_stale_s as i64 };
+                    let context = ActionContext {
+                        roots: w.roots.clone(),
+                        stale_after_s: w.config.hb_stale_s as i64,
+                        fs: w.fs.clone(),
+                    };
                     let refresh = action.changes_leases();
                     let outcome = w.io.run(None, move || actions::perform(&action, &context)).await;
                     w.acting.lock().unwrap_or_else(|e| e.into_inner()).remove(&what);
@@ -273,7 +271,8 @@ async fn sleep_or_wake(wait: Duration, wake: &Receiver<()>) {
 async fn lease_listing_loop(worker: Arc<Worker>) {
     loop {
         let roots = worker.roots.clone();
-        let listed = worker.io.run(JobKey::new("leases", 0), move || discover_leases(&roots)).await;
+        let fs = worker.fs.clone();
+        let listed = worker.io.run(JobKey::new("leases", 0), move || discover_leases(&*fs, &roots)).await;
         let Some((leases, problems)) = listed else { return };
         let (reply, new_slurm_leases) = {
             let mut board = worker.board.lock().unwrap_or_else(|e| e.into_inner());
@@ -386,12 +385,7 @@ pub fn lease_row(
 /// Reads what the details modal shows beyond the index: the whole spec
 /// (env, idempotency key), the result's GPU assignment, and how many other
 /// tasks share this task id (they share a log file).
-fn load_details(
-    fs: &dyn ListingSource,
-    snapshot: &Index,
-    id: TaskId,
-    run: &RunDir,
-) -> Result<TaskDetails, String> {
+fn load_details(fs: &dyn RunFs, snapshot: &Index, id: TaskId, run: &RunDir) -> Result<TaskDetails, String> {
     let task = snapshot.task(id).ok_or("task not in the snapshot")?;
     let node = snapshot.node_name(task.node);
     let mut details = TaskDetails {
@@ -399,7 +393,7 @@ fn load_details(
         stderr_path: LogLocation::of_indexed(run, snapshot, task, LogStream::Stderr).resolve(),
         ..TaskDetails::default()
     };
-    match find_spec(run, node, &task.name) {
+    match find_spec(fs, run, node, &task.name) {
         Some(path) => {
             match crate::hydrate::read_full_spec(fs, &path) {
                 Ok(spec) => {

@@ -11,8 +11,9 @@ use crate::model::{
     parse_entry, result_file_name, spec_file_name, CancelRequest, ControlMarker, EntryKind, ResultKind,
     TaskName, TaskResult, TaskSpec,
 };
-use crate::paths::{new_uuid, write_atomic, QueueDir, RunDir};
-use crate::store::{read_record, MAX_RECORD_BYTES};
+use crate::paths::{new_uuid, QueueDir, RunDir};
+use crate::runfs::{ListError, RunFs};
+use crate::store::MAX_RECORD_BYTES;
 
 fn io(what: &str, path: &std::path::Path, e: std::io::Error) -> String {
     format!("{what} {}: {e}", path.display())
@@ -22,6 +23,7 @@ fn io(what: &str, path: &std::path::Path, e: std::io::Error) -> String {
 /// as `stem` (named in the request, so a task id shared by two tasks still
 /// cancels one).
 pub fn request_cancel(
+    fs: &dyn RunFs,
     run: &RunDir,
     node: &str,
     task_id: &str,
@@ -34,7 +36,7 @@ pub fn request_cancel(
     };
     let path = run.control(node).join(format!("cancel_{task_id}_{}.json", new_uuid()));
     let bytes = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
-    write_atomic(&path, &bytes).map_err(|e| io("writing", &path, e))?;
+    fs.write_atomic(&path, &bytes).map_err(|e| io("writing", &path, e))?;
     Ok(path)
 }
 
@@ -52,11 +54,17 @@ pub enum CancelOutcome {
 /// Cancels a task: a pending one at once (the same rename a runner's claim
 /// is, so exactly one of the two wins), anything else by a request to its
 /// node's runner.
-pub fn cancel(run: &RunDir, node: &str, stem: &str, task_id: &str) -> Result<CancelOutcome, String> {
-    if cancel_pending(run, node, stem, "cancelled while pending")? {
+pub fn cancel(
+    fs: &dyn RunFs,
+    run: &RunDir,
+    node: &str,
+    stem: &str,
+    task_id: &str,
+) -> Result<CancelOutcome, String> {
+    if cancel_pending(fs, run, node, stem, "cancelled while pending")? {
         return Ok(CancelOutcome::CancelledPending);
     }
-    request_cancel(run, node, task_id, Some(stem)).map(CancelOutcome::Requested)
+    request_cancel(fs, run, node, task_id, Some(stem)).map(CancelOutcome::Requested)
 }
 
 /// Takes a pending task out of `inbox/<node>/` and gives it a
@@ -67,30 +75,37 @@ pub fn cancel(run: &RunDir, node: &str, stem: &str, task_id: &str) -> Result<Can
 /// `claimed/` (recovered, and archived as done) or finished, never lost.
 /// `Ok(false)` when it was not in the inbox (claimed meanwhile, or never
 /// there).
-pub fn cancel_pending(run: &RunDir, node: &str, stem: &str, reason: &str) -> Result<bool, String> {
+pub fn cancel_pending(
+    fs: &dyn RunFs,
+    run: &RunDir,
+    node: &str,
+    stem: &str,
+    reason: &str,
+) -> Result<bool, String> {
     let name = spec_file_name(stem);
     let from = run.queue(QueueDir::Inbox, node).join(&name);
     let claimed_dir = run.queue(QueueDir::Claimed, node);
-    std::fs::create_dir_all(&claimed_dir).map_err(|e| io("creating", &claimed_dir, e))?;
+    fs.create_dir_all(&claimed_dir).map_err(|e| io("creating", &claimed_dir, e))?;
     let claimed = claimed_dir.join(&name);
-    match std::fs::rename(&from, &claimed) {
+    match fs.rename(&from, &claimed) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(io("moving", &from, e)),
     }
-    let spec = read_record(&claimed, MAX_RECORD_BYTES)
+    let spec = fs
+        .read_file(&claimed, MAX_RECORD_BYTES)
         .ok()
         .and_then(|b| crate::model::from_record::<TaskSpec>(&b).ok());
     let task_id = TaskName::parse(stem).map_or(stem, |n| n.task_id);
     let mut result = result_for(task_id, node, spec.as_ref(), unix_now());
     result.exit_code = -1;
     result.error = Some(reason.to_string());
-    if let Err(e) = write_result(run, node, stem, ResultKind::Cancelled, &result) {
+    if let Err(e) = write_result(fs, run, node, stem, ResultKind::Cancelled, &result) {
         // Not cancelled after all: back to the inbox, as it was.
-        let _ = std::fs::rename(&claimed, &from);
+        let _ = fs.rename(&claimed, &from);
         return Err(e);
     }
-    archive(run, node, stem)?;
+    archive(fs, run, node, stem)?;
     Ok(true)
 }
 
@@ -118,24 +133,25 @@ pub fn result_for(task_id: &str, node: &str, spec: Option<&TaskSpec>, started_at
 }
 
 /// Moves a finished task's spec from `claimed/` into `done/`.
-pub fn archive(run: &RunDir, node: &str, stem: &str) -> Result<(), String> {
+pub fn archive(fs: &dyn RunFs, run: &RunDir, node: &str, stem: &str) -> Result<(), String> {
     let name = spec_file_name(stem);
     let from = run.queue(QueueDir::Claimed, node).join(&name);
     let done = run.queue(QueueDir::Done, node);
-    std::fs::create_dir_all(&done).map_err(|e| io("creating", &done, e))?;
-    std::fs::rename(&from, done.join(&name)).map_err(|e| io("archiving", &from, e))
+    fs.create_dir_all(&done).map_err(|e| io("creating", &done, e))?;
+    fs.rename(&from, &done.join(&name)).map_err(|e| io("archiving", &from, e))
 }
 
 /// Which result a task already has in `done/<node>/`, if any.
-pub fn existing_result(run: &RunDir, node: &str, stem: &str) -> Option<ResultKind> {
+pub fn existing_result(fs: &dyn RunFs, run: &RunDir, node: &str, stem: &str) -> Option<ResultKind> {
     let done = run.queue(QueueDir::Done, node);
     [ResultKind::Ran, ResultKind::Cancelled, ResultKind::Skipped]
         .into_iter()
-        .find(|kind| std::fs::symlink_metadata(done.join(result_file_name(stem, *kind))).is_ok())
+        .find(|kind| fs.probe(&done.join(result_file_name(stem, *kind))).is_ok_and(|found| found.is_some()))
 }
 
 /// Writes `done/<node>/<stem><kind suffix>` atomically.
 pub fn write_result(
+    fs: &dyn RunFs,
     run: &RunDir,
     node: &str,
     stem: &str,
@@ -144,12 +160,12 @@ pub fn write_result(
 ) -> Result<PathBuf, String> {
     let path = run.queue(QueueDir::Done, node).join(result_file_name(stem, kind));
     let bytes = serde_json::to_vec(result).map_err(|e| e.to_string())?;
-    write_atomic(&path, &bytes).map_err(|e| io("writing", &path, e))?;
+    fs.write_atomic(&path, &bytes).map_err(|e| io("writing", &path, e))?;
     Ok(path)
 }
 
 /// Finds a task's spec by its stem: done, claimed or inbox of its node.
-pub fn find_spec(run: &RunDir, node: &str, name: &str) -> Option<PathBuf> {
+pub fn find_spec(fs: &dyn RunFs, run: &RunDir, node: &str, name: &str) -> Option<PathBuf> {
     let candidates: Vec<PathBuf> = [QueueDir::Done, QueueDir::Claimed, QueueDir::Inbox]
         .into_iter()
         .map(|dir| run.queue(dir, node).join(spec_file_name(name)))
@@ -157,8 +173,8 @@ pub fn find_spec(run: &RunDir, node: &str, name: &str) -> Option<PathBuf> {
     // A regular file first: a FIFO planted in done/ must not hide the real
     // spec in claimed/. Else whatever is there, for the reader to refuse
     // with its reason.
-    let regular = candidates.iter().find(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()));
-    regular.or_else(|| candidates.iter().find(|p| std::fs::symlink_metadata(p).is_ok())).cloned()
+    let regular = candidates.iter().find(|p| fs.probe(p).is_ok_and(|found| found == Some(true)));
+    regular.or_else(|| candidates.iter().find(|p| fs.probe(p).is_ok_and(|found| found.is_some()))).cloned()
 }
 
 /// A task submitted now, as the existing tool's `submit` does it: seq is
@@ -195,43 +211,44 @@ pub fn stem_of(spec: &TaskSpec) -> String {
 }
 
 /// Writes a spec into `inbox/<node>/` (atomically) and returns its path.
-pub fn enqueue(run: &RunDir, spec: &TaskSpec) -> Result<PathBuf, String> {
+pub fn enqueue(fs: &dyn RunFs, run: &RunDir, spec: &TaskSpec) -> Result<PathBuf, String> {
     let stem = stem_of(spec);
     debug_assert!(TaskName::parse(&stem).is_some());
     let path = run.queue(QueueDir::Inbox, &spec.target_node).join(spec_file_name(&stem));
     let bytes = serde_json::to_vec(spec).map_err(|e| e.to_string())?;
-    write_atomic(&path, &bytes).map_err(|e| io("writing", &path, e))?;
+    fs.write_atomic(&path, &bytes).map_err(|e| io("writing", &path, e))?;
     Ok(path)
 }
 
 /// Re-enqueues a task as a new one: same command, cwd, env and gpus; new
 /// seq, uuid, task id and idempotency key. Returns the new file's path.
-pub fn retry(run: &RunDir, node: &str, name: &str) -> Result<PathBuf, String> {
-    let source = find_spec(run, node, name).ok_or_else(|| format!("no spec of {name} on {node} to retry"))?;
-    let bytes = read_record(&source, MAX_RECORD_BYTES).map_err(|e| e.describe(&source))?;
+pub fn retry(fs: &dyn RunFs, run: &RunDir, node: &str, name: &str) -> Result<PathBuf, String> {
+    let source =
+        find_spec(fs, run, node, name).ok_or_else(|| format!("no spec of {name} on {node} to retry"))?;
+    let bytes = fs.read_file(&source, MAX_RECORD_BYTES).map_err(|e| e.describe(&source))?;
     let old: TaskSpec = crate::model::from_record(&bytes)
         .map_err(|e| format!("{}: malformed spec: {e}", source.display()))?;
-    enqueue(run, &new_spec(&old.lease_id, node, old.command, old.cwd, old.env, old.gpus))
+    enqueue(fs, run, &new_spec(&old.lease_id, node, old.command, old.cwd, old.env, old.gpus))
 }
 
 /// Writes `control/<node>/pause.json` (and drops a stale resume marker).
-pub fn pause(run: &RunDir, node: &str) -> Result<(), String> {
-    set_marker(run, node, "pause.json", "resume.json")
+pub fn pause(fs: &dyn RunFs, run: &RunDir, node: &str) -> Result<(), String> {
+    set_marker(fs, run, node, "pause.json", "resume.json")
 }
 
 /// Writes `control/<node>/resume.json` and removes the pause marker.
-pub fn resume(run: &RunDir, node: &str) -> Result<(), String> {
-    set_marker(run, node, "resume.json", "pause.json")
+pub fn resume(fs: &dyn RunFs, run: &RunDir, node: &str) -> Result<(), String> {
+    set_marker(fs, run, node, "resume.json", "pause.json")
 }
 
-fn set_marker(run: &RunDir, node: &str, write: &str, remove: &str) -> Result<(), String> {
+fn set_marker(fs: &dyn RunFs, run: &RunDir, node: &str, write: &str, remove: &str) -> Result<(), String> {
     let dir = run.control(node);
     let path = dir.join(write);
     let now = crate::clock::unix_micros();
     let marker = ControlMarker { requested_at: (now / 1_000_000) as i64, requested_at_us: now % 1_000_000 };
     let bytes = serde_json::to_vec(&marker).map_err(|e| e.to_string())?;
-    write_atomic(&path, &bytes).map_err(|e| io("writing", &path, e))?;
-    match std::fs::remove_file(dir.join(remove)) {
+    fs.write_atomic(&path, &bytes).map_err(|e| io("writing", &path, e))?;
+    match fs.remove_file(&dir.join(remove)) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io("removing", &dir.join(remove), e)),
@@ -241,8 +258,8 @@ fn set_marker(run: &RunDir, node: &str, write: &str, remove: &str) -> Result<(),
 /// Zombie recovery for a dead runner, as `V` and `leaseq recover` ask:
 /// [`return_claimed`], refused while the node's heartbeat is fresh (its
 /// runner may still be working on them).
-pub fn recover(run: &RunDir, node: &str, stale_after_s: i64) -> Result<usize, String> {
-    if let Ok(hb) = crate::scan::read_heartbeat(&crate::scan::FsSource, run, node) {
+pub fn recover(fs: &dyn RunFs, run: &RunDir, node: &str, stale_after_s: i64) -> Result<usize, String> {
+    if let Ok(hb) = crate::scan::read_heartbeat(fs, run, node) {
         let health = crate::index::health_at(hb.ts, unix_now(), stale_after_s);
         if health.is_alive() && !hb.stopped {
             let age = unix_now().saturating_sub(hb.ts);
@@ -250,18 +267,18 @@ pub fn recover(run: &RunDir, node: &str, stale_after_s: i64) -> Result<usize, St
         }
     }
     let claimed = run.queue(QueueDir::Claimed, node);
-    if !claimed.is_dir() {
+    if matches!(fs.stamp(&claimed), Err(ListError::NotFound)) {
         return Ok(0);
     }
-    Ok(return_claimed(run, node)?.returned)
+    Ok(return_claimed(fs, run, node)?.returned)
 }
 
 /// The stems of the task specs in a queue directory, in FIFO (name)
 /// order; other files are left out.
-pub fn spec_stems(dir: &std::path::Path) -> std::io::Result<Vec<String>> {
-    let mut stems: Vec<String> = std::fs::read_dir(dir)?
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
+pub fn spec_stems(fs: &dyn RunFs, dir: &std::path::Path) -> Result<Vec<String>, ListError> {
+    let mut stems: Vec<String> = fs
+        .list_files(dir)?
+        .into_iter()
         .filter_map(|n| match parse_entry(&n) {
             Some((stem, EntryKind::Spec)) => Some(stem.to_string()),
             _ => None,
@@ -283,19 +300,19 @@ pub struct Returned {
 
 /// Moves what `claimed/<node>/` holds back to `inbox/<node>/`, oldest
 /// first, what a restarting runner does with its own node.
-pub fn return_claimed(run: &RunDir, node: &str) -> Result<Returned, String> {
+pub fn return_claimed(fs: &dyn RunFs, run: &RunDir, node: &str) -> Result<Returned, String> {
     let claimed = run.queue(QueueDir::Claimed, node);
     let inbox = run.queue(QueueDir::Inbox, node);
-    std::fs::create_dir_all(&inbox).map_err(|e| io("creating", &inbox, e))?;
-    let stems = spec_stems(&claimed).map_err(|e| io("listing", &claimed, e))?;
+    fs.create_dir_all(&inbox).map_err(|e| io("creating", &inbox, e))?;
+    let stems = spec_stems(fs, &claimed).map_err(|e| e.describe(&claimed))?;
     let mut done = Returned::default();
     for stem in stems {
-        if existing_result(run, node, &stem).is_some() {
-            archive(run, node, &stem)?;
+        if existing_result(fs, run, node, &stem).is_some() {
+            archive(fs, run, node, &stem)?;
             done.archived += 1;
         } else {
             let name = spec_file_name(&stem);
-            std::fs::rename(claimed.join(&name), inbox.join(&name))
+            fs.rename(&claimed.join(&name), &inbox.join(&name))
                 .map_err(|e| io("moving", &claimed.join(&name), e))?;
             done.returned += 1;
         }
@@ -306,6 +323,8 @@ pub fn return_claimed(run: &RunDir, node: &str) -> Result<Returned, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::paths::write_atomic;
+    use crate::runfs::FsSource;
 
     fn spec(node: &str) -> TaskSpec {
         TaskSpec {
@@ -334,7 +353,7 @@ mod tests {
             &serde_json::to_vec(&spec("a")).unwrap(),
         )
         .unwrap();
-        let path = retry(&run, "a", NAME).unwrap();
+        let path = retry(&FsSource, &run, "a", NAME).unwrap();
         let stem = path.file_name().unwrap().to_str().unwrap().strip_suffix(".json").unwrap();
         let name = TaskName::parse(stem).unwrap();
         let new: TaskSpec = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
@@ -342,19 +361,19 @@ mod tests {
         assert_eq!(new.seq, name.seq);
         assert_ne!(new.idempotency_key, "1-a-12");
         assert_eq!(new.task_id, name.task_id);
-        assert!(retry(&run, "a", "000001_T1_2b7c9c9b-1234-4cde-8f00-0123456789ab").is_err());
+        assert!(retry(&FsSource, &run, "a", "000001_T1_2b7c9c9b-1234-4cde-8f00-0123456789ab").is_err());
     }
 
     #[test]
     fn cancel_pause_resume_markers() {
         let tmp = tempfile::tempdir().unwrap();
         let run = RunDir(tmp.path().to_path_buf());
-        let path = request_cancel(&run, "a", "T014", Some(NAME)).unwrap();
+        let path = request_cancel(&FsSource, &run, "a", "T014", Some(NAME)).unwrap();
         let request: CancelRequest = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
         assert_eq!((request.task_id.as_str(), request.task.as_deref()), ("T014", Some(NAME)));
-        pause(&run, "a").unwrap();
+        pause(&FsSource, &run, "a").unwrap();
         assert!(crate::scan::read_paused(&crate::scan::FsSource, &run, "a"));
-        resume(&run, "a").unwrap();
+        resume(&FsSource, &run, "a").unwrap();
         assert!(!crate::scan::read_paused(&crate::scan::FsSource, &run, "a"));
     }
 
@@ -365,9 +384,9 @@ mod tests {
         write_atomic(&run.queue(QueueDir::Claimed, "a").join(format!("{NAME}.json")), b"{}").unwrap();
         let hb = format!(r#"{{"node":"a","ts":{}}}"#, unix_now());
         write_atomic(&run.heartbeat("a"), hb.as_bytes()).unwrap();
-        assert!(recover(&run, "a", 60).unwrap_err().contains("alive"));
+        assert!(recover(&FsSource, &run, "a", 60).unwrap_err().contains("alive"));
         write_atomic(&run.heartbeat("a"), br#"{"node":"a","ts":1}"#).unwrap();
-        assert_eq!(recover(&run, "a", 60).unwrap(), 1);
+        assert_eq!(recover(&FsSource, &run, "a", 60).unwrap(), 1);
         assert!(run.queue(QueueDir::Inbox, "a").join(format!("{NAME}.json")).exists());
     }
 }

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::index::{Event, Index, ResultSummary, SpecSummary, Task, TaskId};
 use crate::model::{result_file_name, spec_file_name, ResultKind, TaskSpec};
 use crate::paths::{QueueDir, RunDir};
-use crate::scan::{ListError, ListingSource};
+use crate::scan::{ListError, RunFs};
 use crate::store::MAX_RECORD_BYTES;
 
 /// Why a file could not be read.
@@ -42,7 +42,7 @@ impl std::fmt::Display for ReadError {
 
 /// A task record's bytes through the run directory's filesystem (on the
 /// real one: regular files only, non-blocking, at most [`MAX_RECORD_BYTES`]).
-fn read_record(fs: &dyn ListingSource, path: &Path) -> Result<Vec<u8>, ReadError> {
+fn read_record(fs: &dyn RunFs, path: &Path) -> Result<Vec<u8>, ReadError> {
     fs.read_file(path, MAX_RECORD_BYTES).map_err(|e| match e {
         ListError::NotFound => ReadError::Moved,
         ListError::Failed(problem) => ReadError::Problem(problem),
@@ -110,24 +110,24 @@ pub fn parse_result_summary(bytes: &[u8]) -> Result<ResultSummary, serde_json::E
     })
 }
 
-pub fn read_spec_summary(fs: &dyn ListingSource, path: &Path) -> Result<SpecSummary, ReadError> {
+pub fn read_spec_summary(fs: &dyn RunFs, path: &Path) -> Result<SpecSummary, ReadError> {
     let bytes = read_record(fs, path)?;
     parse_spec_summary(&bytes).map_err(|e| malformed(path, e))
 }
 
-pub fn read_result_summary(fs: &dyn ListingSource, path: &Path) -> Result<ResultSummary, ReadError> {
+pub fn read_result_summary(fs: &dyn RunFs, path: &Path) -> Result<ResultSummary, ReadError> {
     let bytes = read_record(fs, path)?;
     parse_result_summary(&bytes).map_err(|e| malformed(path, e))
 }
 
 /// The whole result: for the details view, on demand.
-pub fn read_full_result(fs: &dyn ListingSource, path: &Path) -> Result<crate::model::TaskResult, ReadError> {
+pub fn read_full_result(fs: &dyn RunFs, path: &Path) -> Result<crate::model::TaskResult, ReadError> {
     let bytes = read_record(fs, path)?;
     crate::model::from_record(&bytes).map_err(|e| malformed(path, e))
 }
 
 /// The whole spec, `env` included: for the details view, on demand.
-pub fn read_full_spec(fs: &dyn ListingSource, path: &Path) -> Result<TaskSpec, ReadError> {
+pub fn read_full_spec(fs: &dyn RunFs, path: &Path) -> Result<TaskSpec, ReadError> {
     let bytes = read_record(fs, path)?;
     crate::model::from_record(&bytes).map_err(|e| malformed(path, e))
 }
@@ -178,7 +178,7 @@ pub fn jobs_for(index: &Index, run: &RunDir, id: TaskId, specs: bool, out: &mut 
 }
 
 /// Performs a read; `None` when the file moved (try again later).
-pub fn perform(job: &ReadJob, fs: &dyn ListingSource) -> Option<Event> {
+pub fn perform(job: &ReadJob, fs: &dyn RunFs) -> Option<Event> {
     let (node, name) = (job.node.clone(), job.name.clone());
     match job.result {
         None => match read_spec_summary(fs, &job.path) {

@@ -4,6 +4,7 @@
 //! this host's local runtime dir into one list, and resolving `--lease`,
 //! `--local` and the default. Blocking I/O: call it off the UI thread.
 
+use crate::runfs::{ListError, RunFs};
 use std::path::PathBuf;
 
 use crate::model::{LeaseMeta, LeaseRegistry};
@@ -45,7 +46,7 @@ pub fn kind_of(id: &str) -> LeaseKind {
 /// Every lease known from the registry, `runs/` and the local runtime dir,
 /// sorted (local first, then by id). Problems are returned as messages next
 /// to what could be read.
-pub fn discover_leases(roots: &Roots) -> (Vec<LeaseInfo>, Vec<String>) {
+pub fn discover_leases(fs: &dyn RunFs, roots: &Roots) -> (Vec<LeaseInfo>, Vec<String>) {
     let mut problems = Vec::new();
     let registry = read_registry(&roots.registry_path()).unwrap_or_else(|e| {
         problems.push(e);
@@ -53,16 +54,14 @@ pub fn discover_leases(roots: &Roots) -> (Vec<LeaseInfo>, Vec<String>) {
     });
     let mut ids: Vec<String> = registry.leases.keys().cloned().collect();
     for dir in [roots.archive.join("runs"), roots.runtime.clone()] {
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        match fs.list_dirs(&dir) {
+            Ok(names) => {
                 // The runtime dir may hold other things: only local leases.
-                let belongs = dir != roots.runtime || name.starts_with("local:");
-                if is_dir && belongs && !name.starts_with('.') {
-                    ids.push(name);
-                }
+                let belongs = |name: &String| dir != roots.runtime || name.starts_with("local:");
+                ids.extend(names.into_iter().filter(|n| belongs(n) && !n.starts_with('.')));
             }
+            Err(ListError::NotFound) => {}
+            Err(error) => problems.push(error.describe(&dir)),
         }
     }
     // An id becomes a path component only when it is a lease id: a hostile
@@ -85,7 +84,8 @@ pub fn discover_leases(roots: &Roots) -> (Vec<LeaseInfo>, Vec<String>) {
         .map(|id| {
             let run = RunDir(roots.run_dir(&id).unwrap_or_default());
             let entry = registry.leases.get(&id).cloned().unwrap_or_default();
-            let meta = crate::store::read_record(&run.meta(), crate::paths::SMALL_RECORD_BYTES)
+            let meta = fs
+                .read_file(&run.meta(), crate::paths::SMALL_RECORD_BYTES)
                 .ok()
                 .and_then(|b| crate::model::from_nested_record::<LeaseMeta>(&b).ok());
             let meta_name = match &meta {
@@ -94,7 +94,7 @@ pub fn discover_leases(roots: &Roots) -> (Vec<LeaseInfo>, Vec<String>) {
             };
             LeaseInfo {
                 kind: kind_of(&id),
-                present: run.0.is_dir(),
+                present: fs.probe(&run.0).is_ok_and(|found| found == Some(false)),
                 is_default: registry.default_lease.as_deref() == Some(id.as_str()),
                 name: entry.name.or(meta_name),
                 created_at: entry.created_at,
@@ -161,7 +161,7 @@ mod tests {
         registry.leases.insert("456".into(), Default::default());
         write_registry(&roots.registry_path(), &registry).unwrap();
 
-        let (leases, problems) = discover_leases(&roots);
+        let (leases, problems) = discover_leases(&crate::runfs::FsSource, &roots);
         assert!(problems.is_empty());
         let ids: Vec<&str> = leases.iter().map(|l| l.id.as_str()).collect();
         assert_eq!(ids, vec!["local:h", "123", "456"]);

@@ -20,6 +20,7 @@ pub mod logs;
 pub mod model;
 pub mod oneshot;
 pub mod paths;
+pub mod runfs;
 pub mod runner;
 pub mod sanitize;
 pub mod scan;

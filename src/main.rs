@@ -458,7 +458,7 @@ fn lease_of(roots: &Roots, args: &LeaseArgs) -> Result<(String, RunDir), String>
         let run = RunDir(dir);
         return Ok((run_dir_lease_id(&run), run));
     }
-    let (leases, problems) = discover_leases(roots);
+    let (leases, problems) = discover_leases(&FsSource, roots);
     for problem in problems {
         eprintln!("leaseq: {}", leaseq::sanitize::clean_log(&problem));
     }
@@ -551,7 +551,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<ExitCode, String> {
                     )
                 })?;
                 if !dir.is_dir() {
-                    let (leases, _) = discover_leases(&roots);
+                    let (leases, _) = discover_leases(&FsSource, &roots);
                     let known: Vec<&str> =
                         leases.iter().filter(|l| l.present).map(|l| l.id.as_str()).collect();
                     return Err(format!(
@@ -686,7 +686,7 @@ fn run_demo(
     let roots = Roots::resolve(&env);
     let (config, notices) = dashboard_config(&roots);
     let open = OpenChoice::Lease(tree.lease_id.clone());
-    let source: Arc<dyn leaseq::scan::ListingSource> = match stall_after {
+    let source: Arc<dyn leaseq::scan::RunFs> = match stall_after {
         Some(delay) => Arc::new(leaseq::sim::stall::StallingFs::after(delay)),
         None => Arc::new(FsSource),
     };

@@ -11,12 +11,12 @@ use crate::engine::core::{CoreConfig, EngineCore, Input};
 use crate::engine::jobs::Job;
 use crate::index::{Event, Index};
 use crate::paths::{RunDir, UiConfig};
-use crate::scan::ListingSource;
+use crate::scan::RunFs;
 
 /// Lists every node of a run dir, reads what `reads` asks for, and
 /// returns the folded index. `now` is the wall clock heartbeats are
 /// judged by.
-pub fn build(source: &dyn ListingSource, run: &RunDir, ui: &UiConfig, now: i64, reads: Reads) -> Index {
+pub fn build(source: &dyn RunFs, run: &RunDir, ui: &UiConfig, now: i64, reads: Reads) -> Index {
     let mut index = Index::new(ui.hb_stale_s);
     index.apply(Event::Tick(now));
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());

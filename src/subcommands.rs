@@ -216,7 +216,7 @@ pub fn cancel(run: &RunDir, tasks: &[String], json: bool, config: &UiConfig) -> 
         if task.state.is_terminal() {
             return Err(format!("{} is already {}; nothing to cancel", task.task_id, task.state));
         }
-        match control::cancel(run, &task.node, &task.name, &task.task_id)? {
+        match control::cancel(&FsSource, run, &task.node, &task.name, &task.task_id)? {
             CancelOutcome::CancelledPending => Ok((
                 format!("cancelled {} (it was pending on {})", task.task_id, task.node),
                 "cancelled".into(),
@@ -246,7 +246,7 @@ pub fn cancel(run: &RunDir, tasks: &[String], json: bool, config: &UiConfig) -> 
 
 pub fn retry(run: &RunDir, tasks: &[String], json: bool, config: &UiConfig) -> Result<ExitCode, String> {
     each_task(run, tasks, json, config, |task| {
-        let path = control::retry(run, &task.node, &task.name)?;
+        let path = control::retry(&FsSource, run, &task.node, &task.name)?;
         let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let id = leaseq::model::TaskName::parse(&stem).map_or(stem.clone(), |n| n.task_id.to_string());
         Ok((
@@ -369,7 +369,7 @@ fn choose_running(index: &Index) -> Result<TaskRef, String> {
 pub fn lease(roots: &Roots, action: LeaseAction) -> Result<ExitCode, String> {
     use leaseq::actions::{perform, ActionContext};
     use leaseq::ui::messages::Action;
-    let context = ActionContext { roots: roots.clone(), stale_after_s: 60 };
+    let context = ActionContext::new(roots.clone(), 60);
     match action {
         LeaseAction::Create { slurm: _, form, make_default, json } => {
             let request = form.request();
@@ -399,7 +399,7 @@ pub fn lease(roots: &Roots, action: LeaseAction) -> Result<ExitCode, String> {
             println!("{}", perform(&Action::SetDefaultLease { id }, &context)?);
         }
         LeaseAction::Ls { json } => {
-            let (leases, problems) = leaseq::leases::discover_leases(roots);
+            let (leases, problems) = leaseq::leases::discover_leases(&FsSource, roots);
             for problem in problems {
                 eprintln!("leaseq: {problem}");
             }
@@ -459,6 +459,6 @@ pub fn node_action(
         NodeAction::Recover => Action::RecoverNode { run, node },
     };
     let roots = roots.clone();
-    println!("{}", perform(&action, &ActionContext { roots, stale_after_s: config.hb_stale_s as i64 })?);
+    println!("{}", perform(&action, &ActionContext::new(roots, config.hb_stale_s as i64))?);
     Ok(ExitCode::SUCCESS)
 }

@@ -173,7 +173,7 @@ impl GatedSource {
     }
 }
 
-impl leaseq::scan::ListingSource for GatedSource {
+impl leaseq::scan::RunFs for GatedSource {
     fn stamp(&self, dir: &Path) -> Result<leaseq::scan::DirStamp, leaseq::scan::ListError> {
         FsSource.stamp(dir)
     }
@@ -193,6 +193,21 @@ impl leaseq::scan::ListingSource for GatedSource {
     }
     fn read_file(&self, path: &Path, max_bytes: u64) -> Result<Vec<u8>, leaseq::scan::ListError> {
         FsSource.read_file(path, max_bytes)
+    }
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        FsSource.write_atomic(path, bytes)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        FsSource.rename(from, to)
+    }
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        FsSource.create_dir_all(dir)
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        FsSource.remove_file(path)
+    }
+    fn probe(&self, path: &Path) -> std::io::Result<Option<bool>> {
+        FsSource.probe(path)
     }
 }
 

@@ -154,7 +154,14 @@ fn cancel_of_a_pending_task_is_immediate_with_or_without_a_runner() {
     std::thread::sleep(Duration::from_millis(300));
     let queued = lease.submit("n1", &[], "echo never either");
     let task_id = queued.split('_').nth(1).unwrap().to_string();
-    leaseq::control::request_cancel(&leaseq::paths::RunDir(lease.run_dir()), "n1", &task_id, None).unwrap();
+    leaseq::control::request_cancel(
+        &leaseq::scan::FsSource,
+        &leaseq::paths::RunDir(lease.run_dir()),
+        "n1",
+        &task_id,
+        None,
+    )
+    .unwrap();
     lease.wait_state(&queued, "CANCELLED", SHORT);
 }
 

@@ -20,7 +20,7 @@ const FOLLOW_CHUNK: u64 = 1 << 20;
 
 /// The task's result, when it has one.
 fn result_of(run: &RunDir, task: &TaskRef) -> Option<crate::index::ResultSummary> {
-    let kind = crate::control::existing_result(run, &task.node, &task.name)?;
+    let kind = crate::control::existing_result(&crate::scan::FsSource, run, &task.node, &task.name)?;
     let path = run.queue(QueueDir::Done, &task.node).join(result_file_name(&task.name, kind));
     read_result_summary(&crate::scan::FsSource, &path).ok()
 }

@@ -43,7 +43,8 @@ pub fn node_loads(run: &RunDir) -> Vec<NodeLoad> {
                 || crate::scan::read_paused(&crate::scan::FsSource, run, &node);
             let stopped = heartbeat.as_ref().is_some_and(|hb| hb.stopped);
             let pending =
-                crate::control::spec_stems(&run.queue(QueueDir::Inbox, &node)).map_or(0, |s| s.len());
+                crate::control::spec_stems(&crate::runfs::FsSource, &run.queue(QueueDir::Inbox, &node))
+                    .map_or(0, |s| s.len());
             NodeLoad { node, heartbeat_ts, pending, paused, stopped }
         })
         .collect()

@@ -535,7 +535,7 @@ impl EngineCore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scan::ListingSource;
+    use crate::scan::RunFs;
     use crate::sim::nfs::NfsModel;
 
     fn model() -> NfsModel {
@@ -551,7 +551,7 @@ mod tests {
         core: &mut EngineCore,
         now: Now,
         index: &mut Index,
-        fs: &dyn ListingSource,
+        fs: &dyn RunFs,
         mut jobs: Vec<Job>,
     ) -> usize {
         let mut listings = 0;
@@ -566,7 +566,7 @@ mod tests {
         listings
     }
 
-    fn fs_run(_: &dyn ListingSource) -> RunDir {
+    fn fs_run(_: &dyn RunFs) -> RunDir {
         model().run_dir().clone()
     }
 

@@ -5,7 +5,7 @@
 use crate::hydrate::{perform, ReadJob, ReadKey};
 use crate::index::{Event, HeartbeatRound, Round};
 use crate::paths::{QueueDir, RunDir};
-use crate::scan::{discover_nodes, read_heartbeats, read_paused, Discovery, ListingSource, NodeScanner};
+use crate::scan::{discover_nodes, read_heartbeats, read_paused, Discovery, NodeScanner, RunFs};
 
 /// The two halves of a node's round, listed as two jobs so that running
 /// and pending tasks reach the screen before a large `done/` is listed.
@@ -45,7 +45,7 @@ impl ListJob {
 
     /// Lists, calling `before` ahead of each directory (the fuzzer moves
     /// tasks there; everyone else passes a no-op).
-    pub fn run_with(mut self, fs: &dyn ListingSource, before: &mut dyn FnMut(QueueDir)) -> Completion {
+    pub fn run_with(mut self, fs: &dyn RunFs, before: &mut dyn FnMut(QueueDir)) -> Completion {
         let round = match self.part {
             Part::Live => self.scanner.start_round_with(fs, self.force, before),
             Part::Done => self.scanner.finish_round_with(fs, self.force, before),
@@ -83,7 +83,7 @@ impl Job {
 
     /// Carries the job out, blocking. `unix_now`: the wall clock that
     /// heartbeats are judged by.
-    pub fn execute(self, fs: &dyn ListingSource, run: &RunDir, unix_now: i64) -> Completion {
+    pub fn execute(self, fs: &dyn RunFs, run: &RunDir, unix_now: i64) -> Completion {
         match self {
             Job::Discover => {
                 let nodes = discover_nodes(fs, run);

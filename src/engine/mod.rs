@@ -22,7 +22,7 @@ use self::jobs::{Completion, Job};
 use crate::index::{Event, Index, TaskId};
 use crate::io_pool::{IoPool, PoolGuard};
 use crate::paths::{RunDir, UiConfig};
-use crate::scan::ListingSource;
+use crate::scan::RunFs;
 
 /// The newest snapshot of the index, and a way to wait for a newer one.
 #[derive(Clone)]
@@ -116,12 +116,12 @@ impl Control {
 pub struct EngineConfig {
     pub run_dir: RunDir,
     pub ui: UiConfig,
-    pub source: Arc<dyn ListingSource>,
+    pub source: Arc<dyn RunFs>,
     pub core: CoreConfig,
 }
 
 impl EngineConfig {
-    pub fn new(run_dir: RunDir, ui: UiConfig, source: Arc<dyn ListingSource>) -> EngineConfig {
+    pub fn new(run_dir: RunDir, ui: UiConfig, source: Arc<dyn RunFs>) -> EngineConfig {
         let core = CoreConfig::watch(ui.refresh_s);
         EngineConfig { run_dir, ui, source, core }
     }
@@ -209,7 +209,7 @@ enum Next {
 
 /// Carries out the core's outputs: jobs on the pool, events to the fold.
 struct Runtime {
-    fs: Arc<dyn ListingSource>,
+    fs: Arc<dyn RunFs>,
     slot: SnapshotSlot,
     pool: IoPool,
     events: Sender<Event>,

@@ -17,6 +17,7 @@ use crate::clock::unix_now;
 use crate::control::write_result;
 use crate::model::{ResultKind, TaskResult, TaskSpec};
 use crate::paths::RunDir;
+use crate::runfs::FsSource;
 
 /// The exit code of a task the runner refused to start (malformed spec,
 /// missing cwd, more GPUs than the node has): its `error` says why. A task
@@ -72,7 +73,7 @@ impl Finisher {
     }
 
     fn publish(&self, claimed: &Claimed, kind: ResultKind, result: &TaskResult) {
-        if let Err(e) = write_result(&self.run, &self.node, &claimed.stem, kind, result) {
+        if let Err(e) = write_result(&FsSource, &self.run, &self.node, &claimed.stem, kind, result) {
             // The spec stays in claimed/ (STUCK once this runner is gone, and
             // recoverable) rather than vanishing without a result.
             eprintln!("leaseq run: {e}; {} stays in claimed/", claimed.stem);
@@ -86,7 +87,7 @@ impl Finisher {
 
     /// Moves a spec from `claimed/` into `done/`.
     pub fn archive(&self, stem: &str) {
-        if let Err(e) = crate::control::archive(&self.run, &self.node, stem) {
+        if let Err(e) = crate::control::archive(&FsSource, &self.run, &self.node, stem) {
             eprintln!("leaseq run: {e}");
         }
     }

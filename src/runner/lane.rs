@@ -6,6 +6,7 @@
 //! a thread that waits for it and writes its result, so a slow disk never
 //! holds up claiming or the heartbeat.
 
+use crate::runfs::FsSource;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
@@ -318,7 +319,7 @@ impl Lane {
             .collect();
         for stem in wanted {
             let (run, node) = (&self.options.run, &self.options.node);
-            match crate::control::cancel_pending(run, node, &stem, "cancelled while pending") {
+            match crate::control::cancel_pending(&FsSource, run, node, &stem, "cancelled while pending") {
                 Ok(true) => {
                     hit = true;
                     let task_id = TaskName::parse(&stem).map_or("", |n| n.task_id).to_string();
@@ -337,7 +338,7 @@ impl Lane {
     /// The inbox's task stems in FIFO (name) order.
     fn list_inbox(&mut self) -> Vec<String> {
         let dir = self.options.run.queue(QueueDir::Inbox, &self.options.node);
-        match crate::control::spec_stems(&dir) {
+        match crate::control::spec_stems(&FsSource, &dir) {
             Ok(stems) => {
                 if self.list_error.take().is_some() {
                     eprintln!("leaseq run: {} lists again", dir.display());
@@ -347,8 +348,7 @@ impl Lane {
             Err(e) => {
                 // Said (once per new error): a shared filesystem that fails
                 // (ESTALE, EACCES) must not look like an empty queue.
-                let message =
-                    format!("listing {}: {e}; claiming nothing until it lists again", dir.display());
+                let message = format!("{}; claiming nothing until it lists again", e.describe(&dir));
                 if self.list_error.as_ref() != Some(&message) {
                     eprintln!("leaseq run: {message}");
                     self.list_error = Some(message);
@@ -460,7 +460,9 @@ impl Lane {
     /// (a runner died between the result and the archive), Some(false) when
     /// another task with its idempotency key has one.
     fn already_done(&self, claimed: &Claimed, spec: &TaskSpec) -> Option<bool> {
-        if crate::control::existing_result(&self.options.run, &self.options.node, &claimed.stem).is_some() {
+        if crate::control::existing_result(&FsSource, &self.options.run, &self.options.node, &claimed.stem)
+            .is_some()
+        {
             return Some(true);
         }
         let keys = self.finisher.keys.lock().unwrap_or_else(|e| e.into_inner());

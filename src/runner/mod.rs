@@ -172,7 +172,7 @@ pub fn process_alive(pid: u32) -> bool {
 /// Zombie recovery: what a dead runner left in `claimed/<node>/` goes back
 /// to the inbox (see [`crate::control::return_claimed`]).
 fn recover_zombies(run: &RunDir, node: &str) -> usize {
-    match crate::control::return_claimed(run, node) {
+    match crate::control::return_claimed(&crate::runfs::FsSource, run, node) {
         Ok(done) => done.returned,
         Err(e) => {
             eprintln!("leaseq run: recovering what a previous runner left: {e}");

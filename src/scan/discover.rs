@@ -3,10 +3,10 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::listing::{ListError, ListingSource, SMALL_FILE_BYTES};
 use crate::index::HeartbeatRound;
 use crate::model::Heartbeat;
 use crate::paths::{is_valid_node_name, QueueDir, RunDir};
+use crate::runfs::{ListError, RunFs, SMALL_FILE_BYTES};
 
 /// The nodes of a run dir, and what could not be taken as one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -20,7 +20,7 @@ pub struct Discovery {
     pub problem: Option<String>,
 }
 
-pub fn discover_nodes(source: &dyn ListingSource, run: &RunDir) -> Discovery {
+pub fn discover_nodes(source: &dyn RunFs, run: &RunDir) -> Discovery {
     let mut names = BTreeSet::new();
     let mut problems = Vec::new();
     let mut take = |name: String, dir: &std::path::Path, problems: &mut Vec<String>| {
@@ -79,7 +79,7 @@ fn heartbeat_nodes(names: Vec<String>) -> impl Iterator<Item = String> {
 
 /// Reads every heartbeat file. A file that cannot be read or parsed is
 /// reported per node; the `hb/` directory failing is reported as a whole.
-pub fn read_heartbeats(source: &dyn ListingSource, run: &RunDir) -> HeartbeatRound {
+pub fn read_heartbeats(source: &dyn RunFs, run: &RunDir) -> HeartbeatRound {
     let names = match source.list_files(&run.hb_dir()) {
         Ok(names) => names,
         Err(ListError::NotFound) => Vec::new(),
@@ -102,7 +102,7 @@ pub fn read_heartbeats(source: &dyn ListingSource, run: &RunDir) -> HeartbeatRou
 }
 
 /// One node's heartbeat, or why it cannot be read.
-pub fn read_heartbeat(source: &dyn ListingSource, run: &RunDir, node: &str) -> Result<Heartbeat, String> {
+pub fn read_heartbeat(source: &dyn RunFs, run: &RunDir, node: &str) -> Result<Heartbeat, String> {
     let path = run.heartbeat(node);
     let bytes = source.read_file(&path, SMALL_FILE_BYTES).map_err(|e| e.describe(&path))?;
     crate::model::from_record::<Heartbeat>(&bytes)
@@ -110,7 +110,7 @@ pub fn read_heartbeat(source: &dyn ListingSource, run: &RunDir, node: &str) -> R
 }
 
 /// Whether `control/<node>/pause.json` is present (and no later resume).
-pub fn read_paused(source: &dyn ListingSource, run: &RunDir, node: &str) -> bool {
+pub fn read_paused(source: &dyn RunFs, run: &RunDir, node: &str) -> bool {
     source
         .list_files(&run.control(node))
         .map(|names| names.iter().any(|n| n == "pause.json") && !names.iter().any(|n| n == "resume.json"))

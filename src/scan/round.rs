@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::diff::diff_sorted;
-use super::listing::{DirStamp, ListError, ListingSource};
 use crate::index::{DirOutcome, Round};
 use crate::paths::{QueueDir, RunDir};
+use crate::runfs::{DirStamp, ListError, RunFs};
 
 /// The order a round lists a node's directories in: `inbox/`, `claimed/`,
 /// `inbox/` again, then `done/`.
@@ -74,7 +74,7 @@ impl NodeScanner {
 
     /// Lists the directories and returns what changed. With `force`, stamps
     /// are ignored (a periodic full rescan against attribute caching).
-    pub fn round(&mut self, source: &dyn ListingSource, force: bool) -> Round {
+    pub fn round(&mut self, source: &dyn RunFs, force: bool) -> Round {
         self.round_with(source, force, &mut |_| {})
     }
 
@@ -82,7 +82,7 @@ impl NodeScanner {
     /// listed; the simulation uses it to let the world move mid-round.
     pub fn round_with(
         &mut self,
-        source: &dyn ListingSource,
+        source: &dyn RunFs,
         force: bool,
         between: &mut dyn FnMut(QueueDir),
     ) -> Round {
@@ -98,7 +98,7 @@ impl NodeScanner {
     /// completes it. `between` is called before each directory is listed.
     pub fn start_round_with(
         &mut self,
-        source: &dyn ListingSource,
+        source: &dyn RunFs,
         force: bool,
         between: &mut dyn FnMut(QueueDir),
     ) -> Round {
@@ -112,7 +112,7 @@ impl NodeScanner {
     /// `Event::Round`.
     pub fn finish_round_with(
         &mut self,
-        source: &dyn ListingSource,
+        source: &dyn RunFs,
         force: bool,
         between: &mut dyn FnMut(QueueDir),
     ) -> Round {
@@ -125,7 +125,7 @@ impl NodeScanner {
     fn list(
         &mut self,
         order: &[QueueDir],
-        source: &dyn ListingSource,
+        source: &dyn RunFs,
         force: bool,
         between: &mut dyn FnMut(QueueDir),
     ) -> Vec<(QueueDir, DirOutcome)> {
@@ -146,7 +146,7 @@ impl NodeScanner {
 /// between the two listings was claimed after `claimed/` was listed, and
 /// reporting its removal now would leave it seen nowhere this round. Its
 /// removal is reported by the next round's first listing instead.
-fn list_one(source: &dyn ListingSource, state: &mut DirState, force: bool, repeat: bool) -> DirOutcome {
+fn list_one(source: &dyn RunFs, state: &mut DirState, force: bool, repeat: bool) -> DirOutcome {
     let outcome = list_or_skip(source, state, force, repeat);
     if matches!(outcome, DirOutcome::Failed(_)) {
         // A stamp cannot vouch for a directory that failed to list (made
@@ -157,7 +157,7 @@ fn list_one(source: &dyn ListingSource, state: &mut DirState, force: bool, repea
     outcome
 }
 
-fn list_or_skip(source: &dyn ListingSource, state: &mut DirState, force: bool, repeat: bool) -> DirOutcome {
+fn list_or_skip(source: &dyn RunFs, state: &mut DirState, force: bool, repeat: bool) -> DirOutcome {
     let stamp = match source.stamp(&state.path) {
         Ok(stamp) => Some(stamp),
         Err(ListError::NotFound) if !state.listed_once => return DirOutcome::Unchanged,
@@ -216,7 +216,7 @@ mod tests {
         fail: std::sync::atomic::AtomicBool,
     }
 
-    impl ListingSource for Flaky {
+    impl RunFs for Flaky {
         fn stamp(&self, _: &std::path::Path) -> Result<crate::scan::DirStamp, ListError> {
             Ok(crate::scan::DirStamp { mtime_ns: 1, racy: false })
         }
@@ -232,6 +232,21 @@ mod tests {
         }
         fn read_file(&self, _: &std::path::Path, _: u64) -> Result<Vec<u8>, ListError> {
             Err(ListError::NotFound)
+        }
+        fn write_atomic(&self, path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+            FsSource.write_atomic(path, bytes)
+        }
+        fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+            FsSource.rename(from, to)
+        }
+        fn create_dir_all(&self, dir: &std::path::Path) -> std::io::Result<()> {
+            FsSource.create_dir_all(dir)
+        }
+        fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+            FsSource.remove_file(path)
+        }
+        fn probe(&self, path: &std::path::Path) -> std::io::Result<Option<bool>> {
+            FsSource.probe(path)
         }
     }
 

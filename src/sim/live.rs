@@ -116,7 +116,7 @@ pub fn submit(run: &RunDir, lease_id: &str, node: &str, command: &str) -> std::i
         [("WANDB_MODE".to_string(), "offline".to_string()), ("CUDA_VISIBLE_DEVICES".into(), "0".into())];
     let spec =
         crate::control::new_spec(lease_id, node, command.to_string(), "/home/demo/exp".into(), env.into(), 1);
-    crate::control::enqueue(run, &spec).map_err(std::io::Error::other)?;
+    crate::control::enqueue(&crate::runfs::FsSource, run, &spec).map_err(std::io::Error::other)?;
     Ok(crate::control::stem_of(&spec))
 }
 
@@ -417,7 +417,7 @@ mod tests {
         let first = submit(&run, "1", "a", "echo one").unwrap();
         let second = submit(&run, "1", "a", "echo two").unwrap();
         let task_id = crate::model::TaskName::parse(&second).unwrap().task_id.to_string();
-        crate::control::request_cancel(&run, "a", &task_id, None).unwrap();
+        crate::control::request_cancel(&crate::runfs::FsSource, &run, "a", &task_id, None).unwrap();
         let cluster = LiveCluster::start(run.clone(), options);
         let deadline = Instant::now() + Duration::from_secs(20);
         let done = run.queue(QueueDir::Done, "a");

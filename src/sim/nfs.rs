@@ -4,7 +4,7 @@
 //! Owns: the TRUE contents of one run directory (per node: the names in
 //! `inbox/`, `claimed/` and `done/`, the heartbeat, and what each result
 //! file says), the protocol's moves on them (ON-DISK.md), and a
-//! [`ListingSource`] over them that shows what an NFS client may see: each
+//! [`RunFs`] over them that shows what an NFS client may see: each
 //! directory at a possibly older version (an independent lag per directory,
 //! from a bounded history of versions), in any order, with entries
 //! transiently missing or listed twice, and listings that fail outright.
@@ -15,7 +15,7 @@
 //! through [`NfsModel::advance`]).
 //!
 //! Everything is behind one mutex so that the model can be a
-//! `&dyn ListingSource` for a whole scanning round while the round's
+//! `&dyn RunFs` for a whole scanning round while the round's
 //! `between` callback moves files in it.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -25,7 +25,7 @@ use std::sync::{Mutex, MutexGuard};
 use crate::index::TaskState;
 use crate::model::{result_file_name, spec_file_name, Heartbeat, ResultKind, TaskResult, TaskSpec};
 use crate::paths::{QueueDir, RunDir};
-use crate::scan::{DirStamp, ListError, ListingSource};
+use crate::scan::{DirStamp, ListError, RunFs};
 
 /// Versions kept per directory: how far back a lagging listing can go.
 pub const HISTORY: usize = 8;
@@ -164,6 +164,10 @@ struct World {
     /// Per (node, directory slot): listings show exactly this many versions
     /// back, whatever the perturbation says.
     pins: BTreeMap<(usize, usize), u8>,
+    /// Files written through the model that it does not model as tasks or
+    /// heartbeats (control requests, pause markers), and the bytes of task
+    /// files written through it (a retried spec, a cancel's result).
+    written: BTreeMap<PathBuf, Vec<u8>>,
 }
 
 fn slot(dir: QueueDir) -> usize {
@@ -187,6 +191,8 @@ enum Place {
     HbDir,
     /// `hb/<node>.json`.
     Heartbeat(usize),
+    /// `control/<node>/`.
+    ControlDir,
 }
 
 impl World {
@@ -259,6 +265,83 @@ impl World {
         }
     }
 
+    /// Refuses a write outside the run directory (nothing may be written
+    /// there), and fails one now and then as a flaky NFS server does.
+    fn fault(&mut self, path: &Path) -> std::io::Result<()> {
+        if !path.starts_with(RUN_DIR) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("{}: outside the run directory", path.display()),
+            ));
+        }
+        if self.chance(self.perturbation.fail) {
+            return Err(std::io::Error::other(format!("{}: Stale file handle (simulated)", path.display())));
+        }
+        Ok(())
+    }
+
+    /// A new spec in `inbox/` (a retry) or a result in `done/` (a cancel).
+    fn write_task_file(
+        &mut self,
+        path: &Path,
+        dir: QueueDir,
+        node: usize,
+        file: &str,
+        bytes: &[u8],
+    ) -> std::io::Result<()> {
+        let result = [ResultKind::Ran, ResultKind::Skipped, ResultKind::Cancelled]
+            .into_iter()
+            .find_map(|kind| Some((kind, file.strip_suffix(kind.suffix())?)));
+        match (dir, result) {
+            (QueueDir::Done, Some((kind, stem))) if self.tasks.get(stem).is_some_and(|t| t.node == node) => {
+                let result: TaskResult = serde_json::from_slice(bytes).map_err(std::io::Error::other)?;
+                let stem = stem.to_string();
+                self.write_result(&stem, kind, result.exit_code);
+            }
+            (QueueDir::Inbox, None) => {
+                let stem = file.strip_suffix(".json").unwrap_or(file);
+                let Some(name) = crate::model::TaskName::parse(stem) else {
+                    return Err(unsupported(path, "a file that is not a task"));
+                };
+                if self.tasks.contains_key(stem) {
+                    return Err(unsupported(path, "rewriting a task"));
+                }
+                let truth = TaskTruth { node, seq: name.seq, spec: None, result: None, moved_in: None };
+                self.tasks.insert(stem.to_string(), truth);
+                self.rename_spec(stem, Some(QueueDir::Inbox));
+            }
+            _ => return Err(unsupported(path, "this task file")),
+        }
+        self.written.insert(path.to_path_buf(), bytes.to_vec());
+        Ok(())
+    }
+
+    /// What is at `path` now (regular files only in the model).
+    fn probe(&self, path: &Path) -> Option<bool> {
+        match self.locate(path) {
+            Some(Place::File(dir, node, file)) => {
+                let there = match file.strip_suffix(".json").and_then(|stem| self.tasks.get_key_value(stem)) {
+                    Some((_, task)) if task.node == node && !is_result(&file) => task.spec == Some(dir),
+                    _ => [ResultKind::Ran, ResultKind::Skipped, ResultKind::Cancelled].into_iter().any(
+                        |kind| {
+                            file.strip_suffix(kind.suffix())
+                                .and_then(|stem| self.tasks.get(stem))
+                                .is_some_and(|t| {
+                                    dir == QueueDir::Done
+                                        && t.node == node
+                                        && t.result.is_some_and(|r| r.0 == kind)
+                                })
+                        },
+                    ),
+                };
+                there.then_some(true)
+            }
+            Some(Place::Heartbeat(node)) => (!self.nodes[node].heartbeats.is_empty()).then_some(true),
+            Some(_) => Some(false),
+            None => self.written.contains_key(path).then_some(true),
+        }
+    }
+
     fn heartbeat_fresh(&self, node: usize) -> bool {
         self.nodes[node].heartbeats.back().is_some_and(|&ts| self.now - ts <= self.stale_s)
     }
@@ -281,6 +364,7 @@ impl World {
         match parts.as_slice() {
             ["hb"] => Some(Place::HbDir),
             ["hb", file] => node_of(file.strip_suffix(".json")?).map(Place::Heartbeat),
+            ["control", node] => node_of(node).map(|_| Place::ControlDir),
             [dir] => queue(dir).map(|_| Place::QueueRoot),
             [dir, node] => Some(Place::Queue(queue(dir)?, node_of(node)?)),
             [dir, node, file] => Some(Place::File(queue(dir)?, node_of(node)?, file.to_string())),
@@ -357,6 +441,19 @@ impl World {
     }
 }
 
+fn is_result(file: &str) -> bool {
+    [ResultKind::Ran, ResultKind::Skipped, ResultKind::Cancelled]
+        .iter()
+        .any(|kind| file.ends_with(kind.suffix()))
+}
+
+fn unsupported(path: &Path, what: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        format!("{}: {what} (not in the model)", path.display()),
+    )
+}
+
 /// `(task_id, uuid)` of a stem the model made.
 fn split_stem(stem: &str) -> (&str, &str) {
     let rest = stem.split_once('_').map_or(stem, |(_, rest)| rest);
@@ -400,6 +497,7 @@ impl NfsModel {
             rng: fastrand::Rng::with_seed(0),
             move_bound: true,
             pins: BTreeMap::new(),
+            written: BTreeMap::new(),
         };
         NfsModel { run: RunDir(PathBuf::from(RUN_DIR)), world: Mutex::new(world) }
     }
@@ -680,7 +778,7 @@ impl NfsModel {
     }
 }
 
-impl ListingSource for NfsModel {
+impl RunFs for NfsModel {
     fn stamp(&self, dir: &Path) -> Result<DirStamp, ListError> {
         let mut world = self.world();
         match world.locate(dir) {
@@ -726,6 +824,12 @@ impl ListingSource for NfsModel {
                 Ok(names)
             }
             Some(Place::QueueRoot) => Ok(Vec::new()),
+            Some(Place::ControlDir) => Ok(world
+                .written
+                .keys()
+                .filter(|p| p.parent() == Some(dir))
+                .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
+                .collect()),
             Some(Place::HbDir) => Ok(world
                 .nodes
                 .iter()
@@ -752,6 +856,13 @@ impl ListingSource for NfsModel {
     // The model's files are all far below any record limit.
     fn read_file(&self, path: &Path, _max_bytes: u64) -> Result<Vec<u8>, ListError> {
         let mut world = self.world();
+        if let Some(bytes) = world.written.get(path) {
+            // Written through the model; a task file only while it is there.
+            if world.probe(path) != Some(true) {
+                return Err(ListError::NotFound);
+            }
+            return Ok(bytes.clone());
+        }
         match world.locate(path) {
             Some(Place::Heartbeat(node)) => {
                 let p = world.perturbation;
@@ -794,6 +905,74 @@ impl ListingSource for NfsModel {
             }
             _ => Err(ListError::NotFound),
         }
+    }
+
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        let mut world = self.world();
+        world.fault(path)?;
+        match world.locate(path) {
+            Some(Place::File(dir, node, file)) => world.write_task_file(path, dir, node, &file, bytes),
+            Some(_) => Err(unsupported(path, "a directory or heartbeat")),
+            None => {
+                world.written.insert(path.to_path_buf(), bytes.to_vec());
+                Ok(())
+            }
+        }
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        let mut world = self.world();
+        world.fault(from)?;
+        let (Some(Place::File(from_dir, node, file)), Some(Place::File(to_dir, to_node, to_file))) =
+            (world.locate(from), world.locate(to))
+        else {
+            return Err(unsupported(from, "a rename outside the queue directories"));
+        };
+        let stem = file.strip_suffix(".json").filter(|_| file == to_file && node == to_node);
+        let Some(stem) = stem.filter(|s| world.tasks.get(*s).is_some_and(|t| t.node == node)) else {
+            return Err(unsupported(from, "a rename that changes the name or node"));
+        };
+        if world.tasks[stem].spec != Some(from_dir) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{}: not there", from.display()),
+            ));
+        }
+        if !world.may_move(stem) {
+            // The bounded mode's promise (one move per task per round)
+            // holds for the dashboard's moves too.
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                "moved already this round (simulated)",
+            ));
+        }
+        let stem = stem.to_string();
+        world.rename_spec(&stem, Some(to_dir));
+        world.mark_moved(&stem);
+        if let Some(bytes) = world.written.remove(from) {
+            world.written.insert(to.to_path_buf(), bytes);
+        }
+        Ok(())
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        self.world().fault(dir)
+    }
+
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        let mut world = self.world();
+        world.fault(path)?;
+        match world.locate(path) {
+            Some(_) => Err(unsupported(path, "removing a task file")),
+            None => match world.written.remove(path) {
+                Some(_) => Ok(()),
+                None => Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("{}", path.display()))),
+            },
+        }
+    }
+
+    fn probe(&self, path: &Path) -> std::io::Result<Option<bool>> {
+        Ok(self.world().probe(path))
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::scan::{DirStamp, FsSource, ListError, ListingSource};
+use crate::scan::{DirStamp, FsSource, ListError, RunFs};
 
 pub struct StallingFs {
     stall_at: Instant,
@@ -37,7 +37,7 @@ impl StallingFs {
     }
 }
 
-impl ListingSource for StallingFs {
+impl RunFs for StallingFs {
     fn stamp(&self, dir: &Path) -> Result<DirStamp, ListError> {
         self.gate();
         FsSource.stamp(dir)
@@ -56,5 +56,30 @@ impl ListingSource for StallingFs {
     fn read_file(&self, path: &Path, max_bytes: u64) -> Result<Vec<u8>, ListError> {
         self.gate();
         FsSource.read_file(path, max_bytes)
+    }
+
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        self.gate();
+        FsSource.write_atomic(path, bytes)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.gate();
+        FsSource.rename(from, to)
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        self.gate();
+        FsSource.create_dir_all(dir)
+    }
+
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        self.gate();
+        FsSource.remove_file(path)
+    }
+
+    fn probe(&self, path: &Path) -> std::io::Result<Option<bool>> {
+        self.gate();
+        FsSource.probe(path)
     }
 }

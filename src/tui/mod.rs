@@ -21,7 +21,7 @@ use crate::background::Background;
 use crate::engine::{Control, Engine, EngineConfig, SnapshotSlot};
 use crate::index::{Index, TaskId};
 use crate::paths::{Roots, RunDir, UiConfig};
-use crate::scan::ListingSource;
+use crate::scan::RunFs;
 use crate::ui::app::{App, LeaseFilter};
 use crate::ui::draw::draw;
 use crate::ui::messages::{Reply, Request};
@@ -48,7 +48,7 @@ pub struct TuiOptions {
     pub roots: Roots,
     pub open: OpenChoice,
     pub max_tasks: Option<usize>,
-    pub source: Arc<dyn ListingSource>,
+    pub source: Arc<dyn RunFs>,
     pub config: UiConfig,
     /// Problems found before the dashboard opened (a malformed config):
     /// shown in it, since stderr is hidden until it exits.

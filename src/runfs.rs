@@ -1,5 +1,8 @@
-//! Where listings come from: a trait with the real filesystem and (in
-//! `sim::nfs`) a simulated lagging NFS behind it.
+//! The one way into a run directory: every listing, stamp, record read,
+//! atomic write and rename of the dashboard, the one-shot commands and the
+//! control actions goes through [`RunFs`], with the real filesystem
+//! ([`FsSource`]) and, in `sim`, a simulated lagging NFS and a filesystem
+//! that hangs behind it, so faults can be put anywhere.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -38,9 +41,9 @@ impl ListError {
     }
 }
 
-/// Lists directories, names only. Implementations must not stat entries
-/// beyond what the directory read itself returns.
-pub trait ListingSource: Send + Sync {
+/// A run directory's filesystem. Listings are names only: implementations
+/// must not stat entries beyond what the directory read itself returns.
+pub trait RunFs: Send + Sync {
     fn stamp(&self, dir: &Path) -> Result<DirStamp, ListError>;
     /// Names of the regular files (and anything not a directory) in `dir`,
     /// in any order, possibly with duplicates: callers sort and dedupe.
@@ -50,6 +53,16 @@ pub trait ListingSource: Send + Sync {
     /// Reads a regular file whole, refusing more than `max_bytes` (and
     /// FIFOs, devices, symlinks: see `store::read_record`).
     fn read_file(&self, path: &Path, max_bytes: u64) -> Result<Vec<u8>, ListError>;
+    /// Writes `path` whole, durably, through a dot-file and a rename:
+    /// readers see the old file or the new one, never a part.
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()>;
+    /// Renames, atomically (within one directory tree of one filesystem).
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()>;
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()>;
+    fn remove_file(&self, path: &Path) -> std::io::Result<()>;
+    /// What is at `path`, without following a symlink: `None` if nothing,
+    /// else whether it is a regular file.
+    fn probe(&self, path: &Path) -> std::io::Result<Option<bool>>;
 }
 
 /// Heartbeats and markers are a few hundred bytes; 1 MiB is no heartbeat.
@@ -85,7 +98,7 @@ impl FsSource {
     }
 }
 
-impl ListingSource for FsSource {
+impl RunFs for FsSource {
     fn stamp(&self, dir: &Path) -> Result<DirStamp, ListError> {
         let meta = std::fs::metadata(dir).map_err(|e| ListError::from_io(dir, &e))?;
         let modified = meta.modified().map_err(|e| ListError::from_io(dir, &e))?;
@@ -110,5 +123,29 @@ impl ListingSource for FsSource {
             crate::store::RecordError::NotFound => ListError::NotFound,
             other => ListError::Failed(other.describe(path)),
         })
+    }
+
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        crate::paths::write_atomic(path, bytes)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)
+    }
+
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn probe(&self, path: &Path) -> std::io::Result<Option<bool>> {
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) => Ok(Some(meta.is_file())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
