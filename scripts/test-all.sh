@@ -10,12 +10,13 @@ cd "$(dirname "$0")/.."
 step() { printf '\n== %s\n' "$*"; }
 
 step "tools"
-if ! command -v tmux >/dev/null 2>&1; then
+if ! command -v tmux >/dev/null 2>&1 || ! command -v strace >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq tmux >/dev/null
+  apt-get install -y -qq tmux strace >/dev/null
 fi
 tmux -V
+strace -V | head -1
 
 step "slurm"
 bash scripts/ensure-slurm.sh

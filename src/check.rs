@@ -268,9 +268,18 @@ pub enum Op {
     Deliver {
         pick: u8,
     },
+    /// What the dashboard's keys do, through the same control functions
+    /// and the same filesystem seam, then a refresh (as the UI asks after
+    /// an action): `kind` 0 cancel, 1 retry, 2 pause the node, 3 resume it;
+    /// `pick` chooses among the node's tasks.
+    Act {
+        kind: u8,
+        node: u8,
+        pick: u8,
+    },
 }
 
-const OP_KINDS: u8 = 22;
+const OP_KINDS: u8 = 23;
 
 impl Op {
     /// Decodes a whole sequence of operations (no setup bytes in front).
@@ -279,7 +288,7 @@ impl Op {
     /// flags, then per listing a count modulo 4 and that many moves), 12
     /// heartbeats, 13 hydrate, 14 perturb, 15 pin, 16 refresh, 17 pause,
     /// 18 visible, 19 execute (pick, a count modulo 4, moves), 20 deliver,
-    /// 21 a round with nothing in between.
+    /// 21 a round with nothing in between, 22 act (kind, node, pick).
     pub fn decode_from(data: &[u8]) -> Vec<Op> {
         let mut input = Input::new(data);
         std::iter::from_fn(|| Op::decode(&mut input)).collect()
@@ -318,6 +327,7 @@ impl Op {
             18 => Op::Visible { pick: input.byte() },
             19 => Op::Execute { pick: input.byte(), moves: Op::moves(input) },
             20 => Op::Deliver { pick: input.byte() },
+            22 => Op::Act { kind: input.byte() % 4, node: input.byte(), pick: input.byte() },
             _ => {
                 Op::Round { node: input.byte(), refresh: false, between: vec![Vec::new(); ROUND_ORDER.len()] }
             }
@@ -355,6 +365,7 @@ impl Op {
                 Op::encode_moves(moves, out);
             }
             Op::Deliver { pick } => out.extend([20, *pick]),
+            Op::Act { kind, node, pick } => out.extend([22, *kind, *node, *pick]),
         }
     }
 }
@@ -547,12 +558,38 @@ impl NfsCheck {
                     self.deliver(usize::from(*pick) % self.completed.len());
                 }
             }
+            Op::Act { kind, node, pick } => self.act(*kind, self.node(*node), *pick),
         }
         // After each operation rather than each delivery: a round's two
         // parts are one step, and the checks are most of an execution.
         if std::mem::take(&mut self.folded_since_check) {
             self.check_views();
         }
+    }
+
+    /// An action as the dashboard performs it (failures are fine: a task
+    /// that moved meanwhile, a flaky write; they must leave nothing wrong).
+    fn act(&mut self, kind: u8, node: usize, pick: u8) {
+        let name = self.node_name(node);
+        let run = self.model.run_dir().clone();
+        let model = &self.model;
+        let stems: Vec<String> =
+            model.stems().into_iter().filter(|s| model.node_of(s) == Some(node)).collect();
+        let picked = (!stems.is_empty()).then(|| stems[usize::from(pick) % stems.len()].clone());
+        if model.task_count() >= MAX_TASKS && kind == 1 {
+            return;
+        }
+        let _ = match (kind, picked) {
+            (0, Some(stem)) => {
+                let task_id = TaskName::parse(&stem).map_or(String::new(), |n| n.task_id.to_string());
+                crate::control::cancel(model, &run, &name, &stem, &task_id).map(|_| ())
+            }
+            (1, Some(stem)) => crate::control::retry(model, &run, &name, &stem).map(|_| ()),
+            (2, _) => crate::control::pause(model, &run, &name),
+            (3, _) => crate::control::resume(model, &run, &name),
+            _ => Ok(()),
+        };
+        self.refresh();
     }
 
     fn refresh(&mut self) {
@@ -775,7 +812,7 @@ impl NfsCheck {
     /// Everything in flight is executed and delivered, in order, and
     /// whatever that asks for too, until the core asks for nothing more
     /// at this time.
-    fn drain(&mut self) {
+    pub fn drain(&mut self) {
         for _ in 0..10_000 {
             if !self.completed.is_empty() {
                 self.deliver(0);
@@ -854,6 +891,15 @@ impl NfsCheck {
             let name = &self.index.task(id).expect("ids are dense").name;
             if self.model.node_of(name).is_none() {
                 self.fail(format!("the index has {name}, which the model never made"));
+            }
+        }
+        for node in 0..self.model.node_count() {
+            let name = self.node_name(node);
+            let paused = crate::scan::read_paused(&self.model, self.model.run_dir(), &name);
+            let shown =
+                self.index.find_node(&name).and_then(|id| self.index.node(id)).is_some_and(|n| n.paused);
+            if paused != shown {
+                self.fail(format!("{name}: paused is {paused}, the index says {shown}"));
             }
         }
     }
@@ -1456,7 +1502,21 @@ mod tests {
             Op::Hydrate { limit: 0 },
             split(vec![]),
         ];
+        // The dashboard's actions through the seam, between rounds.
+        let dashboard_actions = vec![
+            mv(Submit { node: 0 }),
+            mv(Submit { node: 0 }),
+            round(),
+            Op::Act { kind: 0, node: 0, pick: 0 },
+            round(),
+            Op::Act { kind: 1, node: 0, pick: 0 },
+            Op::Act { kind: 2, node: 0, pick: 0 },
+            round(),
+            Op::Act { kind: 3, node: 0, pick: 0 },
+            round(),
+        ];
         vec![
+            ("dashboard_actions", ONE, dashboard_actions),
             ("split_rounds", ONE, split_rounds),
             ("restart_after_stale", ONE, restart_after_stale),
             ("lagging_stamps_and_failures", LAGGING, lagging_stamps_and_failures),
@@ -1586,6 +1646,29 @@ mod tests {
         assert_eq!(check.model().truth_state(&second), TaskState::Finished);
         check.settle_and_compare();
         assert_eq!(check.state_of(&second), Some(TaskState::Finished));
+    }
+
+    #[test]
+    fn dashboard_actions_through_the_seam_reach_the_index() {
+        let ops = scenario("dashboard_actions");
+        let mut check = NfsCheck::new(ONE);
+        let mut paused = Vec::new();
+        for op in &ops {
+            check.apply(op);
+            // What an action's refresh brings, once it has all come in.
+            check.drain();
+            let node =
+                check.index().find_node("nodeA").and_then(|id| check.index().node(id)).map(|n| n.paused);
+            paused.push(node);
+        }
+        let stems = check.model().stems();
+        assert_eq!(stems.len(), 3, "the retry made a new task: {stems:?}");
+        assert_eq!(check.state_of(&stems[0]), Some(TaskState::Cancelled), "cancelled while pending");
+        assert_eq!(check.state_of(&stems[1]), Some(TaskState::Pending));
+        assert_eq!(check.state_of(&stems[2]), Some(TaskState::Pending), "the retry, listed");
+        assert_eq!(paused[6], Some(true), "the pause, shown");
+        assert_eq!(paused[8], Some(false), "and the resume");
+        check.settle_and_compare();
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! The pump must never block: the UI module and the pump itself
 //! (src/tui/mod.rs) may not touch the filesystem, start processes or
 //! sleep. Their work goes to the background as requests; the trace and the
-//! watchdog write from their own threads (src/tui/trace.rs).
+//! watchdog write from their own threads (src/tui/trace.rs). This is the
+//! quick textual guard; tests/e2e_tmux.rs (`the_pump_thread_makes_no_
+//! filesystem_calls_while_keys_are_pressed`) watches the pump thread's
+//! system calls with strace, which covers whatever src/ui reaches in other
+//! modules too.
 
 use std::path::Path;
 

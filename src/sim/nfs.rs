@@ -593,7 +593,8 @@ impl NfsModel {
     }
 
     /// A runner (re)starts: zombie recovery moves everything in its
-    /// `claimed/` back to `inbox/`, then it writes a heartbeat. Refused
+    /// `claimed/` back to `inbox/` (or, with a result, to `done/`), then it
+    /// writes a heartbeat. Refused
     /// (None) when the move bound forbids moving one of those tasks now.
     pub fn restart_runner(&self, node: usize) -> Option<Vec<String>> {
         let mut world = self.world();
@@ -607,7 +608,11 @@ impl NfsModel {
             return None;
         }
         for stem in &claimed {
-            world.rename_spec(stem, Some(QueueDir::Inbox));
+            // As the real runner's recovery: a task that has its result
+            // (its runner died between the two steps of finishing, or a
+            // pending cancel was interrupted) is archived, never rerun.
+            let to = if world.tasks[stem].result.is_some() { QueueDir::Done } else { QueueDir::Inbox };
+            world.rename_spec(stem, Some(to));
             world.mark_moved(stem);
         }
         let now = world.now;
