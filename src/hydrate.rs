@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::index::{Event, Index, ResultSummary, SpecSummary, Task, TaskId};
+use crate::index::{Event, Index, ResultSummary, SpecSummary, Task, TaskId, UnreadCursor};
 use crate::model::{result_file_name, spec_file_name, ResultKind, TaskSpec};
 use crate::paths::{QueueDir, RunDir};
 use crate::scan::{ListError, RunFs};
@@ -213,8 +213,17 @@ pub struct ReadPlanner {
     /// Files read recently, with when they may be tried again: the read's
     /// event may not be in the next snapshot yet, or the file had moved.
     backoff: HashMap<ReadKey, Duration>,
+    /// Tasks that owe reads but none that can be made now (their files
+    /// backed off, or not asked for, or in no listing), until when: passed
+    /// over without being looked at again on every plan.
+    set_aside: HashMap<TaskId, Duration>,
     /// `None`: a file is tried once (the one-shot commands).
     retry_after: Option<Duration>,
+    /// Trying once, where the last plan stopped in the index's list: the
+    /// next one goes on from there (and wraps around once at the end, for
+    /// tasks listed meanwhile), so a long history is walked once, not once
+    /// per batch.
+    cursor: Option<UnreadCursor>,
 }
 
 impl ReadPlanner {
@@ -285,6 +294,7 @@ impl ReadPlanner {
     ) -> Vec<ReadJob> {
         if self.retry_after.is_some() {
             self.backoff.retain(|_, until| *until > now);
+            self.set_aside.retain(|_, until| *until > now);
         }
         let mut jobs = Vec::new();
         let mut considered: HashSet<TaskId> = HashSet::new();
@@ -295,19 +305,40 @@ impl ReadPlanner {
         }
         // Tasks owing reads in index order; one that owes nothing readable
         // now (backed off, no file listed) is passed over.
+        let mut wrapped = false;
         loop {
             let planned = jobs.iter().map(|j| j.id).collect::<HashSet<_>>().len();
             if planned >= limit {
                 break;
             }
-            let skip = |id| self.in_flight.contains_key(&id) || considered.contains(&id);
-            let candidates = index.unread(limit - planned, skip);
+            let skip = |id| {
+                self.in_flight.contains_key(&id)
+                    || considered.contains(&id)
+                    || self.set_aside.contains_key(&id)
+            };
+            let candidates = if self.retry_after.is_none() {
+                let (ids, stopped) = index.unread_after(self.cursor, limit - planned, skip);
+                if ids.is_empty() && self.cursor.is_some() && !wrapped {
+                    wrapped = true;
+                    self.cursor = None;
+                    continue;
+                }
+                self.cursor = stopped;
+                ids
+            } else {
+                index.unread(limit - planned, skip)
+            };
             if candidates.is_empty() {
                 break;
             }
+            let until = self.retry_after.map_or(Duration::MAX, |wait| now.saturating_add(wait));
             for id in candidates {
                 considered.insert(id);
+                let before = jobs.len();
                 self.plan(index, run, id, specs, &mut jobs);
+                if jobs.len() == before {
+                    self.set_aside.insert(id, until);
+                }
             }
         }
         jobs

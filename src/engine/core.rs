@@ -356,8 +356,12 @@ impl EngineCore {
                     self.planner.finished(key, now, event.is_none());
                     out.events.extend(event);
                 }
-                // The next batch is planned from an index that has these.
-                self.reads_planned_after_fold = true;
+                // Settling, each file is tried once: the next batch is
+                // planned from an index that has these events. Watching,
+                // the planner's backoff keeps them from being read twice,
+                // and the next batch starts at once (waiting for the fold
+                // to publish would cost a frame per batch).
+                self.reads_planned_after_fold = self.config.retry_reads_after.is_none();
             }
         }
     }
@@ -478,6 +482,12 @@ impl EngineCore {
             self.reads_exhausted = true;
             return;
         }
+        if !self.watching() && !self.listings_settled() {
+            // Settling, the files are read once every node is listed: one
+            // walk through what they owe, nothing listed behind it.
+            self.reads_exhausted = false;
+            return;
+        }
         while self.reads_in_flight < self.config.reads_in_flight {
             let specs = self.config.reads == Reads::All;
             let jobs: Vec<ReadJob> =
@@ -517,18 +527,20 @@ impl EngineCore {
         (earliest > self.now).then_some(earliest)
     }
 
-    fn settled(&self) -> bool {
-        if self.watching() {
-            return false;
-        }
+    /// Settle mode: discovery, heartbeats and every node's rounds are done.
+    fn listings_settled(&self) -> bool {
         let looked = self.discovery.runs > 0 && self.heartbeats.runs > 0;
-        let nodes_done = self.nodes.iter().all(|n| {
-            n.phase == NodePhase::Idle
-                && !n.check_after_round
-                && !n.schedule.due_now(self.now)
-                && n.schedule.runs > 0
-        });
-        looked && nodes_done && self.reads_in_flight == 0 && self.reads_exhausted
+        looked
+            && self.nodes.iter().all(|n| {
+                n.phase == NodePhase::Idle
+                    && !n.check_after_round
+                    && !n.schedule.due_now(self.now)
+                    && n.schedule.runs > 0
+            })
+    }
+
+    fn settled(&self) -> bool {
+        !self.watching() && self.listings_settled() && self.reads_in_flight == 0 && self.reads_exhausted
     }
 }
 

@@ -36,6 +36,10 @@ use views::{Placement, Views};
 /// Tasks waiting for a background read, newest first.
 type ReadKey = (Reverse<i64>, Reverse<TaskId>);
 
+/// A position in the list of tasks owing reads (see [`Index::unread_after`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnreadCursor(ReadKey);
+
 #[derive(Debug, Clone)]
 pub struct Index {
     now: i64,
@@ -176,6 +180,35 @@ impl Index {
     /// Up to `limit` tasks owing a read, newest first, skipping `skip`.
     pub fn unread(&self, limit: usize, skip: impl Fn(TaskId) -> bool) -> Vec<TaskId> {
         self.to_read.iter().map(|k| k.1 .0).filter(|&id| !skip(id)).take(limit).collect()
+    }
+    /// As [`unread`](Self::unread), starting after `after` (where an
+    /// earlier call stopped); also returns where this one stopped. For a
+    /// reader that goes through the whole list once without coming back
+    /// to what it passed over.
+    pub fn unread_after(
+        &self,
+        after: Option<UnreadCursor>,
+        limit: usize,
+        skip: impl Fn(TaskId) -> bool,
+    ) -> (Vec<TaskId>, Option<UnreadCursor>) {
+        let mut last = after;
+        let mut ids = Vec::new();
+        let range = match after {
+            Some(UnreadCursor(key)) => {
+                self.to_read.range((std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded))
+            }
+            None => self.to_read.range::<_, ReadKey>(..),
+        };
+        for key in range {
+            if ids.len() >= limit {
+                break;
+            }
+            last = Some(UnreadCursor(*key));
+            if !skip(key.1 .0) {
+                ids.push(key.1 .0);
+            }
+        }
+        (ids, last)
     }
     /// Tasks currently unaccounted for (vanished, lagging or lost).
     pub fn unaccounted_count(&self) -> usize {
