@@ -19,17 +19,22 @@ use crate::scan::RunFs;
 pub fn build(source: &dyn RunFs, run: &RunDir, ui: &UiConfig, now: i64, reads: Reads) -> Index {
     let mut index = Index::new(ui.hb_stale_s);
     index.apply(Event::Tick(now));
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut core = EngineCore::new(run.clone(), CoreConfig::settle(reads, threads));
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // Listings on all cores but one (this thread folds them as they come:
+    // the fold is the serial part); reads, after the listings, on all.
+    let listers = cores.saturating_sub(1).max(1);
+    let mut core = EngineCore::new(run.clone(), CoreConfig::settle(reads, cores));
     let started = Instant::now();
-    let (job_tx, job_rx) = mpsc::channel::<Job>();
-    let job_rx = Mutex::new(job_rx);
+    let (list_tx, list_rx) = mpsc::channel::<Job>();
+    let (read_tx, read_rx) = mpsc::channel::<Job>();
+    let (list_rx, read_rx) = (Mutex::new(list_rx), Mutex::new(read_rx));
     std::thread::scope(|scope| {
         let (done_tx, done_rx) = mpsc::channel();
-        for _ in 0..threads {
-            let (job_rx, done_tx) = (&job_rx, done_tx.clone());
+        let queues = std::iter::repeat_n(&list_rx, listers).chain(std::iter::repeat_n(&read_rx, cores));
+        for jobs in queues {
+            let done_tx = done_tx.clone();
             scope.spawn(move || loop {
-                let job = job_rx.lock().map(|rx| rx.recv());
+                let job = jobs.lock().map(|rx| rx.recv());
                 let Ok(Ok(job)) = job else { return };
                 if done_tx.send(job.execute(source, run, now)).is_err() {
                     return;
@@ -41,11 +46,13 @@ pub fn build(source: &dyn RunFs, run: &RunDir, ui: &UiConfig, now: i64, reads: R
         loop {
             let after_completion = matches!(input, Input::Done(_));
             let out = core.on(started.elapsed(), input, &index);
+            // Jobs first: the next listing runs while this thread folds.
+            for job in out.jobs {
+                let queue = if matches!(job, Job::Read(_)) { &read_tx } else { &list_tx };
+                let _ = queue.send(job);
+            }
             for event in out.events {
                 index.apply(event);
-            }
-            for job in out.jobs {
-                let _ = job_tx.send(job);
             }
             if out.settled {
                 break;
@@ -62,7 +69,7 @@ pub fn build(source: &dyn RunFs, run: &RunDir, ui: &UiConfig, now: i64, reads: R
                 }
             };
         }
-        drop(job_tx);
+        drop((list_tx, read_tx));
     });
     index
 }

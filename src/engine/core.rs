@@ -71,6 +71,10 @@ pub struct CoreConfig {
     pub retry_reads_after: Option<Duration>,
 }
 
+/// Settling, listings asked for at once: all of them, for any real number
+/// of nodes (the caller's threads bound how many run).
+const SETTLE_LISTINGS: usize = 4096;
+
 impl CoreConfig {
     /// The dashboard's: spec cadence (2 s while changing, up to 10 s idle),
     /// a full rescan every 15 rounds, reads one batch at a time.
@@ -89,14 +93,16 @@ impl CoreConfig {
         }
     }
 
-    /// The one-shot commands': everything at once on `threads` threads.
-    pub fn settle(reads: Reads, threads: usize) -> CoreConfig {
+    /// The one-shot commands': every listing asked for at once (the caller
+    /// runs them on its own fixed threads, so a lister never waits for the
+    /// fold), reads on `readers` at once.
+    pub fn settle(reads: Reads, readers: usize) -> CoreConfig {
         CoreConfig {
             mode: Mode::Settle,
             reads,
-            max_listings: threads.max(1),
+            max_listings: SETTLE_LISTINGS,
             read_batch: 512,
-            reads_in_flight: threads.max(1),
+            reads_in_flight: readers.max(1),
             retry_reads_after: None,
             ..CoreConfig::watch(2)
         }

@@ -224,13 +224,15 @@ impl Runtime {
         loop {
             let index = self.slot.latest();
             let out = core.on(started.elapsed(), input, &index);
+            // Jobs first: they run while the fold takes the events (a full
+            // fold channel must not hold the next listing back).
+            for job in out.jobs {
+                self.launch(job, core.run_dir(), &done_tx);
+            }
             for event in out.events {
                 if self.events.send(event).await.is_err() {
                     return;
                 }
-            }
-            for job in out.jobs {
-                self.launch(job, core.run_dir(), &done_tx);
             }
             let seen = index.revision();
             drop(index);
