@@ -631,7 +631,7 @@ impl NfsCheck {
         for job in out.jobs {
             if let Job::List(list) = &job {
                 if list.part() == Part::Live {
-                    let node = self.model.node_names().iter().position(|n| n == list.node());
+                    let node = self.model.node_index(list.node());
                     if let Some(owed) = node.and_then(|n| self.refresh_owed.get_mut(n)) {
                         *owed = None;
                     }
@@ -673,7 +673,7 @@ impl NfsCheck {
         let completion = match job {
             Job::List(list) => {
                 if list.part() == Part::Live {
-                    if let Some(node) = model.node_names().iter().position(|n| n == list.node()) {
+                    if let Some(node) = model.node_index(list.node()) {
                         model.begin_round(node);
                     }
                 }

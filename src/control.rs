@@ -173,8 +173,10 @@ pub fn find_spec(fs: &dyn RunFs, run: &RunDir, node: &str, name: &str) -> Option
     // A regular file first: a FIFO planted in done/ must not hide the real
     // spec in claimed/. Else whatever is there, for the reader to refuse
     // with its reason.
-    let regular = candidates.iter().find(|p| fs.probe(p).is_ok_and(|found| found == Some(true)));
-    regular.or_else(|| candidates.iter().find(|p| fs.probe(p).is_ok_and(|found| found.is_some()))).cloned()
+    let probed: Vec<(Option<bool>, PathBuf)> =
+        candidates.into_iter().map(|p| (fs.probe(&p).ok().flatten(), p)).collect();
+    let regular = probed.iter().find(|(found, _)| *found == Some(true));
+    regular.or_else(|| probed.iter().find(|(found, _)| found.is_some())).map(|(_, p)| p.clone())
 }
 
 /// A task submitted now, as the existing tool's `submit` does it: seq is

@@ -269,8 +269,8 @@ impl ReadPlanner {
         self.in_flight.len()
     }
 
-    /// The reads a task owes, less those backed off.
-    fn plan(&self, index: &Index, run: &RunDir, id: TaskId, specs: bool, jobs: &mut Vec<ReadJob>) {
+    /// The reads a task owes, less those backed off; false if none.
+    fn plan(&self, index: &Index, run: &RunDir, id: TaskId, specs: bool, jobs: &mut Vec<ReadJob>) -> bool {
         let from = jobs.len();
         jobs_for(index, run, id, specs, jobs);
         let mut kept = from;
@@ -281,6 +281,7 @@ impl ReadPlanner {
             }
         }
         jobs.truncate(kept);
+        kept > from
     }
 
     /// Reads for up to `limit` tasks, specs only if `specs`.
@@ -297,20 +298,18 @@ impl ReadPlanner {
             self.set_aside.retain(|_, until| *until > now);
         }
         let mut jobs = Vec::new();
+        // Tasks looked at by this plan, and how many of them gave reads.
         let mut considered: HashSet<TaskId> = HashSet::new();
+        let mut planned = 0;
         for id in std::mem::take(&mut self.hinted) {
             if !self.in_flight.contains_key(&id) && considered.insert(id) {
-                self.plan(index, run, id, specs, &mut jobs);
+                planned += usize::from(self.plan(index, run, id, specs, &mut jobs));
             }
         }
         // Tasks owing reads in index order; one that owes nothing readable
         // now (backed off, no file listed) is passed over.
         let mut wrapped = false;
-        loop {
-            let planned = jobs.iter().map(|j| j.id).collect::<HashSet<_>>().len();
-            if planned >= limit {
-                break;
-            }
+        while planned < limit {
             let skip = |id| {
                 self.in_flight.contains_key(&id)
                     || considered.contains(&id)
@@ -334,9 +333,9 @@ impl ReadPlanner {
             let until = self.retry_after.map_or(Duration::MAX, |wait| now.saturating_add(wait));
             for id in candidates {
                 considered.insert(id);
-                let before = jobs.len();
-                self.plan(index, run, id, specs, &mut jobs);
-                if jobs.len() == before {
+                if self.plan(index, run, id, specs, &mut jobs) {
+                    planned += 1;
+                } else {
                     self.set_aside.insert(id, until);
                 }
             }

@@ -8,7 +8,6 @@
 //! ever runs.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 type Work = Box<dyn FnOnce() + Send>;
@@ -47,8 +46,6 @@ struct Inner {
     cap: usize,
     state: Mutex<State>,
     ready: Condvar,
-    /// Work started and not yet finished (a hung call stays counted).
-    running: AtomicUsize,
 }
 
 /// Cloning shares the pool.
@@ -65,7 +62,6 @@ impl IoPool {
             cap: cap.max(1),
             state: Mutex::new(State::default()),
             ready: Condvar::new(),
-            running: AtomicUsize::new(0),
         };
         IoPool { inner: Arc::new(inner) }
     }
@@ -77,11 +73,6 @@ impl IoPool {
     /// Threads started so far (never more than the cap).
     pub fn threads(&self) -> usize {
         self.state().threads
-    }
-
-    /// Work running now, hung calls included.
-    pub fn running(&self) -> usize {
-        self.inner.running.load(Ordering::SeqCst)
     }
 
     pub fn queued(&self) -> usize {
@@ -171,10 +162,8 @@ fn worker(inner: &Inner) {
                 state.idle -= 1;
             }
         };
-        inner.running.fetch_add(1, Ordering::SeqCst);
         // A panic in one piece of work must not take the thread's slot.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
-        inner.running.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -43,6 +43,12 @@ pub fn kind_of(id: &str) -> LeaseKind {
     }
 }
 
+/// A lease's `meta/lease.json`, if it is there and reads.
+pub fn read_lease_meta(fs: &dyn RunFs, run: &RunDir) -> Option<LeaseMeta> {
+    let bytes = fs.read_file(&run.meta(), crate::paths::SMALL_RECORD_BYTES).ok()?;
+    crate::model::from_nested_record::<LeaseMeta>(&bytes).ok()
+}
+
 /// Every lease known from the registry, `runs/` and the local runtime dir,
 /// sorted (local first, then by id). Problems are returned as messages next
 /// to what could be read.
@@ -84,10 +90,7 @@ pub fn discover_leases(fs: &dyn RunFs, roots: &Roots) -> (Vec<LeaseInfo>, Vec<St
         .map(|id| {
             let run = RunDir(roots.run_dir(&id).unwrap_or_default());
             let entry = registry.leases.get(&id).cloned().unwrap_or_default();
-            let meta = fs
-                .read_file(&run.meta(), crate::paths::SMALL_RECORD_BYTES)
-                .ok()
-                .and_then(|b| crate::model::from_nested_record::<LeaseMeta>(&b).ok());
+            let meta = read_lease_meta(fs, &run);
             let meta_name = match &meta {
                 Some(LeaseMeta::Slurm { name, .. }) => name.clone(),
                 _ => None,

@@ -288,14 +288,12 @@ pub fn skipped_marker(bytes: u64) -> String {
 /// descriptor (a FIFO neither blocks the open nor is read; a device is
 /// never read, nor becomes the controlling terminal).
 pub fn open_regular(path: &Path) -> io::Result<(File, std::fs::Metadata)> {
-    let file = crate::store::open_regular_file(path).map_err(|e| match e {
+    crate::store::open_regular_file(path).map_err(|e| match e {
         crate::store::OpenError::Io(e) => e,
         crate::store::OpenError::NotRegular(kind) => {
             io::Error::other(format!("is a {kind}, not a regular file"))
         }
-    })?;
-    let meta = file.metadata()?;
-    Ok((file, meta))
+    })
 }
 
 /// Reads `[start, end)`, or less if the file ends first.

@@ -468,15 +468,13 @@ fn lease_of(roots: &Roots, args: &LeaseArgs) -> Result<(String, RunDir), String>
         (None, false) => LeaseChoice::Default,
     };
     let id = resolve(roots, &leases, choice)?;
-    if !leaseq::paths::is_valid_lease_id(&id) {
-        return Err(format!(
+    // None exactly when the id is no lease id.
+    let dir = roots.run_dir(&id).ok_or_else(|| {
+        format!(
             "{:?} is not a lease id (a Slurm job id such as 12345, or local:<host>)",
             leaseq::sanitize::clean_line(&id)
-        ));
-    }
-    let dir = roots
-        .run_dir(&id)
-        .ok_or_else(|| format!("{:?} is not a lease id", leaseq::sanitize::clean_line(&id)))?;
+        )
+    })?;
     Ok((id, RunDir(dir)))
 }
 

@@ -20,7 +20,6 @@ use leaseq::runner::slots::devices;
 use leaseq::runner::RunnerOptions;
 use leaseq::sanitize::{clean_line, clean_log};
 use leaseq::scan::FsSource;
-use leaseq::store::read_record;
 use leaseq::task_logs::LogStream;
 
 use super::{DaemonAction, LeaseAction};
@@ -53,9 +52,7 @@ pub fn runner_options(roots: &Roots, flags: RunFlags, config: &UiConfig) -> Resu
             roots.run_dir(&lease).ok_or_else(|| format!("{:?} is not a lease id", clean_line(&lease)))?,
         ),
     };
-    let meta = read_record(&run.meta(), 1 << 20)
-        .ok()
-        .and_then(|b| leaseq::model::from_nested_record::<LeaseMeta>(&b).ok());
+    let meta = leaseq::leases::read_lease_meta(&FsSource, &run);
     let (meta_parallel, meta_gpus) = match &meta {
         Some(LeaseMeta::Local { local, .. }) => {
             (Some(local.parallel as usize), Some(local.total_gpus as usize))

@@ -29,6 +29,7 @@ fn mkfifo(path: &Path) {
 fn within(lease: &Lease, args: &[&str], limit: Duration) -> (bool, String, String) {
     let mut child = Command::new(BIN)
         .env("HOME", lease.home())
+        .env("LEASEQ_RUNTIME_DIR", lease.home().join("rt"))
         .arg("--home")
         .arg(lease.home())
         .args(args)

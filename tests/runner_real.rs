@@ -96,7 +96,9 @@ fn tasks_with_the_same_task_id_never_share_a_log() {
 #[test]
 fn cancel_of_a_running_task_ends_its_whole_process_group_and_reads_cancelled() {
     let lease = Lease::new("102");
-    let runner = lease.runner("n1", &["--grace-s", "5"]);
+    // A grace longer than the wait below: the group must end by SIGTERM,
+    // not by the SIGKILL after the grace.
+    let runner = lease.runner("n1", &["--grace-s", "30"]);
     // A child in the background as well: the whole group must go.
     let stem = lease.submit("n1", &[], "sleep 600 & sleep 600; wait");
     lease.wait_state(&stem, "RUNNING", SHORT);

@@ -27,8 +27,17 @@ fn result_of(run: &RunDir, task: &TaskRef) -> Option<crate::index::ResultSummary
 
 /// Where the task's log is now; None when its result names none.
 pub fn log_path(run: &RunDir, task: &TaskRef, stream: LogStream) -> Option<PathBuf> {
-    let result = result_of(run, task);
-    let named = result.as_ref().map(|r| match stream {
+    log_path_for(run, task, result_of(run, task).as_ref(), stream)
+}
+
+/// [`log_path`] with the task's result already read.
+fn log_path_for(
+    run: &RunDir,
+    task: &TaskRef,
+    result: Option<&crate::index::ResultSummary>,
+    stream: LogStream,
+) -> Option<PathBuf> {
+    let named = result.map(|r| match stream {
         LogStream::Stdout => r.stdout.to_string(),
         LogStream::Stderr => r.stderr.to_string(),
     });
@@ -113,10 +122,11 @@ pub fn follow_log(
     let mut offset: Option<u64> = None;
     let mut waited_note = false;
     loop {
-        let ended = result_of(run, task).is_some();
+        let result = result_of(run, task);
+        let ended = result.is_some();
         if ended {
             // The result may name the log (a different path for the older runner).
-            let final_path = log_path(run, task, stream).unwrap_or_default();
+            let final_path = log_path_for(run, task, result.as_ref(), stream).unwrap_or_default();
             if final_path.as_os_str().is_empty() {
                 return Err(no_log(task, stream));
             }
@@ -125,9 +135,9 @@ pub fn follow_log(
                 offset = None;
             }
         }
-        match crate::logs::open_regular(&path).map(|(file, _)| file) {
-            Ok(mut file) => {
-                let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        match crate::logs::open_regular(&path) {
+            Ok((mut file, meta)) => {
+                let len = meta.len();
                 let from = match offset {
                     Some(at) if at <= len => at,
                     Some(_) => {

@@ -124,8 +124,6 @@ pub enum Input {
     IndexChanged,
     /// A job the core asked for has finished.
     Done(Completion),
-    /// Start nothing more.
-    Stop,
 }
 
 /// What the core wants done.
@@ -215,7 +213,6 @@ pub struct EngineCore {
     run: RunDir,
     now: Now,
     paused: bool,
-    stopped: bool,
     discovery: Schedule,
     heartbeats: Schedule,
     nodes: Vec<NodeSlot>,
@@ -239,7 +236,6 @@ impl EngineCore {
             run,
             now: Duration::ZERO,
             paused: false,
-            stopped: false,
             discovery: Schedule { due: start, ..Schedule::default() },
             heartbeats: Schedule { due: start, ..Schedule::default() },
             nodes: Vec::new(),
@@ -258,26 +254,12 @@ impl EngineCore {
     /// Whether a newer index could start reads (the runtime then tells the
     /// core about new snapshots; otherwise it need not wake for them).
     pub fn wants_index_changes(&self) -> bool {
-        self.config.reads != Reads::None
-            && self.reads_in_flight < self.config.reads_in_flight
-            && !self.stopped
+        self.config.reads != Reads::None && self.reads_in_flight < self.config.reads_in_flight
     }
 
-    /// Listing and read jobs in flight (for tests and the fuzzer).
+    /// Listing and read jobs in flight (for the one-shot driver and the fuzzer).
     pub fn jobs_in_flight(&self) -> usize {
-        let listings =
-            self.nodes.iter().filter(|n| matches!(n.phase, NodePhase::Live | NodePhase::Done)).count();
-        listings + usize::from(self.discovery.busy) + usize::from(self.heartbeats.busy) + self.reads_in_flight
-    }
-
-    /// The nodes known so far.
-    pub fn node_names(&self) -> impl Iterator<Item = &Arc<str>> {
-        self.nodes.iter().map(|n| &n.name)
-    }
-
-    /// Rounds a node has completed.
-    pub fn rounds_of(&self, node: &str) -> u64 {
-        self.by_name.get(node).map_or(0, |&i| self.nodes[i].schedule.runs)
+        self.listings_in_flight() + self.reads_in_flight
     }
 
     pub fn on(&mut self, now: Now, input: Input, index: &Index) -> Outputs {
@@ -285,9 +267,7 @@ impl EngineCore {
         let mut out = Outputs::default();
         // Before the input: a round just completed is checked on the next
         // call, once the caller has folded its events into `index`.
-        if !self.stopped {
-            self.settle_checks(index);
-        }
+        self.settle_checks(index);
         match input {
             Input::Tick | Input::IndexChanged => {}
             Input::Refresh => self.refresh(),
@@ -299,14 +279,11 @@ impl EngineCore {
             }
             Input::Visible(ids) => self.planner.hint(ids),
             Input::Done(completion) => self.completed(completion, &mut out),
-            Input::Stop => self.stopped = true,
         }
-        if !self.stopped {
-            if !self.paused {
-                self.start_listings(&mut out);
-            }
-            self.start_reads(index, &mut out);
+        if !self.paused {
+            self.start_listings(&mut out);
         }
+        self.start_reads(index, &mut out);
         out.wake_at = self.next_wake();
         out.settled = self.settled();
         out
@@ -517,7 +494,7 @@ impl EngineCore {
 
     /// The next wake-up the core wants (as in [`Outputs::wake_at`]).
     pub fn next_wake(&self) -> Option<Now> {
-        if self.stopped || self.paused {
+        if self.paused {
             return None;
         }
         let idle_nodes = self.nodes.iter().filter(|n| n.phase == NodePhase::Idle).map(|n| &n.schedule);

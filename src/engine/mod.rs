@@ -179,11 +179,6 @@ impl Engine {
         let _ = self.control.try_send(control);
     }
 
-    /// Threads the engine's filesystem work may use at most.
-    pub fn io_threads_cap(&self) -> usize {
-        self.pool.0.cap()
-    }
-
     /// Threads it has started for it so far.
     pub fn io_threads(&self) -> usize {
         self.pool.0.threads()

@@ -51,8 +51,7 @@ impl DaemonFiles {
     }
 
     fn heartbeat(&self) -> Option<Heartbeat> {
-        let bytes = read_record(&self.run.heartbeat(&self.node), 1 << 20).ok()?;
-        crate::model::from_record(&bytes).ok()
+        crate::scan::read_heartbeat(&crate::scan::FsSource, &self.run, &self.node).ok()
     }
 }
 
@@ -149,9 +148,7 @@ fn record_local_lease(
     files: &DaemonFiles,
     options: &StartOptions,
 ) -> Result<LocalLeaseMeta, String> {
-    let previous = read_record(&files.run.meta(), 1 << 20)
-        .ok()
-        .and_then(|b| crate::model::from_nested_record::<LeaseMeta>(&b).ok());
+    let previous = crate::leases::read_lease_meta(&crate::runfs::FsSource, &files.run);
     let (created_at, mut local) = match previous {
         Some(LeaseMeta::Local { created_at, local, .. }) => (created_at, local),
         _ => (unix_now(), LocalLeaseMeta { total_gpus: 0, parallel: 1 }),
@@ -193,7 +190,7 @@ pub fn stop(roots: &Roots, wait: Duration) -> Result<String, String> {
     }
     let deadline = Instant::now() + wait;
     while Instant::now() < deadline {
-        if !super::process_alive(pid) || !is_our_runner(pid) {
+        if !is_our_runner(pid) {
             let _ = std::fs::remove_file(files.pid_path());
             return Ok(format!("stopped the local runner (pid {pid})"));
         }

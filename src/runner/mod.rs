@@ -18,9 +18,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use finish::NOT_STARTED_EXIT;
 pub use heartbeat::VERSION;
-pub use process::is_session_variable;
 
 use crate::clock::unix_now;
 use crate::model::{parse_entry, EntryKind};

@@ -17,10 +17,6 @@ impl GpuPool {
         self.all.len()
     }
 
-    pub fn free(&self) -> usize {
-        self.free.len()
-    }
-
     /// Takes `n` devices (the lowest free ones), or None while fewer are free.
     pub fn take(&mut self, n: usize) -> Option<Vec<String>> {
         if n > self.free.len() {

@@ -23,7 +23,9 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::index::TaskState;
-use crate::model::{result_file_name, spec_file_name, Heartbeat, ResultKind, TaskResult, TaskSpec};
+use crate::model::{
+    parse_entry, result_file_name, spec_file_name, EntryKind, Heartbeat, ResultKind, TaskResult, TaskSpec,
+};
 use crate::paths::{QueueDir, RunDir};
 use crate::scan::{DirStamp, ListError, RunFs};
 
@@ -289,26 +291,22 @@ impl World {
         file: &str,
         bytes: &[u8],
     ) -> std::io::Result<()> {
-        let result = [ResultKind::Ran, ResultKind::Skipped, ResultKind::Cancelled]
-            .into_iter()
-            .find_map(|kind| Some((kind, file.strip_suffix(kind.suffix())?)));
-        match (dir, result) {
-            (QueueDir::Done, Some((kind, stem))) if self.tasks.get(stem).is_some_and(|t| t.node == node) => {
+        let Some((stem, kind)) = parse_entry(file) else {
+            return Err(unsupported(path, "a file that is not a task"));
+        };
+        let stem = stem.to_string();
+        match (dir, kind) {
+            (QueueDir::Done, EntryKind::Result(kind))
+                if self.tasks.get(&stem).is_some_and(|t| t.node == node) =>
+            {
                 let result: TaskResult = serde_json::from_slice(bytes).map_err(std::io::Error::other)?;
-                let stem = stem.to_string();
                 self.write_result(&stem, kind, result.exit_code);
             }
-            (QueueDir::Inbox, None) => {
-                let stem = file.strip_suffix(".json").unwrap_or(file);
-                let Some(name) = crate::model::TaskName::parse(stem) else {
-                    return Err(unsupported(path, "a file that is not a task"));
-                };
-                if self.tasks.contains_key(stem) {
-                    return Err(unsupported(path, "rewriting a task"));
-                }
-                let truth = TaskTruth { node, seq: name.seq, spec: None, result: None, moved_in: None };
-                self.tasks.insert(stem.to_string(), truth);
-                self.rename_spec(stem, Some(QueueDir::Inbox));
+            (QueueDir::Inbox, EntryKind::Spec) if !self.tasks.contains_key(&stem) => {
+                let seq = crate::model::TaskName::parse(&stem).map_or(0, |name| name.seq);
+                let truth = TaskTruth { node, seq, spec: None, result: None, moved_in: None };
+                self.tasks.insert(stem.clone(), truth);
+                self.rename_spec(&stem, Some(QueueDir::Inbox));
             }
             _ => return Err(unsupported(path, "this task file")),
         }
@@ -320,19 +318,13 @@ impl World {
     fn probe(&self, path: &Path) -> Option<bool> {
         match self.locate(path) {
             Some(Place::File(dir, node, file)) => {
-                let there = match file.strip_suffix(".json").and_then(|stem| self.tasks.get_key_value(stem)) {
-                    Some((_, task)) if task.node == node && !is_result(&file) => task.spec == Some(dir),
-                    _ => [ResultKind::Ran, ResultKind::Skipped, ResultKind::Cancelled].into_iter().any(
-                        |kind| {
-                            file.strip_suffix(kind.suffix())
-                                .and_then(|stem| self.tasks.get(stem))
-                                .is_some_and(|t| {
-                                    dir == QueueDir::Done
-                                        && t.node == node
-                                        && t.result.is_some_and(|r| r.0 == kind)
-                                })
-                        },
-                    ),
+                let (stem, kind) = parse_entry(&file)?;
+                let task = self.tasks.get(stem).filter(|t| t.node == node)?;
+                let there = match kind {
+                    EntryKind::Spec => task.spec == Some(dir),
+                    EntryKind::Result(kind) => {
+                        dir == QueueDir::Done && task.result.is_some_and(|r| r.0 == kind)
+                    }
                 };
                 there.then_some(true)
             }
@@ -441,12 +433,6 @@ impl World {
     }
 }
 
-fn is_result(file: &str) -> bool {
-    [ResultKind::Ran, ResultKind::Skipped, ResultKind::Cancelled]
-        .iter()
-        .any(|kind| file.ends_with(kind.suffix()))
-}
-
 fn unsupported(path: &Path, what: &str) -> std::io::Error {
     std::io::Error::new(
         std::io::ErrorKind::Unsupported,
@@ -513,6 +499,11 @@ impl NfsModel {
 
     pub fn node_names(&self) -> Vec<String> {
         self.world().nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
+    /// The position of the node named `name`.
+    pub fn node_index(&self, name: &str) -> Option<usize> {
+        self.world().nodes.iter().position(|n| n.name == name)
     }
 
     pub fn node_count(&self) -> usize {

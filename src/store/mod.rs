@@ -59,7 +59,7 @@ pub enum OpenError {
 /// through that same descriptor (`/proc/self/fd/N`), so no rename in
 /// between can swap what is read. Without /proc the path is opened again
 /// with O_NOFOLLOW and must be the same inode.
-pub fn open_regular_file(path: &Path) -> Result<File, OpenError> {
+pub fn open_regular_file(path: &Path) -> Result<(File, std::fs::Metadata), OpenError> {
     use std::os::unix::fs::MetadataExt;
     let handle = std::fs::OpenOptions::new()
         .read(true)
@@ -88,7 +88,7 @@ pub fn open_regular_file(path: &Path) -> Result<File, OpenError> {
     if !opened.file_type().is_file() || (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
         return Err(OpenError::NotRegular(kind_of(opened.file_type())));
     }
-    Ok(file)
+    Ok((file, opened))
 }
 
 fn kind_of(file_type: std::fs::FileType) -> &'static str {
@@ -118,11 +118,10 @@ pub fn read_record(path: &Path, limit: u64) -> Result<Vec<u8>, RecordError> {
         io::ErrorKind::NotFound => RecordError::NotFound,
         _ => RecordError::Io(e.to_string()),
     };
-    let file = open_regular_file(path).map_err(|e| match e {
+    let (file, meta) = open_regular_file(path).map_err(|e| match e {
         OpenError::Io(e) => io_error(e),
         OpenError::NotRegular(kind) => RecordError::NotRegular(kind),
     })?;
-    let meta = file.metadata().map_err(io_error)?;
     if meta.len() > limit {
         return Err(RecordError::TooLarge { len: meta.len(), limit });
     }

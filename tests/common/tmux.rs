@@ -13,7 +13,9 @@ pub fn tmux_available() -> bool {
     let ok = Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success());
     if !ok {
         assert!(std::env::var_os("CI").is_none(), "tmux is required in CI (scripts/test-all.sh installs it)");
-        eprintln!("skipping: tmux is not installed");
+        // Past the test harness's capture, so a skip is never silent.
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIPPED: tmux is not installed");
     }
     ok
 }
