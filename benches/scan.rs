@@ -9,6 +9,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use leaseq::cache::CacheUse;
 use leaseq::engine::jobs::Job;
 use leaseq::hydrate::{jobs_for, ReadJob};
 use leaseq::oneshot::{build, Reads};
@@ -27,7 +28,7 @@ fn scan(c: &mut Criterion) {
         group.bench_function(format!("cold_names_only_build/{tasks}"), |b| {
             // The index is kept (the TUI holds it, the CLI exits): its drop
             // is not part of the build a user waits for.
-            b.iter_with_large_drop(|| build(&FsSource, &run, &ui, NOW, Reads::None))
+            b.iter_with_large_drop(|| build(&FsSource, &run, &ui, NOW, Reads::None, &CacheUse::Off))
         });
 
         let nodes = discover_nodes(&FsSource, &run).names;
@@ -74,7 +75,7 @@ fn hydration(c: &mut Criterion) {
     let ui = UiConfig::default();
     for tasks in common::sizes(&[10_000, 100_000, 1_000_000]) {
         let (_, run) = common::generated_tree(tasks);
-        let index = build(&FsSource, &run, &ui, NOW, Reads::None);
+        let index = build(&FsSource, &run, &ui, NOW, Reads::None, &CacheUse::Off);
         let mut jobs: Vec<ReadJob> = Vec::new();
         for id in index.unread(usize::MAX, |_| false) {
             jobs_for(&index, &run, id, true, &mut jobs);

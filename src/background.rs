@@ -416,7 +416,7 @@ fn load_details(fs: &dyn RunFs, snapshot: &Index, id: TaskId, run: &RunDir) -> R
         details.result_path = Some(path);
     }
     let task_id = task.task_id();
-    details.same_task_id = (0..snapshot.task_count() as TaskId)
+    details.same_task_id = (0..snapshot.id_bound())
         .filter(|&other| other != id && snapshot.task(other).is_some_and(|t| t.task_id() == task_id))
         .count();
     Ok(details)

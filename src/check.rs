@@ -542,7 +542,7 @@ impl NfsCheck {
             Op::Refresh => self.refresh(),
             Op::Pause { on } => self.pause(*on),
             Op::Visible { pick } => {
-                let count = self.index.task_count();
+                let count = self.index.id_bound() as usize;
                 if count > 0 {
                     let id = (usize::from(*pick) % count) as TaskId;
                     self.feed(CoreInput::Visible(vec![id]));
@@ -914,7 +914,7 @@ impl NfsCheck {
     }
 
     fn check_invariants(&mut self) {
-        let count = self.index.task_count();
+        let count = self.index.id_bound() as usize;
         // A task once seen is never dropped by a listing alone.
         if count < self.max_tasks {
             self.fail(format!("task_count fell from {} to {count}", self.max_tasks));

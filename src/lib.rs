@@ -6,6 +6,7 @@
 
 pub mod actions;
 pub mod background;
+pub mod cache;
 pub mod check;
 pub mod cli;
 pub mod clock;

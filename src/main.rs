@@ -51,6 +51,10 @@ enum Command {
         /// Task rows materialised at most (default ui.max_tasks_display).
         #[arg(long, value_name = "N")]
         max_tasks: Option<usize>,
+        /// Read every task file instead of using (and filling) the local
+        /// warm-start cache (~/.cache/leaseq, or $XDG_CACHE_HOME/leaseq).
+        #[arg(long)]
+        no_cache: bool,
     },
     /// Run tasks: the runner of one node of a lease (what a lease's keeper
     /// script starts on each node, and `daemon start` in the background).
@@ -189,6 +193,10 @@ enum Command {
         /// One JSON object instead of a table.
         #[arg(long)]
         json: bool,
+        /// Read every task file instead of using (and filling) the local
+        /// warm-start cache.
+        #[arg(long)]
+        no_cache: bool,
     },
     /// List tasks, optionally filtered.
     Tasks {
@@ -213,6 +221,10 @@ enum Command {
         /// One JSON array of objects.
         #[arg(long)]
         json: bool,
+        /// Read every task file instead of using (and filling) the local
+        /// warm-start cache.
+        #[arg(long)]
+        no_cache: bool,
     },
     /// Generate a synthetic history (with --generate), or open a live
     /// simulated cluster in the dashboard.
@@ -480,8 +492,13 @@ fn lease_of(roots: &Roots, args: &LeaseArgs) -> Result<(String, RunDir), String>
 
 fn run(cli: Cli, started: std::time::Instant) -> Result<ExitCode, String> {
     let roots = roots(cli.home);
-    let command =
-        cli.command.unwrap_or(Command::Tui { lease: None, local: false, slurm: false, max_tasks: None });
+    let command = cli.command.unwrap_or(Command::Tui {
+        lease: None,
+        local: false,
+        slurm: false,
+        max_tasks: None,
+        no_cache: false,
+    });
     match command {
         Command::Run { lease, node, root, parallel, gpus, grace_s, poll_ms, heartbeat_s } => {
             let flags = subcommands::RunFlags {
@@ -532,7 +549,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<ExitCode, String> {
             let (_, run) = open_lease(&roots, &lease)?;
             subcommands::node_action(&roots, &run, &node, subcommands::NodeAction::Recover, &config(&roots))
         }
-        Command::Tui { lease, local, slurm, max_tasks } => {
+        Command::Tui { lease, local, slurm, max_tasks, no_cache } => {
             if local && roots.run_dir(&roots.local_lease_id()).is_none() {
                 return Err(format!(
                     "this host's name {:?} cannot name a local lease (letters, digits, '.', '-', '_')",
@@ -566,24 +583,36 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<ExitCode, String> {
                 (None, false, false) => OpenChoice::Default,
             };
             let (config, notices) = dashboard_config(&roots);
-            let options =
-                TuiOptions { roots, open, max_tasks, source: Arc::new(FsSource), config, notices, started };
+            let cache = (!no_cache).then(Env::from_process);
+            let options = TuiOptions {
+                roots,
+                open,
+                max_tasks,
+                source: Arc::new(FsSource),
+                config,
+                notices,
+                started,
+                cache,
+            };
             Ok(exit_after(leaseq::tui::run(options)?))
         }
-        Command::Status { lease, json } => {
+        Command::Status { lease, json, no_cache } => {
             let (id, run) = open_lease(&roots, &lease)?;
-            let index = build(&FsSource, &run, &config(&roots), unix_now(), Reads::Results);
+            let cache = cache_use(&id, no_cache);
+            let index = build(&FsSource, &run, &config(&roots), unix_now(), Reads::Results, &cache);
+            say_cache_problem(&index);
             let text = if json { status_json(&index, &id) + "\n" } else { status_text(&index, &id, &run.0) };
             print_out(text.as_bytes())
         }
-        Command::Tasks { lease, state, node, by_seq, limit, details, json } => {
+        Command::Tasks { lease, state, node, by_seq, limit, details, json, no_cache } => {
             let states = state
                 .iter()
                 .map(|s| TaskState::parse(s).ok_or_else(|| format!("unknown state {s:?}")))
                 .collect::<Result<Vec<_>, _>>()?;
-            let (_, run) = open_lease(&roots, &lease)?;
+            let (id, run) = open_lease(&roots, &lease)?;
             let reads = if details { Reads::All } else { Reads::Results };
-            let index = build(&FsSource, &run, &config(&roots), unix_now(), reads);
+            let index = build(&FsSource, &run, &config(&roots), unix_now(), reads, &cache_use(&id, no_cache));
+            say_cache_problem(&index);
             let view = view_for(&index, &TaskFilter { states, node, by_seq, limit })?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let written = if json {
@@ -681,6 +710,9 @@ fn run_demo(
     let mut env = Env::from_process();
     env.leaseq_home = Some(dir.0.clone().into_os_string());
     env.leaseq_runtime_dir = Some(dir.0.join("runs").into_os_string());
+    // The demo's cluster is made anew each time: its cache lives and dies with it.
+    env.leaseq_cache_dir = Some(dir.0.join("cache").into_os_string());
+    let cache = Some(env.clone());
     let roots = Roots::resolve(&env);
     let (config, notices) = dashboard_config(&roots);
     let open = OpenChoice::Lease(tree.lease_id.clone());
@@ -688,9 +720,33 @@ fn run_demo(
         Some(delay) => Arc::new(leaseq::sim::stall::StallingFs::after(delay)),
         None => Arc::new(FsSource),
     };
-    let result =
-        leaseq::tui::run(TuiOptions { roots, open, max_tasks: None, source, config, notices, started });
+    let result = leaseq::tui::run(TuiOptions {
+        roots,
+        open,
+        max_tasks: None,
+        source,
+        config,
+        notices,
+        started,
+        cache,
+    });
     drop(cluster);
     drop(dir);
     result.map(exit_after)
+}
+
+/// The warm-start cache a one-shot command uses.
+fn cache_use(lease_id: &str, no_cache: bool) -> leaseq::cache::CacheUse {
+    if no_cache {
+        leaseq::cache::CacheUse::Off
+    } else {
+        leaseq::cache::CacheUse::for_lease(lease_id)
+    }
+}
+
+/// A cache that could not be used costs time, not truth: said on stderr.
+fn say_cache_problem(index: &leaseq::index::Index) {
+    if let Some(problem) = index.cache_problem() {
+        eprintln!("leaseq: {problem}");
+    }
 }

@@ -6,6 +6,7 @@ use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::cache::CacheUse;
 pub use crate::engine::core::Reads;
 use crate::engine::core::{CoreConfig, EngineCore, Input};
 use crate::engine::jobs::Job;
@@ -16,14 +17,25 @@ use crate::scan::RunFs;
 /// Lists every node of a run dir, reads what `reads` asks for, and
 /// returns the folded index. `now` is the wall clock heartbeats are
 /// judged by.
-pub fn build(source: &dyn RunFs, run: &RunDir, ui: &UiConfig, now: i64, reads: Reads) -> Index {
+pub fn build(
+    source: &dyn RunFs,
+    run: &RunDir,
+    ui: &UiConfig,
+    now: i64,
+    reads: Reads,
+    cache: &CacheUse,
+) -> Index {
     let mut index = Index::new(ui.hb_stale_s);
     index.apply(Event::Tick(now));
+    let cache = cache.open(&run.0).unwrap_or_else(|problem| {
+        index.apply(Event::CacheProblem(problem));
+        None
+    });
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     // Listings on all cores but one (this thread folds them as they come:
     // the fold is the serial part); reads, after the listings, on all.
     let listers = cores.saturating_sub(1).max(1);
-    let mut core = EngineCore::new(run.clone(), CoreConfig::settle(reads, cores));
+    let mut core = EngineCore::new(run.clone(), CoreConfig::settle(reads, cores)).with_cache(cache);
     let started = Instant::now();
     let (list_tx, list_rx) = mpsc::channel::<Job>();
     let (read_tx, read_rx) = mpsc::channel::<Job>();
@@ -48,7 +60,12 @@ pub fn build(source: &dyn RunFs, run: &RunDir, ui: &UiConfig, now: i64, reads: R
             let out = core.on(started.elapsed(), input, &index);
             // Jobs first: the next listing runs while this thread folds.
             for job in out.jobs {
-                let queue = if matches!(job, Job::Read(_)) { &read_tx } else { &list_tx };
+                // Cache jobs are local disk: on the readers, idle while listing.
+                let queue = if matches!(job, Job::List(_) | Job::Discover | Job::Heartbeats) {
+                    &list_tx
+                } else {
+                    &read_tx
+                };
                 let _ = queue.send(job);
             }
             for event in out.events {

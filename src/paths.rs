@@ -22,6 +22,10 @@ pub struct Env {
     pub leaseq_home: Option<OsString>,
     pub leaseq_runtime_dir: Option<OsString>,
     pub xdg_runtime_dir: Option<OsString>,
+    /// Where the warm-start cache lives (`$LEASEQ_CACHE_DIR`, else
+    /// `$XDG_CACHE_HOME/leaseq`, else `~/.cache/leaseq`).
+    pub leaseq_cache_dir: Option<OsString>,
+    pub xdg_cache_home: Option<OsString>,
     pub home: Option<OsString>,
     pub uid: u32,
     pub hostname: String,
@@ -34,6 +38,8 @@ impl Env {
             leaseq_home: var("LEASEQ_HOME"),
             leaseq_runtime_dir: var("LEASEQ_RUNTIME_DIR"),
             xdg_runtime_dir: var("XDG_RUNTIME_DIR"),
+            leaseq_cache_dir: var("LEASEQ_CACHE_DIR"),
+            xdg_cache_home: var("XDG_CACHE_HOME"),
             home: var("HOME"),
             // SAFETY: getuid has no preconditions and cannot fail.
             uid: unsafe { libc::getuid() },

@@ -167,7 +167,7 @@ pub fn submit(
 }
 
 fn names_index(run: &RunDir, config: &UiConfig) -> Index {
-    build(&FsSource, run, config, unix_now(), Reads::None)
+    build(&FsSource, run, config, unix_now(), Reads::None, &leaseq::cache::CacheUse::Off)
 }
 
 /// Runs `act` on each TASK; prints one line (or JSON object) per task and

@@ -30,6 +30,8 @@ fn within(lease: &Lease, args: &[&str], limit: Duration) -> (bool, String, Strin
     let mut child = Command::new(BIN)
         .env("HOME", lease.home())
         .env("LEASEQ_RUNTIME_DIR", lease.home().join("rt"))
+        .env("XDG_CACHE_HOME", lease.home().join(".cache"))
+        .env_remove("LEASEQ_CACHE_DIR")
         .arg("--home")
         .arg(lease.home())
         .args(args)

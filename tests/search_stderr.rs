@@ -22,7 +22,14 @@ fn has_stderr_answers_from_exit_codes_first_then_err_files_with_progress() {
         GenerateOptions { tasks: 3_000, nodes: 3, now: 1_736_100_000, ..GenerateOptions::default() };
     let tree = generate(home.path(), &options).unwrap();
     let run = RunDir(tree.run_dir.clone());
-    let index = Arc::new(build(&FsSource, &run, &UiConfig::default(), 1_736_100_000, Reads::All));
+    let index = Arc::new(build(
+        &FsSource,
+        &run,
+        &UiConfig::default(),
+        1_736_100_000,
+        Reads::All,
+        &leaseq::cache::CacheUse::Off,
+    ));
     let failed: Vec<_> = (0..index.task_count() as u32)
         .filter(|&id| {
             index

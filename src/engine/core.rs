@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::jobs::{Completion, Job, ListJob, Part};
+use crate::cache::{Facts, FactsCache, LoadFrom};
 use crate::hydrate::{ReadJob, ReadPlanner};
 use crate::index::{DirOutcome, Event, Index, Round, TaskId};
 use crate::paths::RunDir;
@@ -225,6 +226,50 @@ pub struct EngineCore {
     /// Reads just completed: plan no more until the caller's index has
     /// their events (the next call).
     reads_planned_after_fold: bool,
+    cache: CacheState,
+}
+
+/// The warm-start cache, from the core's side: loaded in chunks before any
+/// file is read (what it has is never read), appended with what reads
+/// give, one job at a time each.
+#[derive(Debug, Default)]
+struct CacheState {
+    cache: Option<Arc<FactsCache>>,
+    /// The next chunk to load; `None` once loading is over.
+    load_from: Option<LoadFrom>,
+    loading: bool,
+    unsaved: Vec<Facts>,
+    saving: bool,
+    /// An append failed: said once, and nothing more is saved.
+    broken: bool,
+}
+
+impl CacheState {
+    fn loaded(&self) -> bool {
+        self.load_from.is_none() && !self.loading
+    }
+
+    fn saved(&self) -> bool {
+        self.unsaved.is_empty() && !self.saving
+    }
+
+    fn jobs(&mut self, out: &mut Outputs) {
+        let Some(cache) = &self.cache else { return };
+        if let (Some(from), false) = (self.load_from, self.loading) {
+            self.loading = true;
+            out.jobs.push(Job::LoadFacts { cache: cache.clone(), from });
+        }
+        if !self.saving && !self.unsaved.is_empty() {
+            self.saving = true;
+            out.jobs.push(Job::SaveFacts { cache: cache.clone(), facts: std::mem::take(&mut self.unsaved) });
+        }
+    }
+
+    fn keep(&mut self, event: &Event) {
+        if self.cache.is_some() && !self.broken {
+            self.unsaved.extend(Facts::of_event(event));
+        }
+    }
 }
 
 impl EngineCore {
@@ -244,7 +289,15 @@ impl EngineCore {
             reads_in_flight: 0,
             reads_exhausted: false,
             reads_planned_after_fold: false,
+            cache: CacheState::default(),
         }
+    }
+
+    /// Uses a warm-start cache: loaded before any file is read, appended
+    /// with every file read.
+    pub fn with_cache(mut self, cache: Option<Arc<FactsCache>>) -> EngineCore {
+        self.cache = CacheState { load_from: cache.is_some().then_some(0), cache, ..CacheState::default() };
+        self
     }
 
     pub fn run_dir(&self) -> &RunDir {
@@ -259,7 +312,8 @@ impl EngineCore {
 
     /// Listing and read jobs in flight (for the one-shot driver and the fuzzer).
     pub fn jobs_in_flight(&self) -> usize {
-        self.listings_in_flight() + self.reads_in_flight
+        let cache = usize::from(self.cache.loading) + usize::from(self.cache.saving);
+        self.listings_in_flight() + self.reads_in_flight + cache
     }
 
     pub fn on(&mut self, now: Now, input: Input, index: &Index) -> Outputs {
@@ -284,6 +338,7 @@ impl EngineCore {
             self.start_listings(&mut out);
         }
         self.start_reads(index, &mut out);
+        self.cache.jobs(&mut out);
         out.wake_at = self.next_wake();
         out.settled = self.settled();
         out
@@ -333,10 +388,29 @@ impl EngineCore {
                 out.events.push(Event::Heartbeats(beats));
             }
             Completion::Listed { part, scanner, round } => self.listed(part, scanner, round, out),
+            Completion::FactsLoaded(loaded) => {
+                self.cache.loading = false;
+                self.cache.load_from = loaded.next;
+                if !loaded.facts.is_empty() {
+                    out.events.push(Event::Cached(loaded.facts));
+                }
+                out.events.extend(loaded.problem.map(Event::CacheProblem));
+            }
+            Completion::FactsSaved(result) => {
+                self.cache.saving = false;
+                if let Err(problem) = result {
+                    self.cache.broken = true;
+                    self.cache.unsaved = Vec::new();
+                    out.events.push(Event::CacheProblem(format!("the cache is not saved: {problem}")));
+                }
+            }
             Completion::Read { results } => {
                 self.reads_in_flight = self.reads_in_flight.saturating_sub(1);
                 for (key, event) in results {
                     self.planner.finished(key, now, event.is_none());
+                    if let Some(event) = &event {
+                        self.cache.keep(event);
+                    }
                     out.events.extend(event);
                 }
                 // Settling, each file is tried once: the next batch is
@@ -465,6 +539,11 @@ impl EngineCore {
             self.reads_exhausted = true;
             return;
         }
+        if !self.cache.loaded() {
+            // What the cache has is never read: wait for all of it.
+            self.reads_exhausted = false;
+            return;
+        }
         if !self.watching() && !self.listings_settled() {
             // Settling, the files are read once every node is listed: one
             // walk through what they owe, nothing listed behind it.
@@ -523,7 +602,12 @@ impl EngineCore {
     }
 
     fn settled(&self) -> bool {
-        !self.watching() && self.listings_settled() && self.reads_in_flight == 0 && self.reads_exhausted
+        !self.watching()
+            && self.listings_settled()
+            && self.reads_in_flight == 0
+            && self.reads_exhausted
+            && self.cache.loaded()
+            && self.cache.saved()
     }
 }
 

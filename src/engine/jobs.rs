@@ -2,6 +2,9 @@
 //! a run directory's filesystem. Carrying one out is the only I/O in the
 //! engine; who runs it, when and on which thread is the caller's choice.
 
+use std::sync::Arc;
+
+use crate::cache::{Facts, FactsCache, LoadFrom, Loaded};
 use crate::hydrate::{perform, ReadJob, ReadKey};
 use crate::index::{Event, HeartbeatRound, Round};
 use crate::paths::{QueueDir, RunDir};
@@ -65,6 +68,16 @@ pub enum Job {
     List(ListJob),
     /// Task files to read and parse.
     Read(Vec<ReadJob>),
+    /// The next chunk of the warm-start cache.
+    LoadFacts {
+        cache: Arc<FactsCache>,
+        from: LoadFrom,
+    },
+    /// Facts of files just read, for the next launch.
+    SaveFacts {
+        cache: Arc<FactsCache>,
+        facts: Vec<Facts>,
+    },
 }
 
 impl Job {
@@ -78,6 +91,8 @@ impl Job {
                 Part::Done => format!("{}'s done/", list.node()),
             },
             Job::Read(reads) => format!("{} task files", reads.len()),
+            Job::LoadFacts { .. } => "the cache".into(),
+            Job::SaveFacts { facts, .. } => format!("saving {} facts to the cache", facts.len()),
         }
     }
 
@@ -95,6 +110,8 @@ impl Job {
             Job::Read(reads) => Completion::Read {
                 results: reads.into_iter().map(|job| (job.key(), perform(&job, fs))).collect(),
             },
+            Job::LoadFacts { cache, from } => Completion::FactsLoaded(cache.load(from)),
+            Job::SaveFacts { cache, facts } => Completion::FactsSaved(cache.append(&facts)),
         }
     }
 }
@@ -121,4 +138,6 @@ pub enum Completion {
     Read {
         results: Vec<(ReadKey, Option<Event>)>,
     },
+    FactsLoaded(Loaded),
+    FactsSaved(Result<(), String>),
 }

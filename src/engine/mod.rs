@@ -19,6 +19,7 @@ use smol::Timer;
 
 use self::core::{CoreConfig, EngineCore, Input};
 use self::jobs::{Completion, Job};
+use crate::cache::CacheUse;
 use crate::index::{Event, Index, TaskId};
 use crate::io_pool::{IoPool, PoolGuard};
 use crate::paths::{RunDir, UiConfig};
@@ -118,12 +119,18 @@ pub struct EngineConfig {
     pub ui: UiConfig,
     pub source: Arc<dyn RunFs>,
     pub core: CoreConfig,
+    /// Opened on the engine's thread (it may touch a slow mount).
+    pub cache: CacheUse,
 }
 
 impl EngineConfig {
     pub fn new(run_dir: RunDir, ui: UiConfig, source: Arc<dyn RunFs>) -> EngineConfig {
         let core = CoreConfig::watch(ui.refresh_s);
-        EngineConfig { run_dir, ui, source, core }
+        EngineConfig { run_dir, ui, source, core, cache: CacheUse::Off }
+    }
+
+    pub fn with_cache(self, cache: CacheUse) -> EngineConfig {
+        EngineConfig { cache, ..self }
     }
 }
 
@@ -144,7 +151,8 @@ impl Engine {
         let (events_tx, events_rx) = async_channel::bounded::<Event>(256);
         let (control_tx, control_rx) = async_channel::unbounded::<Control>();
         // The core never has more jobs in flight than this.
-        let pool = IoPool::new("leaseq-io", config.core.max_listings + config.core.reads_in_flight);
+        // (two more: loading and saving the cache).
+        let pool = IoPool::new("leaseq-io", config.core.max_listings + config.core.reads_in_flight + 2);
 
         let fold = {
             let slot = slot.clone();
@@ -159,9 +167,13 @@ impl Engine {
             std::thread::Builder::new()
                 .name("leaseq-engine".into())
                 .spawn(move || {
-                    let core = EngineCore::new(config.run_dir.clone(), config.core.clone());
+                    let (cache, problem) = match config.cache.open(&config.run_dir.0) {
+                        Ok(cache) => (cache, None),
+                        Err(problem) => (None, Some(Event::CacheProblem(problem))),
+                    };
+                    let core = EngineCore::new(config.run_dir.clone(), config.core.clone()).with_cache(cache);
                     let runtime = Runtime { fs: config.source, slot, pool, events: events_tx, next_job: 0 };
-                    smol::block_on(runtime.drive(core, control_rx));
+                    smol::block_on(runtime.drive(core, control_rx, problem));
                 })
                 .expect("spawn engine thread")
         };
@@ -212,8 +224,11 @@ struct Runtime {
 }
 
 impl Runtime {
-    async fn drive(mut self, mut core: EngineCore, controls: Receiver<Control>) {
+    async fn drive(mut self, mut core: EngineCore, controls: Receiver<Control>, problem: Option<Event>) {
         let started = Instant::now();
+        if let Some(event) = problem {
+            let _ = self.events.send(event).await;
+        }
         let (done_tx, done_rx) = async_channel::unbounded::<(u64, Completion)>();
         let mut input = Input::Tick;
         loop {

@@ -28,6 +28,12 @@ pub enum Event {
     ResultRead { node: Arc<str>, name: Arc<str>, kind: ResultKind, outcome: Result<ResultSummary, String> },
     /// `control/<node>/pause.json` is present or not.
     NodePaused { node: Arc<str>, paused: bool },
+    /// Facts from the warm-start cache. They count only for names a
+    /// listing shows: a name no listing has shown stays invisible, and a
+    /// result's facts only stand if the listing shows that result file.
+    Cached(Vec<crate::cache::Facts>),
+    /// The cache (or part of it) could not be used, and why.
+    CacheProblem(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -62,6 +62,8 @@ pub struct Index {
     heartbeats_read: bool,
     /// Interned working directories: thousands of tasks share a few.
     cwds: NameMap<Arc<str>, Arc<str>>,
+    /// Why the warm-start cache (or part of it) was not used.
+    cache_problem: Option<Arc<str>>,
 }
 
 /// One change to a task's presence, from one directory of one round.
@@ -100,6 +102,7 @@ impl Index {
             lease_error: None,
             heartbeats_read: false,
             cwds: NameMap::default(),
+            cache_problem: None,
         }
     }
 
@@ -123,6 +126,8 @@ impl Index {
                 let id = self.intern_node(&node);
                 self.nodes[id as usize].paused = paused;
             }
+            Event::Cached(facts) => self.apply_cached(facts),
+            Event::CacheProblem(problem) => self.cache_problem = Some(Arc::from(problem)),
         }
     }
 
@@ -137,14 +142,25 @@ impl Index {
     pub fn stale_after_s(&self) -> i64 {
         self.stale_after_s
     }
+    /// Tasks the listings show (facts of names no listing showed are not
+    /// counted).
     pub fn task_count(&self) -> usize {
-        self.tasks.len()
+        self.counts.iter().sum::<u64>() as usize
+    }
+    /// One past the highest task id (listed or not): for walking ids.
+    pub fn id_bound(&self) -> TaskId {
+        self.tasks.len() as TaskId
     }
     pub fn task(&self, id: TaskId) -> Option<&Task> {
-        self.tasks.get(id as usize)
+        self.tasks.get(id as usize).filter(|t| t.listed)
     }
+    /// A task a listing showed, by name.
     pub fn find(&self, name: &str) -> Option<TaskId> {
-        self.by_name.get(name).copied()
+        self.by_name.get(name).copied().filter(|&id| self.tasks[id as usize].listed)
+    }
+    /// Why the warm-start cache was not (wholly) used, if it was not.
+    pub fn cache_problem(&self) -> Option<&str> {
+        self.cache_problem.as_deref()
     }
     pub fn nodes(&self) -> impl Iterator<Item = (NodeId, &Node)> {
         self.nodes.iter().enumerate().map(|(i, n)| (i as NodeId, n))
@@ -321,12 +337,67 @@ impl Index {
             if !p.is_unaccounted() {
                 task.missing_rounds = 0;
             }
+            if s.added && !task.listed {
+                task.listed = true;
+                confirm_cached(task);
+            }
         };
         match self.by_name.get(stem) {
-            Some(&id) => self.update_task(id, !first_round, change),
+            Some(&id) => {
+                let was_cached = self.tasks[id as usize].cached_result.is_some();
+                self.update_task(id, !first_round, change);
+                let task = &self.tasks[id as usize];
+                // Cached facts a listing confirmed count as the completion they are.
+                if was_cached
+                    && task.result_read == ReadStatus::Read
+                    && task.presence.result == Some(ResultKind::Ran)
+                {
+                    let at = task.finished_at;
+                    self.feed.count_completion(at, self.now);
+                }
+            }
             None if s.added => self.insert_task(node, stem, !first_round, change),
             None => {}
         }
+    }
+
+    /// Facts from the cache: onto the task a listing showed, or onto one
+    /// kept out of every view until a listing shows its name.
+    fn apply_cached(&mut self, facts: Vec<crate::cache::Facts>) {
+        use crate::cache::Facts;
+        for fact in facts {
+            match fact {
+                Facts::Spec { node, name, spec } => {
+                    self.known_task(&node, &name);
+                    self.apply_spec(&node, &name, Ok(spec));
+                }
+                Facts::Result { node, name, kind, result } => {
+                    let id = self.known_task(&node, &name) as usize;
+                    let task = &self.tasks[id];
+                    if task.listed && task.presence.result != Some(kind) {
+                        continue; // its listing shows no such result file
+                    }
+                    let unlisted = !task.listed;
+                    self.apply_result(&node, &name, kind, Ok(result));
+                    if unlisted && self.tasks[id].result_read == ReadStatus::Read {
+                        self.tasks[id].cached_result = Some(kind);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The task of a name, made (unlisted, in no view) if new.
+    fn known_task(&mut self, node: &str, name: &str) -> TaskId {
+        if let Some(&id) = self.by_name.get(name) {
+            return id;
+        }
+        let node = self.intern_node(node);
+        let id = self.tasks.len() as TaskId;
+        let name: Arc<str> = Arc::from(name);
+        self.by_name.insert(name.clone(), id);
+        self.tasks.push_back(Task::new(name, node));
+        id
     }
 
     fn insert_task(&mut self, node: NodeId, stem: &str, report: bool, change: impl FnOnce(&mut Task)) {
@@ -419,7 +490,7 @@ impl Index {
     }
 
     fn apply_spec(&mut self, _node: &str, name: &str, outcome: Result<SpecSummary, String>) {
-        let Some(id) = self.find(name) else { return };
+        let Some(&id) = self.by_name.get(name) else { return };
         if self.tasks[id as usize].spec_read != ReadStatus::Unread {
             return; // immutable: the first read stands
         }
@@ -446,15 +517,18 @@ impl Index {
         kind: ResultKind,
         outcome: Result<ResultSummary, String>,
     ) {
-        let Some(id) = self.find(name) else { return };
+        let Some(&id) = self.by_name.get(name) else { return };
         if self.tasks[id as usize].result_read != ReadStatus::Unread {
             return;
         }
+        let listed = self.tasks[id as usize].listed;
         let now = self.now;
         let mut finished_at = None;
         let node_name = self.node_name(self.tasks[id as usize].node).to_string();
         self.update_task(id, true, |task| {
-            task.presence.result.get_or_insert(kind);
+            if listed {
+                task.presence.result.get_or_insert(kind);
+            }
             match outcome {
                 Ok(result) => {
                     task.result_read = ReadStatus::Read;
@@ -490,7 +564,7 @@ impl Index {
                 }
             }
         });
-        if let Some(at) = finished_at {
+        if let Some(at) = finished_at.filter(|_| listed) {
             self.feed.count_completion(at, now);
         }
     }
@@ -515,14 +589,17 @@ impl Index {
         }
         self.unplace(id, &before);
         self.place(id, &after);
-        if report && before.state != after.state {
-            let from = Some(before.state);
+        if report && (before.state != after.state || !before.listed) {
+            let from = before.listed.then_some(before.state);
             self.feed.record(Transition { task: id, from, to: after.state, at: self.now });
         }
     }
 
     /// Puts a task in the views, sets and counts its placement calls for.
     fn place(&mut self, id: TaskId, at: &Placement) {
+        if !at.listed {
+            return;
+        }
         self.views.insert(id, at);
         self.counts[at.state.index()] += 1;
         self.nodes[at.node as usize].counts[at.state.index()] += 1;
@@ -535,6 +612,9 @@ impl Index {
     }
 
     fn unplace(&mut self, id: TaskId, at: &Placement) {
+        if !at.listed {
+            return;
+        }
         self.views.remove(id, at);
         self.counts[at.state.index()] -= 1;
         self.nodes[at.node as usize].counts[at.state.index()] -= 1;
@@ -568,6 +648,17 @@ impl Index {
         }
         self.cwds.insert(cwd.clone(), cwd.clone());
         cwd.clone()
+    }
+}
+
+/// A task's first listing: result facts from the cache stand only if the
+/// listing shows that very result file (a name can reappear, in `inbox/`
+/// again or with its result gone); otherwise the result is read again.
+fn confirm_cached(task: &mut Task) {
+    if let Some(kind) = task.cached_result.take() {
+        if task.presence.result != Some(kind) {
+            task.forget_result();
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::state::{Presence, TaskState};
-use crate::model::TaskName;
+use crate::model::{ResultKind, TaskName};
 
 /// Dense id of a task inside one index, assigned in order of discovery.
 pub type TaskId = u32;
@@ -44,6 +44,12 @@ pub struct Task {
     pub cwd: Option<Arc<str>>,
     /// Rarely set fields, boxed so the common task stays small.
     pub extra: Option<Box<TaskExtra>>,
+    /// A listing has shown it. A task known only from the cache is not in
+    /// any view or count until one does.
+    pub listed: bool,
+    /// Its result facts came from the cache, for this kind of result file,
+    /// and no listing has confirmed them yet.
+    pub cached_result: Option<ResultKind>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -94,6 +100,8 @@ impl Task {
             command: None,
             cwd: None,
             extra: None,
+            listed: false,
+            cached_result: None,
         }
     }
 
@@ -122,6 +130,20 @@ impl Task {
         let spec_located = self.presence.inbox || self.presence.claimed || self.presence.done_spec;
         (self.spec_read == ReadStatus::Unread && spec_located)
             || (self.presence.result.is_some() && self.result_read == ReadStatus::Unread)
+    }
+
+    /// Forgets what a result said (cached facts the listing did not confirm).
+    pub fn forget_result(&mut self) {
+        self.result_read = ReadStatus::Unread;
+        self.started_at = 0;
+        self.finished_at = 0;
+        self.exit_code = None;
+        self.runtime_s = 0.0;
+        if let Some(extra) = &mut self.extra {
+            extra.stdout = None;
+            extra.stderr = None;
+            extra.error = None;
+        }
     }
 
     /// The runner's reason it did not run or end by itself.

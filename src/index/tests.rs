@@ -275,3 +275,78 @@ fn a_node_first_listed_after_a_heartbeat_read_without_it_has_no_heartbeat() {
     index.apply(round("b", vec![changed(QueueDir::Claimed, vec![spec(9)], vec![])]));
     assert_eq!(state(&index, 9), TaskState::Stuck, "no heartbeat file for b: its claimed task is STUCK");
 }
+
+fn cached(events: Vec<Event>) -> Event {
+    Event::Cached(events.iter().filter_map(crate::cache::Facts::of_event).collect())
+}
+
+fn fresh_with_heartbeat() -> Index {
+    let mut index = Index::new(60);
+    index.apply(Event::Tick(1000));
+    index.apply(hb("a", 1000));
+    index
+}
+
+#[test]
+fn cached_facts_show_nothing_until_a_listing_names_the_task() {
+    let mut index = fresh_with_heartbeat();
+    // Facts of tasks 4, 5 and 9; 9 is in no listing.
+    index.apply(cached(vec![done_ok(4, 0), done_ok(5, 3), done_ok(9, 0)]));
+    assert_eq!(index.task_count(), 0);
+    assert_eq!(index.find(&stem(4)), None);
+    assert_eq!(index.all_in_view(&ViewSpec::default()), Vec::<TaskId>::new());
+    index.apply(round(
+        "a",
+        vec![changed(QueueDir::Done, vec![spec(4), result(4), spec(5), result(5)], vec![])],
+    ));
+    assert_eq!(index.task_count(), 2);
+    assert_eq!(state(&index, 4), TaskState::Finished);
+    assert_eq!(state(&index, 5), TaskState::Failed);
+    assert_eq!(index.unread_count(), 2, "their specs are not cached: still owed");
+    assert_eq!(index.find(&stem(9)), None, "a cached name no listing shows stays unseen");
+    assert_counts_match_rows(&index);
+}
+
+#[test]
+fn cached_facts_apply_to_tasks_already_listed_only_for_the_result_file_listed() {
+    let mut index = small_index();
+    // Task 4's result is listed; task 1 is pending (no result file).
+    index.apply(cached(vec![done_ok(4, 2), done_ok(1, 0)]));
+    assert_eq!(state(&index, 4), TaskState::Failed);
+    assert_eq!(state(&index, 1), TaskState::Pending, "facts of a result no listing shows do not count");
+    let task = index.task(index.find(&stem(1)).unwrap()).unwrap();
+    assert_eq!((task.exit_code, task.result_read), (None, ReadStatus::Unread));
+    assert_counts_match_rows(&index);
+}
+
+#[test]
+fn a_name_that_reappears_without_its_result_sheds_the_cached_result() {
+    let mut index = fresh_with_heartbeat();
+    index.apply(cached(vec![done_ok(7, 0)]));
+    // The name comes back in inbox/, its result gone.
+    index.apply(round("a", vec![changed(QueueDir::Inbox, vec![spec(7)], vec![])]));
+    assert_eq!(state(&index, 7), TaskState::Pending);
+    let task = index.task(index.find(&stem(7)).unwrap()).unwrap();
+    assert_eq!((task.exit_code, task.started_at, task.result_read), (None, 0, ReadStatus::Unread));
+    // When it finishes again, its new result is read, not the cached one.
+    index.apply(round("a", vec![changed(QueueDir::Done, vec![spec(7), result(7)], vec![])]));
+    assert_eq!(state(&index, 7), TaskState::Done);
+    assert!(index.unread_count() > 0);
+    index.apply(done_ok(7, 5));
+    assert_eq!(state(&index, 7), TaskState::Failed);
+}
+
+#[test]
+fn a_cached_result_of_another_kind_is_not_used() {
+    let mut index = fresh_with_heartbeat();
+    index.apply(cached(vec![done_ok(8, 0)]));
+    let cancelled = format!("{}.cancelled.json", stem(8));
+    index.apply(round("a", vec![changed(QueueDir::Done, vec![spec(8), cancelled], vec![])]));
+    assert_eq!(state(&index, 8), TaskState::Cancelled);
+    let task = index.task(index.find(&stem(8)).unwrap()).unwrap();
+    assert_eq!(
+        task.result_read,
+        ReadStatus::Unread,
+        "the .cancelled.json is read, not the cached .result.json"
+    );
+}

@@ -58,6 +58,8 @@ pub struct Placement {
     pub time: i64,
     pub needs_read: bool,
     pub unaccounted: bool,
+    /// Known from a listing (not only from the cache): in views and counts.
+    pub listed: bool,
 }
 
 impl Placement {
@@ -69,6 +71,7 @@ impl Placement {
             time: task.sort_time(),
             needs_read: task.needs_read(),
             unaccounted: task.presence.is_unaccounted(),
+            listed: task.listed,
         }
     }
 }

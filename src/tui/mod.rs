@@ -18,6 +18,7 @@ use ratatui::DefaultTerminal;
 use smol::Timer;
 
 use crate::background::Background;
+use crate::cache::CacheUse;
 use crate::engine::{Control, Engine, EngineConfig, SnapshotSlot};
 use crate::index::{Index, TaskId};
 use crate::paths::{Roots, RunDir, UiConfig};
@@ -55,6 +56,8 @@ pub struct TuiOptions {
     pub notices: Vec<String>,
     /// When the process started (for the launch-to-first-rows figure).
     pub started: Instant,
+    /// The environment the warm-start cache is found from; `None`: no cache.
+    pub cache: Option<crate::paths::Env>,
 }
 
 /// A filesystem call of the engine running this long is shown as stuck.
@@ -308,10 +311,15 @@ fn dispatch(
     config: &UiConfig,
 ) {
     match request {
-        Request::OpenLease { run_dir, .. } => {
+        Request::OpenLease { id, run_dir } => {
             // Dropping the old engine stops its threads without waiting.
             *engine = None;
-            let started = Engine::start(EngineConfig::new(run_dir, config.clone(), options.source.clone()));
+            let cache = match &options.cache {
+                Some(env) => CacheUse::For { env: env.clone(), lease_id: id },
+                None => CacheUse::Off,
+            };
+            let config = EngineConfig::new(run_dir, config.clone(), options.source.clone()).with_cache(cache);
+            let started = Engine::start(config);
             let slot = started.snapshots();
             *engine = Some((started, slot));
         }

@@ -51,6 +51,8 @@ impl Lease {
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(BIN)
             .env("HOME", self.home())
+            .env("XDG_CACHE_HOME", self.home().join(".cache"))
+            .env_remove("LEASEQ_CACHE_DIR")
             .arg("--home")
             .arg(self.home())
             .args(args)

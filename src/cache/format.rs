@@ -1,0 +1,409 @@
+//! The facts file's bytes: a header naming the format version and the run
+//! directory it describes, then records, each `len | checksum | payload`.
+//!
+//! Pure: encoding and decoding byte slices, no I/O. A record that does not
+//! check out ends the readable part of the file (what follows it is read
+//! from the run directory instead): the cache can cost time, never truth.
+
+use std::sync::Arc;
+
+use super::Facts;
+use crate::index::{ResultSummary, SpecSummary};
+use crate::model::{ResultKind, TaskName};
+use crate::task_logs::{legacy_log_relative, runner_log_relative, LogStream};
+
+/// Bumped whenever a record's layout changes: a file of another version is
+/// ignored and replaced.
+pub const VERSION: u32 = 1;
+const MAGIC: &[u8; 8] = b"LQFACTS\0";
+/// No record of ours comes near this; a length beyond it is corruption.
+pub const MAX_RECORD: usize = 1 << 20;
+/// `len` and `checksum` before each payload.
+pub const RECORD_HEAD: usize = 8;
+
+const TAG_SPEC: u8 = 1;
+const TAG_RESULT: u8 = 2;
+
+/// How a log path a result names is stored: most are the one a runner
+/// derives from the task's name, and are rebuilt from it.
+const PATH_LEGACY: u8 = 0;
+const PATH_RUNNER: u8 = 1;
+const PATH_LITERAL: u8 = 2;
+
+/// FNV-1a, 32 bits: catches torn and flipped bytes; the file is ours, not
+/// an adversary's, so a cryptographic hash buys nothing.
+pub fn checksum(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+}
+
+/// The header for a run directory's identity.
+pub fn header(identity: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(20 + identity.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&(identity.len() as u32).to_le_bytes());
+    out.extend_from_slice(identity.as_bytes());
+    out.extend_from_slice(&checksum(&out).to_le_bytes());
+    out
+}
+
+/// Why a file's header is not one this build can use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderError {
+    /// Fewer bytes than a header: an empty file, or one cut short.
+    Short,
+    NotOurs,
+    Version(u32),
+    OtherRun(String),
+    Corrupt,
+}
+
+impl std::fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeaderError::Short => f.write_str("it is empty or cut short"),
+            HeaderError::NotOurs => f.write_str("it is not a leaseq facts file"),
+            HeaderError::Version(v) => {
+                write!(f, "it was written by another version (format {v}, this is {VERSION})")
+            }
+            HeaderError::OtherRun(id) => write!(f, "it describes another run directory ({id})"),
+            HeaderError::Corrupt => f.write_str("its header is corrupt"),
+        }
+    }
+}
+
+/// Checks a header against the expected identity; the header's length.
+pub fn check_header(bytes: &[u8], identity: &str) -> Result<usize, HeaderError> {
+    if bytes.len() < 16 {
+        return Err(if MAGIC.starts_with(bytes) { HeaderError::Short } else { HeaderError::NotOurs });
+    }
+    if &bytes[..8] != MAGIC {
+        return Err(HeaderError::NotOurs);
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or_default());
+    let len = u32::from_le_bytes(bytes[12..16].try_into().unwrap_or_default()) as usize;
+    if len > 64 * 1024 {
+        return Err(HeaderError::Corrupt);
+    }
+    let end = 16 + len;
+    if bytes.len() < end + 4 {
+        return Err(HeaderError::Short);
+    }
+    let stored = u32::from_le_bytes(bytes[end..end + 4].try_into().unwrap_or_default());
+    if stored != checksum(&bytes[..end]) {
+        return Err(HeaderError::Corrupt);
+    }
+    if version != VERSION {
+        return Err(HeaderError::Version(version));
+    }
+    let found = String::from_utf8_lossy(&bytes[16..end]);
+    if found != identity {
+        return Err(HeaderError::OtherRun(found.into_owned()));
+    }
+    Ok(end + 4)
+}
+
+/// Appends one record for `facts`.
+pub fn encode(facts: &Facts, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; RECORD_HEAD]);
+    match facts {
+        Facts::Spec { node, name, spec } => {
+            out.push(TAG_SPEC);
+            put_str(out, node);
+            put_str(out, name);
+            out.extend_from_slice(&spec.created_at.to_le_bytes());
+            out.extend_from_slice(&spec.gpus.to_le_bytes());
+            put_str(out, &spec.command);
+            put_str(out, &spec.cwd);
+        }
+        Facts::Result { node, name, kind, result } => {
+            out.push(TAG_RESULT);
+            put_str(out, node);
+            put_str(out, name);
+            out.push(kind_code(*kind));
+            out.extend_from_slice(&result.started_at.to_le_bytes());
+            out.extend_from_slice(&result.finished_at.to_le_bytes());
+            out.extend_from_slice(&result.exit_code.to_le_bytes());
+            out.extend_from_slice(&result.runtime_s.to_le_bytes());
+            put_path(out, &result.stdout, node, name, LogStream::Stdout);
+            put_path(out, &result.stderr, node, name, LogStream::Stderr);
+            put_opt(out, result.command.as_deref());
+            put_opt(out, result.gpus_assigned.as_deref());
+            put_opt(out, result.error.as_deref());
+        }
+    }
+    let payload = &out[start + RECORD_HEAD..];
+    let (len, sum) = (payload.len() as u32, checksum(payload));
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&sum.to_le_bytes());
+}
+
+/// What decoding the bytes after the header gave.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub facts: Vec<Facts>,
+    /// Bytes taken by whole, good records.
+    pub consumed: usize,
+    /// The bytes end inside a record (more may follow in the file).
+    pub partial: bool,
+    /// A record did not check out: nothing after it can be trusted.
+    pub corrupt: Option<String>,
+}
+
+/// Decodes whole records from `bytes`, at most `max`.
+pub fn decode(bytes: &[u8], max: usize) -> Decoded {
+    let mut out = Decoded::default();
+    let mut at = 0;
+    while out.facts.len() < max {
+        let rest = &bytes[at..];
+        if rest.is_empty() {
+            break;
+        }
+        if rest.len() < RECORD_HEAD {
+            out.partial = true;
+            break;
+        }
+        let len = u32::from_le_bytes(rest[..4].try_into().unwrap_or_default()) as usize;
+        let sum = u32::from_le_bytes(rest[4..8].try_into().unwrap_or_default());
+        if len == 0 || len > MAX_RECORD {
+            out.corrupt = Some(format!("a record claims {len} bytes"));
+            break;
+        }
+        if rest.len() < RECORD_HEAD + len {
+            out.partial = true;
+            break;
+        }
+        let payload = &rest[RECORD_HEAD..RECORD_HEAD + len];
+        if checksum(payload) != sum {
+            out.corrupt = Some("a record's checksum does not match".into());
+            break;
+        }
+        match parse(payload) {
+            Some(facts) => out.facts.push(facts),
+            None => {
+                out.corrupt = Some("a record does not parse".into());
+                break;
+            }
+        }
+        at += RECORD_HEAD + len;
+        out.consumed = at;
+    }
+    out
+}
+
+/// The length a record at the start of `bytes` claims, when its head is there.
+pub fn record_len(bytes: &[u8]) -> Option<usize> {
+    let head: [u8; 4] = bytes.get(..4)?.try_into().ok()?;
+    Some(RECORD_HEAD + u32::from_le_bytes(head) as usize)
+}
+
+fn kind_code(kind: ResultKind) -> u8 {
+    match kind {
+        ResultKind::Ran => 0,
+        ResultKind::Skipped => 1,
+        ResultKind::Cancelled => 2,
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+}
+
+fn put_opt(out: &mut Vec<u8>, text: Option<&str>) {
+    match text {
+        None => out.push(0),
+        Some(text) => {
+            out.push(1);
+            put_str(out, text);
+        }
+    }
+}
+
+fn task_id_of(name: &str) -> &str {
+    TaskName::parse(name).map_or(name, |n| n.task_id)
+}
+
+fn put_path(out: &mut Vec<u8>, path: &str, node: &str, name: &str, stream: LogStream) {
+    if path == legacy_log_relative(task_id_of(name), stream) {
+        out.push(PATH_LEGACY);
+    } else if path == runner_log_relative(node, name, stream) {
+        out.push(PATH_RUNNER);
+    } else {
+        out.push(PATH_LITERAL);
+        put_str(out, path);
+    }
+}
+
+/// A cursor over one payload; every read is bounds-checked.
+struct Fields<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Fields<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.bytes.len() < n {
+            return None;
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Some(head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn i32(&mut self) -> Option<i32> {
+        Some(i32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn f64(&mut self) -> Option<f64> {
+        Some(f64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn str(&mut self) -> Option<Arc<str>> {
+        let len = self.u32()? as usize;
+        std::str::from_utf8(self.take(len)?).ok().map(Arc::from)
+    }
+    fn opt(&mut self) -> Option<Option<Arc<str>>> {
+        match self.u8()? {
+            0 => Some(None),
+            1 => self.str().map(Some),
+            _ => None,
+        }
+    }
+    fn path(&mut self, node: &str, name: &str, stream: LogStream) -> Option<Arc<str>> {
+        match self.u8()? {
+            PATH_LEGACY => Some(Arc::from(legacy_log_relative(task_id_of(name), stream))),
+            PATH_RUNNER => Some(Arc::from(runner_log_relative(node, name, stream))),
+            PATH_LITERAL => self.str(),
+            _ => None,
+        }
+    }
+}
+
+fn parse(payload: &[u8]) -> Option<Facts> {
+    let mut f = Fields { bytes: payload };
+    let tag = f.u8()?;
+    let node = f.str()?;
+    let name = f.str()?;
+    let facts = match tag {
+        TAG_SPEC => {
+            let created_at = f.i64()?;
+            let gpus = f.u32()?;
+            let (command, cwd) = (f.str()?, f.str()?);
+            Facts::Spec { node, name, spec: SpecSummary { created_at, command, cwd, gpus } }
+        }
+        TAG_RESULT => {
+            let kind = match f.u8()? {
+                0 => ResultKind::Ran,
+                1 => ResultKind::Skipped,
+                2 => ResultKind::Cancelled,
+                _ => return None,
+            };
+            let (started_at, finished_at) = (f.i64()?, f.i64()?);
+            let (exit_code, runtime_s) = (f.i32()?, f.f64()?);
+            let stdout = f.path(&node, &name, LogStream::Stdout)?;
+            let stderr = f.path(&node, &name, LogStream::Stderr)?;
+            let (command, gpus_assigned, error) = (f.opt()?, f.opt()?, f.opt()?);
+            let result = ResultSummary {
+                started_at,
+                finished_at,
+                exit_code,
+                runtime_s,
+                stdout,
+                stderr,
+                command,
+                gpus_assigned,
+                error,
+            };
+            Facts::Result { node, name, kind, result }
+        }
+        _ => return None,
+    };
+    f.bytes.is_empty().then_some(facts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn sample() -> Vec<Facts> {
+        let name: Arc<str> = Arc::from("0001736381200123456_Tab12cd_2b7c9c9b-0000-4000-8000-000000000001");
+        let node: Arc<str> = Arc::from("nodeA");
+        vec![
+            Facts::Spec {
+                node: node.clone(),
+                name: name.clone(),
+                spec: SpecSummary {
+                    created_at: 1_736_381_200,
+                    command: Arc::from("python train.py --lr 3e-4 # é"),
+                    cwd: Arc::from("/scratch/x"),
+                    gpus: 2,
+                },
+            },
+            Facts::Result {
+                node: node.clone(),
+                name: name.clone(),
+                kind: ResultKind::Ran,
+                result: ResultSummary {
+                    started_at: 1_736_381_300,
+                    finished_at: 1_736_381_400,
+                    exit_code: 3,
+                    runtime_s: 100.5,
+                    stdout: Arc::from(runner_log_relative(&node, &name, LogStream::Stdout)),
+                    stderr: Arc::from("elsewhere/err.txt"),
+                    command: None,
+                    gpus_assigned: Some(Arc::from("0,1")),
+                    error: Some(Arc::from("exited 3")),
+                },
+            },
+        ]
+    }
+
+    #[test]
+    fn records_round_trip_and_derived_paths_are_rebuilt() {
+        let facts = sample();
+        let mut bytes = Vec::new();
+        facts.iter().for_each(|f| encode(f, &mut bytes));
+        let decoded = decode(&bytes, usize::MAX);
+        assert_eq!(decoded.facts, facts);
+        assert_eq!((decoded.consumed, decoded.partial, decoded.corrupt), (bytes.len(), false, None));
+    }
+
+    #[test]
+    fn a_cut_record_is_partial_and_a_flipped_byte_is_corrupt() {
+        let mut bytes = Vec::new();
+        sample().iter().for_each(|f| encode(f, &mut bytes));
+        let first = record_len(&bytes).unwrap();
+        let cut = decode(&bytes[..bytes.len() - 3], usize::MAX);
+        assert_eq!((cut.facts.len(), cut.consumed, cut.partial), (1, first, true));
+        let mut flipped = bytes.clone();
+        flipped[first + 20] ^= 0x40;
+        let bad = decode(&flipped, usize::MAX);
+        assert_eq!(bad.facts.len(), 1);
+        assert!(bad.corrupt.is_some());
+    }
+
+    #[test]
+    fn headers_name_version_and_run() {
+        let h = header("/runs/1 dev 1 ino 2");
+        assert_eq!(check_header(&h, "/runs/1 dev 1 ino 2"), Ok(h.len()));
+        assert!(matches!(check_header(&h, "/runs/1 dev 1 ino 3"), Err(HeaderError::OtherRun(_))));
+        assert_eq!(check_header(&h[..h.len() - 1], "x"), Err(HeaderError::Short));
+        assert_eq!(check_header(b"", "x"), Err(HeaderError::Short));
+        assert_eq!(check_header(b"{\"not\": \"ours\"} and more", "x"), Err(HeaderError::NotOurs));
+        let mut other = h.clone();
+        other[8] = 9;
+        assert_eq!(check_header(&other, "/runs/1 dev 1 ino 2"), Err(HeaderError::Corrupt));
+        let mut v2 = h[..h.len() - 4].to_vec();
+        v2[8] = 2;
+        let sum = checksum(&v2);
+        v2.extend_from_slice(&sum.to_le_bytes());
+        assert_eq!(check_header(&v2, "/runs/1 dev 1 ino 2"), Err(HeaderError::Version(2)));
+    }
+}
