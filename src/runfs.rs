@@ -98,6 +98,19 @@ impl FsSource {
     }
 }
 
+/// Files and directories this process opened through [`FsSource`]: on
+/// NFS each open is a round trip, so this is the figure a launch costs.
+static OPENS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// See [`OPENS`].
+pub fn opens() -> u64 {
+    OPENS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn count_open() {
+    OPENS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 impl RunFs for FsSource {
     fn stamp(&self, dir: &Path) -> Result<DirStamp, ListError> {
         let meta = std::fs::metadata(dir).map_err(|e| ListError::from_io(dir, &e))?;
@@ -111,14 +124,17 @@ impl RunFs for FsSource {
     }
 
     fn list_files(&self, dir: &Path) -> Result<Vec<String>, ListError> {
+        count_open();
         FsSource::entries(dir, false)
     }
 
     fn list_dirs(&self, dir: &Path) -> Result<Vec<String>, ListError> {
+        count_open();
         FsSource::entries(dir, true)
     }
 
     fn read_file(&self, path: &Path, max_bytes: u64) -> Result<Vec<u8>, ListError> {
+        count_open();
         crate::store::read_record(path, max_bytes).map_err(|e| match e {
             crate::store::RecordError::NotFound => ListError::NotFound,
             other => ListError::Failed(other.describe(path)),

@@ -238,24 +238,32 @@ struct CacheState {
     /// The next chunk to load; `None` once loading is over.
     load_from: Option<LoadFrom>,
     loading: bool,
+    /// Batches of facts handed out as events.
+    batches: u64,
     unsaved: Vec<Facts>,
     saving: bool,
     /// An append failed: said once, and nothing more is saved.
     broken: bool,
 }
 
+/// Loaded batches the fold may lag behind by: loading overlaps folding,
+/// and memory holds at most this many batches at once.
+const BATCHES_AHEAD: u64 = 2;
+
 impl CacheState {
-    fn loaded(&self) -> bool {
-        self.load_from.is_none() && !self.loading
+    /// Loaded, and every batch is in the index the caller passes.
+    fn loaded(&self, index: &Index) -> bool {
+        self.load_from.is_none() && !self.loading && index.cache_batches() >= self.batches
     }
 
     fn saved(&self) -> bool {
         self.unsaved.is_empty() && !self.saving
     }
 
-    fn jobs(&mut self, out: &mut Outputs) {
+    fn jobs(&mut self, index: &Index, out: &mut Outputs) {
         let Some(cache) = &self.cache else { return };
-        if let (Some(from), false) = (self.load_from, self.loading) {
+        let folded = index.cache_batches() + BATCHES_AHEAD > self.batches;
+        if let (Some(from), false, true) = (self.load_from, self.loading, folded) {
             self.loading = true;
             out.jobs.push(Job::LoadFacts { cache: cache.clone(), from });
         }
@@ -307,7 +315,8 @@ impl EngineCore {
     /// Whether a newer index could start reads (the runtime then tells the
     /// core about new snapshots; otherwise it need not wake for them).
     pub fn wants_index_changes(&self) -> bool {
-        self.config.reads != Reads::None && self.reads_in_flight < self.config.reads_in_flight
+        let loading = self.cache.cache.is_some() && self.cache.load_from.is_some();
+        loading || (self.config.reads != Reads::None && self.reads_in_flight < self.config.reads_in_flight)
     }
 
     /// Listing and read jobs in flight (for the one-shot driver and the fuzzer).
@@ -338,7 +347,7 @@ impl EngineCore {
             self.start_listings(&mut out);
         }
         self.start_reads(index, &mut out);
-        self.cache.jobs(&mut out);
+        self.cache.jobs(index, &mut out);
         out.wake_at = self.next_wake();
         out.settled = self.settled();
         out
@@ -392,6 +401,7 @@ impl EngineCore {
                 self.cache.loading = false;
                 self.cache.load_from = loaded.next;
                 if !loaded.facts.is_empty() {
+                    self.cache.batches += 1;
                     out.events.push(Event::Cached(loaded.facts));
                 }
                 out.events.extend(loaded.problem.map(Event::CacheProblem));
@@ -539,7 +549,7 @@ impl EngineCore {
             self.reads_exhausted = true;
             return;
         }
-        if !self.cache.loaded() {
+        if !self.cache.loaded(index) {
             // What the cache has is never read: wait for all of it.
             self.reads_exhausted = false;
             return;
@@ -606,7 +616,8 @@ impl EngineCore {
             && self.listings_settled()
             && self.reads_in_flight == 0
             && self.reads_exhausted
-            && self.cache.loaded()
+            && self.cache.load_from.is_none()
+            && !self.cache.loading
             && self.cache.saved()
     }
 }

@@ -159,7 +159,10 @@ impl Engine {
             let index = Index::new(config.ui.hb_stale_s);
             std::thread::Builder::new()
                 .name("leaseq-index".into())
-                .spawn(move || smol::block_on(fold_events(index, events_rx, slot)))
+                .spawn(move || {
+                    crate::io_pool::yield_to_the_pump();
+                    smol::block_on(fold_events(index, events_rx, slot))
+                })
                 .expect("spawn index thread")
         };
         let driver = {
@@ -167,6 +170,7 @@ impl Engine {
             std::thread::Builder::new()
                 .name("leaseq-engine".into())
                 .spawn(move || {
+                    crate::io_pool::yield_to_the_pump();
                     let (cache, problem) = match config.cache.open(&config.run_dir.0) {
                         Ok(cache) => (cache, None),
                         Err(problem) => (None, Some(Event::CacheProblem(problem))),

@@ -64,6 +64,9 @@ pub struct Index {
     cwds: NameMap<Arc<str>, Arc<str>>,
     /// Why the warm-start cache (or part of it) was not used.
     cache_problem: Option<Arc<str>>,
+    /// `Event::Cached` batches applied (the engine paces loading by it,
+    /// and reads nothing the cache may still have).
+    cache_batches: u64,
 }
 
 /// One change to a task's presence, from one directory of one round.
@@ -103,6 +106,7 @@ impl Index {
             heartbeats_read: false,
             cwds: NameMap::default(),
             cache_problem: None,
+            cache_batches: 0,
         }
     }
 
@@ -126,7 +130,10 @@ impl Index {
                 let id = self.intern_node(&node);
                 self.nodes[id as usize].paused = paused;
             }
-            Event::Cached(facts) => self.apply_cached(facts),
+            Event::Cached(facts) => {
+                self.cache_batches += 1;
+                self.apply_cached(facts);
+            }
             Event::CacheProblem(problem) => self.cache_problem = Some(Arc::from(problem)),
         }
     }
@@ -157,6 +164,10 @@ impl Index {
     /// A task a listing showed, by name.
     pub fn find(&self, name: &str) -> Option<TaskId> {
         self.by_name.get(name).copied().filter(|&id| self.tasks[id as usize].listed)
+    }
+    /// `Event::Cached` batches folded in so far.
+    pub fn cache_batches(&self) -> u64 {
+        self.cache_batches
     }
     /// Why the warm-start cache was not (wholly) used, if it was not.
     pub fn cache_problem(&self) -> Option<&str> {

@@ -18,6 +18,7 @@ pub(super) struct Trace {
     lines: Option<std::sync::mpsc::Sender<String>>,
     started: Instant,
     first_rows_seen: std::sync::atomic::AtomicBool,
+    ingested_seen: std::sync::atomic::AtomicBool,
 }
 
 impl Trace {
@@ -35,7 +36,8 @@ impl Trace {
                 .ok()?;
             Some(tx)
         });
-        Trace { lines, started, first_rows_seen: std::sync::atomic::AtomicBool::new(false) }
+        let (first_rows_seen, ingested_seen) = Default::default();
+        Trace { lines, started, first_rows_seen, ingested_seen }
     }
 
     fn write(&self, line: String) {
@@ -53,6 +55,14 @@ impl Trace {
             self.write(format!(
                 "first_rows_ms {:.3} tasks {tasks}",
                 self.started.elapsed().as_secs_f64() * 1e3
+            ));
+        }
+        if is_ingested(&app.snapshot) && !self.ingested_seen.swap(true, Ordering::Relaxed) {
+            self.write(format!(
+                "ingested_ms {:.3} tasks {} opens {}",
+                self.started.elapsed().as_secs_f64() * 1e3,
+                app.snapshot.task_count(),
+                crate::runfs::opens()
             ));
         }
         if let Some(at) = key_at {
@@ -110,4 +120,10 @@ impl Watchdog {
             busy.store(0, Ordering::Relaxed);
         }
     }
+}
+
+/// Every node listed at least once and nothing left to read: counts and
+/// commands are complete.
+fn is_ingested(index: &crate::index::Index) -> bool {
+    index.task_count() > 0 && index.unread_count() == 0 && index.nodes().all(|(_, n)| n.rounds > 0)
 }
