@@ -170,6 +170,21 @@ fn worker(inner: &Inner) {
     }
 }
 
+/// Makes the calling thread yield the CPU to the dashboard's pump: nice
+/// +10 for this thread only (Linux applies `setpriority` with a thread id
+/// to that thread). Every thread that lists, reads, parses or folds calls
+/// this, so on a busy 2-core login node a key press still gets a core
+/// within the frame. Best effort: a failure leaves the thread as it was.
+pub fn yield_to_the_pump() {
+    const BACKGROUND_NICE: libc::c_int = 10;
+    // SAFETY: gettid has no preconditions; setpriority only reads its
+    // arguments and fails cleanly for a bad id.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid, BACKGROUND_NICE);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,17 +233,3 @@ mod tests {
     }
 }
 
-/// Makes the calling thread yield the CPU to the dashboard's pump: nice
-/// +10 for this thread only (Linux applies `setpriority` with a thread id
-/// to that thread). Every thread that lists, reads, parses or folds calls
-/// this, so on a busy 2-core login node a key press still gets a core
-/// within the frame. Best effort: a failure leaves the thread as it was.
-pub fn yield_to_the_pump() {
-    const BACKGROUND_NICE: libc::c_int = 10;
-    // SAFETY: gettid has no preconditions; setpriority only reads its
-    // arguments and fails cleanly for a bad id.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        let _ = libc::setpriority(libc::PRIO_PROCESS, tid, BACKGROUND_NICE);
-    }
-}
