@@ -37,10 +37,12 @@ use crate::model::{
 use crate::paths::{parse_ui_config, QueueDir, UiConfig};
 use std::time::Duration;
 
-use crate::engine::core::{CoreConfig, EngineCore, Input as CoreInput, Outputs};
+use crate::cache::FactsCache;
+use crate::engine::core::{CoreConfig, EngineCore, Input as CoreInput, Outputs, Reads};
 use crate::engine::jobs::{Completion, Job, Part};
 use crate::scan::ROUND_ORDER;
 use crate::sim::nfs::{NfsModel, Perturbation, HISTORY};
+use std::sync::Arc;
 
 /// `ui.hb_stale_s` of the simulated lease.
 pub const STALE_S: u64 = 60;
@@ -83,17 +85,22 @@ pub struct Setup {
     pub nodes: u8,
     /// Bit `i`: node `i`'s runner has not started (no heartbeat file).
     pub no_runner: u8,
+    /// The core fills a warm-start cache as it reads; after settling, a
+    /// second index is built from that cache plus the listings (a
+    /// relaunch) and must agree with the truth too.
+    pub cache: bool,
 }
 
 impl Setup {
     fn decode(input: &mut Input) -> Option<Setup> {
         let mode = input.next()?;
         let no_runner = input.byte();
-        Some(Setup { lagging: mode & 1 != 0, nodes: 1 + (mode >> 1) % 3, no_runner })
+        let (lagging, cache) = (mode & 1 != 0, mode & 0x80 != 0);
+        Some(Setup { lagging, nodes: 1 + ((mode & 0x7f) >> 1) % 3, no_runner, cache })
     }
 
     fn encode(&self, out: &mut Vec<u8>) {
-        out.push(u8::from(self.lagging) | (self.nodes.clamp(1, 3) - 1) << 1);
+        out.push(u8::from(self.lagging) | (self.nodes.clamp(1, 3) - 1) << 1 | u8::from(self.cache) << 7);
         out.push(self.no_runner);
     }
 }
@@ -382,6 +389,44 @@ pub fn encode(setup: Setup, ops: &[Op]) -> Vec<u8> {
 
 // ----- the NFS model check ---------------------------------------------------
 
+/// After settling: every task with files is in the index in its true
+/// state with its spec read, and the index has no task the model never made.
+fn agrees_with_truth(model: &NfsModel, index: &Index) -> Result<(), String> {
+    for stem in model.stems() {
+        let truth = model.truth_state(&stem);
+        match index.find(&stem) {
+            None if model.has_files(&stem) => {
+                return Err(format!("{stem} has files ({truth}) but the index never saw it"))
+            }
+            None => {}
+            Some(id) => {
+                let task = index.task(id).expect("found ids exist");
+                if task.state != truth {
+                    return Err(format!(
+                            "after settling, {stem} is {} but really {truth} (presence {:?}, exit {:?}, model {:?} {:?})",
+                            task.state,
+                            task.presence,
+                            task.exit_code,
+                            model.spec_location(&stem),
+                            model.result_of(&stem),
+                        ));
+                }
+                if model.spec_location(&stem).is_some() && task.spec_read == ReadStatus::Unread {
+                    return Err(format!("{stem}: its spec is there and was never read"));
+                }
+            }
+        }
+    }
+    for id in 0..index.id_bound() {
+        let Some(task) = index.task(id) else { continue };
+        let name = &task.name;
+        if model.node_of(name).is_none() {
+            return Err(format!("the index has {name}, which the model never made"));
+        }
+    }
+    Ok(())
+}
+
 /// Runs the operations the bytes describe against the simulated NFS and
 /// the engine's real core (its jobs executed against the model in the
 /// order the operations say) into a real [`Index`], checking the
@@ -427,6 +472,32 @@ pub struct NfsCheck {
     trail: Vec<Op>,
     /// Events were folded since the views were last checked.
     folded_since_check: bool,
+    cache: Option<CheckCache>,
+}
+
+/// A warm-start cache in a file of its own, removed with the check.
+struct CheckCache {
+    cache: Arc<FactsCache>,
+}
+
+impl CheckCache {
+    fn new() -> CheckCache {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("leaseq-check-{}-{n}.facts", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        CheckCache { cache: Arc::new(FactsCache::at(path, "the NFS model".into())) }
+    }
+}
+
+impl Drop for CheckCache {
+    fn drop(&mut self) {
+        let path = self.cache.path();
+        let _ = std::fs::remove_file(path);
+        let mut lock = path.as_os_str().to_owned();
+        lock.push(".lock");
+        let _ = std::fs::remove_file(lock);
+    }
 }
 
 impl NfsCheck {
@@ -454,7 +525,9 @@ impl NfsCheck {
         // Small read batches, two in flight: batching and out-of-order
         // read completions get exercised with a few tasks.
         let config = CoreConfig { read_batch: 4, reads_in_flight: 2, ..CoreConfig::watch(2) };
-        let core = EngineCore::new(model.run_dir().clone(), config);
+        let cache = setup.cache.then(CheckCache::new);
+        let core = EngineCore::new(model.run_dir().clone(), config)
+            .with_cache(cache.as_ref().map(|c| c.cache.clone()));
         let mut index = Index::new(STALE_S);
         index.apply(Event::Tick(START));
         let mut check = NfsCheck {
@@ -473,6 +546,7 @@ impl NfsCheck {
             step: 0,
             trail: Vec::new(),
             folded_since_check: false,
+            cache,
         };
         // The node list first, as the dashboard starts.
         check.feed(CoreInput::Tick);
@@ -862,36 +936,8 @@ impl NfsCheck {
         if let Err(message) = check_counts(&self.index) {
             self.fail(message);
         }
-        for stem in self.model.stems() {
-            let truth = self.model.truth_state(&stem);
-            match self.index.find(&stem) {
-                None if self.model.has_files(&stem) => {
-                    self.fail(format!("{stem} has files ({truth}) but the index never saw it"))
-                }
-                None => {}
-                Some(id) => {
-                    let task = self.index.task(id).expect("found ids exist");
-                    if task.state != truth {
-                        self.fail(format!(
-                            "after settling, {stem} is {} but really {truth} (presence {:?}, exit {:?}, model {:?} {:?})",
-                            task.state,
-                            task.presence,
-                            task.exit_code,
-                            self.model.spec_location(&stem),
-                            self.model.result_of(&stem),
-                        ));
-                    }
-                    if self.model.spec_location(&stem).is_some() && task.spec_read == ReadStatus::Unread {
-                        self.fail(format!("{stem}: its spec is there and was never read"));
-                    }
-                }
-            }
-        }
-        for id in 0..self.index.task_count() as TaskId {
-            let name = &self.index.task(id).expect("ids are dense").name;
-            if self.model.node_of(name).is_none() {
-                self.fail(format!("the index has {name}, which the model never made"));
-            }
+        if let Err(message) = agrees_with_truth(&self.model, &self.index) {
+            self.fail(message);
         }
         for node in 0..self.model.node_count() {
             let name = self.node_name(node);
@@ -902,6 +948,55 @@ impl NfsCheck {
                 self.fail(format!("{name}: paused is {paused}, the index says {shown}"));
             }
         }
+        self.warm_start_agrees();
+    }
+
+    /// A relaunch: a fresh index from the cache this run filled plus
+    /// settled listings must agree with the truth as the first did.
+    fn warm_start_agrees(&mut self) {
+        let Some(cache) = &self.cache else { return };
+        let run = self.model.run_dir().clone();
+        let mut core = EngineCore::new(run.clone(), CoreConfig::settle(Reads::All, 2))
+            .with_cache(Some(cache.cache.clone()));
+        let mut index = Index::new(STALE_S);
+        index.apply(Event::Tick(self.model.now()));
+        let mut pending: std::collections::VecDeque<Job> = Default::default();
+        let mut input = CoreInput::Tick;
+        for _ in 0..100_000 {
+            let after_completion = matches!(input, CoreInput::Done(_));
+            let out = core.on(self.now, input, &index);
+            pending.extend(out.jobs);
+            out.events.into_iter().for_each(|e| index.apply(e));
+            if out.settled {
+                let read_before = (0..self.index.id_bound())
+                    .filter_map(|id| self.index.task(id))
+                    .any(|t| t.result_read == ReadStatus::Read);
+                if read_before && index.cache_batches() == 0 {
+                    self.fail("warm start: the first run read results but the cache gave nothing".into());
+                }
+                if let Some(problem) = index.cache_problem() {
+                    self.fail(format!("the cache this run wrote is refused: {problem}"));
+                }
+                if let Err(message) = agrees_with_truth(&self.model, &index) {
+                    self.fail(format!("warm start: {message}"));
+                }
+                return;
+            }
+            let next = if after_completion { None } else { pending.pop_front() };
+            input = match (after_completion, next) {
+                (true, _) => CoreInput::IndexChanged,
+                (false, Some(job)) => CoreInput::Done(job.execute(&self.model, &run, self.model.now())),
+                (false, None) => {
+                    self.fail(format!(
+                        "warm start: the core waits for nothing and is not settled ({} in flight, wake {:?}, now {:?})",
+                        core.jobs_in_flight(),
+                        out.wake_at,
+                        self.now
+                    ))
+                }
+            };
+        }
+        self.fail("warm start: never settled".into());
     }
 
     fn note_seen(&mut self, round: &Round) {
@@ -1269,8 +1364,8 @@ fn names_through_index(mut lines: Vec<String>) {
 mod tests {
     use super::*;
 
-    const ONE: Setup = Setup { lagging: false, nodes: 1, no_runner: 0 };
-    const LAGGING: Setup = Setup { lagging: true, nodes: 1, no_runner: 0 };
+    const ONE: Setup = Setup { lagging: false, nodes: 1, no_runner: 0, cache: false };
+    const LAGGING: Setup = Setup { lagging: true, nodes: 1, no_runner: 0, cache: false };
 
     fn round() -> Op {
         round_with_moves_at(0, Vec::new())
@@ -1527,9 +1622,17 @@ mod tests {
             ("lagging_done_after_finish", LAGGING, lagging_done),
             ("crash_goes_stuck", ONE, crash_goes_stuck),
             ("cancel_and_skip", ONE, cancel_and_skip),
-            ("busy_three_nodes", Setup { lagging: false, nodes: 3, no_runner: 0 }, busy_three_nodes),
-            ("node_without_runner", Setup { lagging: false, nodes: 2, no_runner: 2 }, no_runner),
-            ("lagging_churn", Setup { lagging: true, nodes: 2, no_runner: 0 }, lagging_churn),
+            (
+                "busy_three_nodes",
+                Setup { lagging: false, nodes: 3, no_runner: 0, cache: true },
+                busy_three_nodes,
+            ),
+            (
+                "node_without_runner",
+                Setup { lagging: false, nodes: 2, no_runner: 2, cache: false },
+                no_runner,
+            ),
+            ("lagging_churn", Setup { lagging: true, nodes: 2, no_runner: 0, cache: true }, lagging_churn),
         ]
     }
 

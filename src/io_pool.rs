@@ -232,4 +232,3 @@ mod tests {
         assert_eq!(pool.threads(), 1);
     }
 }
-

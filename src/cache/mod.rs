@@ -280,14 +280,15 @@ pub fn cache_dir(env: &Env) -> Option<PathBuf> {
     env.home.as_ref().map(|home| Path::new(home).join(".cache").join("leaseq"))
 }
 
-/// The cache file: regular, ours, never through a symlink.
+/// The cache file (or its lock file): regular, ours, never through a
+/// symlink, never blocking on a FIFO planted in its place.
 fn open_cache_file(path: &Path, create: bool) -> std::io::Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .write(create)
         .create(create)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)?;
     if !file.metadata()?.file_type().is_file() {
         return Err(std::io::Error::other("not a regular file"));
@@ -308,13 +309,7 @@ struct LockGuard(File);
 impl LockGuard {
     fn take(path: &Path, exclusive: bool) -> std::io::Result<LockGuard> {
         use std::os::fd::AsRawFd;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)?;
+        let file = open_cache_file(path, true)?;
         let op = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH };
         // SAFETY: the descriptor is open for the duration of the call.
         if unsafe { libc::flock(file.as_raw_fd(), op) } != 0 {

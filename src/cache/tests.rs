@@ -166,3 +166,16 @@ fn the_location_follows_the_environment_and_names_the_run() {
     assert!(loaded.is_empty(), "a run dir made again must not see the old facts");
     assert!(problems[0].contains("another run directory"), "{problems:?}");
 }
+
+#[test]
+fn a_fifo_in_place_of_the_cache_never_blocks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = cache_in(tmp.path());
+    let fifo = std::ffi::CString::new(cache.path().as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let (loaded, problems) = load_all(&cache);
+    assert!(loaded.is_empty());
+    assert!(problems[0].contains("not a regular file"), "{problems:?}");
+    assert!(cache.append(&facts(1)).is_err());
+}

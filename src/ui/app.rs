@@ -266,6 +266,11 @@ impl App {
         if self.paused {
             return Vec::new();
         }
+        let problem = snapshot.cache_problem().filter(|p| self.snapshot.cache_problem() != Some(*p));
+        if let Some(problem) = problem.map(str::to_string) {
+            // Said once: the cache costs time, never truth.
+            self.say(problem, Level::Error);
+        }
         self.snapshot = snapshot;
         let mut out = Vec::new();
         // A followed task with no log yet may have one now; the follower

@@ -501,3 +501,17 @@ fn extreme_timestamps_from_files_neither_overflow_nor_panic() {
     app.modal = Some(Modal::Details { task: id, generation: 0, loaded: None, show_env: false });
     render(&mut app, 160, 48, color());
 }
+
+#[test]
+fn a_cache_that_could_not_be_used_is_said_once() {
+    let mut app = dashboard();
+    let mut index = sample_index();
+    index.apply(Event::CacheProblem("cache /c/f.bin not used: it is cut short".into()));
+    let index = Arc::new(index);
+    app.on_snapshot(index.clone());
+    let shown = app.status.as_ref().map(|s| s.0.clone());
+    assert!(shown.as_deref().is_some_and(|t| t.contains("cut short")), "{shown:?}");
+    app.status = None;
+    app.on_snapshot(index);
+    assert!(app.status.is_none(), "the same problem is not said again");
+}
