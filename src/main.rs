@@ -755,12 +755,14 @@ fn say_cache_problem(index: &leaseq::index::Index) {
 /// glibc gives each thread that allocates its own arena (up to 8 per
 /// core), and strings parsed on reader threads but kept by the index's
 /// fold thread then pin whole arenas: at 10^5 tasks that is a quarter
-/// more resident memory for no speed we can measure. Two arenas are
-/// enough for our few busy threads.
+/// more resident memory. Too few, and the busy threads (listing, reading,
+/// folding) wait on each other's arena locks.
+const MALLOC_ARENAS: libc::c_int = 4;
+
 fn few_malloc_arenas() {
     // SAFETY: mallopt only sets an allocator parameter; called before any
     // thread is started.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
     }
 }

@@ -48,8 +48,14 @@ pub fn legacy_log_relative(task_id: &str, stream: LogStream) -> String {
 /// Whether a path a result names is one either runner derives from the
 /// task's name: then it need not be kept per task, and is found again by
 /// [`LogLocation::of_task`] without it.
+/// Compares piece by piece: it runs for every result read, and building
+/// the two paths to compare with was four allocations each time.
 pub fn is_derivable(path: &str, node: &str, stem: &str, task_id: &str, stream: LogStream) -> bool {
-    path == legacy_log_relative(task_id, stream) || path == runner_log_relative(node, stem, stream)
+    let Some(inner) = path.strip_prefix("logs/").and_then(|p| p.strip_suffix(stream.extension())) else {
+        return false;
+    };
+    let Some(inner) = inner.strip_suffix('.') else { return false };
+    inner == task_id || inner.strip_prefix(node).and_then(|p| p.strip_prefix('/')) == Some(stem)
 }
 
 /// Where to look for one log of one task.
@@ -165,6 +171,28 @@ fn exists(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derivable_paths_are_exactly_the_two_either_runner_writes() {
+        let (node, stem, id) = ("nodeA", "000012_T014_u", "T014");
+        for stream in [LogStream::Stdout, LogStream::Stderr] {
+            assert!(is_derivable(&legacy_log_relative(id, stream), node, stem, id, stream));
+            assert!(is_derivable(&runner_log_relative(node, stem, stream), node, stem, id, stream));
+        }
+        for other in [
+            "logs/T014.err",
+            "logs/T0140.out",
+            "logs/nodeA/000012_T014_u.err",
+            "logs/nodeB/000012_T014_u.out",
+            "logs/nodeA000012_T014_u.out",
+            "xlogs/T014.out",
+            "logs/T014out",
+            "logs/nodeA/x/000012_T014_u.out",
+            "",
+        ] {
+            assert!(!is_derivable(other, node, stem, id, LogStream::Stdout), "{other}");
+        }
+    }
 
     #[test]
     fn a_result_path_wins_else_ours_then_the_legacy_one() {
