@@ -87,14 +87,23 @@ pub struct FactsCache {
 
 impl FactsCache {
     /// The cache for a run directory, or why there is none. `lease_id`
-    /// names the file; the run dir's path, device and inode are its
+    /// names the file; the run dir's path, device, inode and birth time are its
     /// identity (a run dir deleted and made again with the same id is
     /// another run).
     pub fn for_run(env: &Env, lease_id: &str, run_dir: &Path) -> Result<FactsCache, String> {
         let dir = cache_dir(env).ok_or("no cache directory (set XDG_CACHE_HOME or HOME)")?;
         let canonical = std::fs::canonicalize(run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
         let meta = std::fs::metadata(&canonical).map_err(|e| format!("{}: {e}", canonical.display()))?;
-        let identity = format!("{lease_id} {} dev {} ino {}", canonical.display(), meta.dev(), meta.ino());
+        // Inodes are reused at once: a run dir deleted and made again can
+        // get the same one. Its birth time (statx; absent on some NFS
+        // servers) tells the two apart.
+        let born = meta
+            .created()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        let identity =
+            format!("{lease_id} {} dev {} ino {} born {born}", canonical.display(), meta.dev(), meta.ino());
         crate::paths::ensure_private_dir(&dir)?;
         let safe: String =
             lease_id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
