@@ -527,7 +527,7 @@ impl NfsCheck {
         let config = CoreConfig { read_batch: 4, reads_in_flight: 2, ..CoreConfig::watch(2) };
         let cache = setup.cache.then(CheckCache::new);
         let core = EngineCore::new(model.run_dir().clone(), config)
-            .with_cache(cache.as_ref().map(|c| c.cache.clone()));
+            .with_cache(Ok(cache.as_ref().map(|c| c.cache.clone())));
         let mut index = Index::new(STALE_S);
         index.apply(Event::Tick(START));
         let mut check = NfsCheck {
@@ -957,7 +957,7 @@ impl NfsCheck {
         let Some(cache) = &self.cache else { return };
         let run = self.model.run_dir().clone();
         let mut core = EngineCore::new(run.clone(), CoreConfig::settle(Reads::All, 2))
-            .with_cache(Some(cache.cache.clone()));
+            .with_cache(Ok(Some(cache.cache.clone())));
         let mut index = Index::new(STALE_S);
         index.apply(Event::Tick(self.model.now()));
         let mut pending: std::collections::VecDeque<Job> = Default::default();

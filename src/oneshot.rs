@@ -27,15 +27,12 @@ pub fn build(
 ) -> Index {
     let mut index = Index::new(ui.hb_stale_s);
     index.apply(Event::Tick(now));
-    let cache = cache.open(&run.0).unwrap_or_else(|problem| {
-        index.apply(Event::CacheProblem(problem));
-        None
-    });
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     // Listings on all cores but one (this thread folds them as they come:
     // the fold is the serial part); reads, after the listings, on all.
     let listers = cores.saturating_sub(1).max(1);
-    let mut core = EngineCore::new(run.clone(), CoreConfig::settle(reads, cores)).with_cache(cache);
+    let mut core =
+        EngineCore::new(run.clone(), CoreConfig::settle(reads, cores)).with_cache(cache.open(&run.0));
     let started = Instant::now();
     let (list_tx, list_rx) = mpsc::channel::<Job>();
     let (read_tx, read_rx) = mpsc::channel::<Job>();

@@ -171,9 +171,7 @@ impl FactsCache {
             }
             // Whole records end where the file ends: the shared lock rules
             // out an append in progress, so this is a write that was cut.
-            (None, true)
-                if decoded.facts.is_empty() && end + (bytes.len() - decoded.consumed) as u64 >= len =>
-            {
+            (None, true) if decoded.facts.is_empty() && start + bytes.len() as u64 >= len => {
                 Some(self.ignored(&format!("it ends inside a record at byte {end} (a write was cut short)")))
             }
             _ => None,

@@ -244,6 +244,8 @@ struct CacheState {
     saving: bool,
     /// An append failed: said once, and nothing more is saved.
     broken: bool,
+    /// Why there is no cache (it could not be opened), to say once.
+    problem: Option<String>,
 }
 
 /// Loaded batches the fold may lag behind by: loading overlaps folding,
@@ -251,9 +253,14 @@ struct CacheState {
 const BATCHES_AHEAD: u64 = 2;
 
 impl CacheState {
+    /// Every chunk has been loaded.
+    fn load_done(&self) -> bool {
+        self.load_from.is_none() && !self.loading
+    }
+
     /// Loaded, and every batch is in the index the caller passes.
     fn loaded(&self, index: &Index) -> bool {
-        self.load_from.is_none() && !self.loading && index.cache_batches() >= self.batches
+        self.load_done() && index.cache_batches() >= self.batches
     }
 
     fn saved(&self) -> bool {
@@ -261,6 +268,7 @@ impl CacheState {
     }
 
     fn jobs(&mut self, index: &Index, out: &mut Outputs) {
+        out.events.extend(self.problem.take().map(Event::CacheProblem));
         let Some(cache) = &self.cache else { return };
         let folded = index.cache_batches() + BATCHES_AHEAD > self.batches;
         if let (Some(from), false, true) = (self.load_from, self.loading, folded) {
@@ -301,10 +309,16 @@ impl EngineCore {
         }
     }
 
-    /// Uses a warm-start cache: loaded before any file is read, appended
+    /// Uses a warm-start cache (as `CacheUse::open` gave it: none, or why
+    /// not, which is said once): loaded before any file is read, appended
     /// with every file read.
-    pub fn with_cache(mut self, cache: Option<Arc<FactsCache>>) -> EngineCore {
-        self.cache = CacheState { load_from: cache.is_some().then_some(0), cache, ..CacheState::default() };
+    pub fn with_cache(mut self, cache: Result<Option<Arc<FactsCache>>, String>) -> EngineCore {
+        let (cache, problem) = match cache {
+            Ok(cache) => (cache, None),
+            Err(problem) => (None, Some(problem)),
+        };
+        let load_from = cache.is_some().then_some(0);
+        self.cache = CacheState { load_from, cache, problem, ..CacheState::default() };
         self
     }
 
@@ -315,7 +329,7 @@ impl EngineCore {
     /// Whether a newer index could start reads (the runtime then tells the
     /// core about new snapshots; otherwise it need not wake for them).
     pub fn wants_index_changes(&self) -> bool {
-        let loading = self.cache.cache.is_some() && self.cache.load_from.is_some();
+        let loading = self.cache.load_from.is_some();
         loading || (self.config.reads != Reads::None && self.reads_in_flight < self.config.reads_in_flight)
     }
 
@@ -616,8 +630,7 @@ impl EngineCore {
             && self.listings_settled()
             && self.reads_in_flight == 0
             && self.reads_exhausted
-            && self.cache.load_from.is_none()
-            && !self.cache.loading
+            && self.cache.load_done()
             && self.cache.saved()
     }
 }

@@ -171,13 +171,10 @@ impl Engine {
                 .name("leaseq-engine".into())
                 .spawn(move || {
                     crate::io_pool::yield_to_the_pump();
-                    let (cache, problem) = match config.cache.open(&config.run_dir.0) {
-                        Ok(cache) => (cache, None),
-                        Err(problem) => (None, Some(Event::CacheProblem(problem))),
-                    };
+                    let cache = config.cache.open(&config.run_dir.0);
                     let core = EngineCore::new(config.run_dir.clone(), config.core.clone()).with_cache(cache);
                     let runtime = Runtime { fs: config.source, slot, pool, events: events_tx, next_job: 0 };
-                    smol::block_on(runtime.drive(core, control_rx, problem));
+                    smol::block_on(runtime.drive(core, control_rx));
                 })
                 .expect("spawn engine thread")
         };
@@ -228,11 +225,8 @@ struct Runtime {
 }
 
 impl Runtime {
-    async fn drive(mut self, mut core: EngineCore, controls: Receiver<Control>, problem: Option<Event>) {
+    async fn drive(mut self, mut core: EngineCore, controls: Receiver<Control>) {
         let started = Instant::now();
-        if let Some(event) = problem {
-            let _ = self.events.send(event).await;
-        }
         let (done_tx, done_rx) = async_channel::unbounded::<(u64, Completion)>();
         let mut input = Input::Tick;
         loop {

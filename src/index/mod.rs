@@ -404,6 +404,12 @@ impl Index {
             return id;
         }
         let node = self.intern_node(node);
+        self.new_task(node, name)
+    }
+
+    /// A new task, unlisted (in no view or count until `update_task`
+    /// places it).
+    fn new_task(&mut self, node: NodeId, name: &str) -> TaskId {
         let id = self.tasks.len() as TaskId;
         let name: Arc<str> = Arc::from(name);
         self.by_name.insert(name.clone(), id);
@@ -411,20 +417,11 @@ impl Index {
         id
     }
 
+    /// A task first seen in a listing: placed and, unless history is
+    /// loading, reported as new.
     fn insert_task(&mut self, node: NodeId, stem: &str, report: bool, change: impl FnOnce(&mut Task)) {
-        let id = self.tasks.len() as TaskId;
-        let name: Arc<str> = Arc::from(stem);
-        let mut task = Task::new(name.clone(), node);
-        change(&mut task);
-        let alive = self.nodes[node as usize].health.is_alive();
-        task.state = derive_state(&task.presence, task.exit_code, alive, task.missing_rounds, None);
-        let at = Placement::of(&task);
-        self.by_name.insert(name, id);
-        self.tasks.push_back(task);
-        self.place(id, &at);
-        if report {
-            self.feed.record(Transition { task: id, from: None, to: at.state, at: self.now });
-        }
+        let id = self.new_task(node, stem);
+        self.update_task(id, report, change);
     }
 
     /// Counts a round for the node's unaccounted tasks; those unaccounted
