@@ -4,7 +4,8 @@
 //! CPU over 30 s after ingest, and memory (RSS).
 //!
 //! cargo bench --bench tui   (LEASEQ_BENCH_SIZES=100000 for one size;
-//! LEASEQ_IDLE_SECONDS=30 sets the idle window)
+//! LEASEQ_IDLE_SECONDS=30 sets the idle window; LEASEQ_BENCH_LAUNCHES=warm
+//! only relaunches against the cache an earlier run left)
 //!
 //! Each size is launched twice: against an empty cache directory (first
 //! launch: every task file is read) and again (second launch: the warm
@@ -183,8 +184,11 @@ fn main() {
     }
     let sizes = common::sizes(&[100_000, 1_000_000]);
     let idle = std::env::var("LEASEQ_IDLE_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+    let warm_only = std::env::var("LEASEQ_BENCH_LAUNCHES").is_ok_and(|v| v == "warm");
     for tasks in sizes {
-        measure(tasks, idle, Launch::Cold, None);
+        if !warm_only {
+            measure(tasks, idle, Launch::Cold, None);
+        }
         measure(tasks, idle, Launch::Warm, None);
     }
 }

@@ -393,7 +393,7 @@ fn load_details(fs: &dyn RunFs, snapshot: &Index, id: TaskId, run: &RunDir) -> R
         stderr_path: LogLocation::of_indexed(run, snapshot, task, LogStream::Stderr).resolve(),
         ..TaskDetails::default()
     };
-    match find_spec(fs, run, node, &task.name) {
+    match find_spec(fs, run, node, &task.name.text()) {
         Some(path) => {
             match crate::hydrate::read_full_spec(fs, &path) {
                 Ok(spec) => {
@@ -512,7 +512,8 @@ impl Walk {
 
 fn text_matches(index: &Index, id: TaskId, text: &str) -> bool {
     let Some(task) = index.task(id) else { return false };
-    let hay = task.command.as_deref().unwrap_or(&task.name);
+    let name = task.name.text();
+    let hay = task.command.as_deref().unwrap_or(&name);
     contains_ignore_case(hay, text) || contains_ignore_case(task.task_id(), text)
 }
 

@@ -420,7 +420,7 @@ fn agrees_with_truth(model: &NfsModel, index: &Index) -> Result<(), String> {
     for id in 0..index.id_bound() {
         let Some(task) = index.task(id) else { continue };
         let name = &task.name;
-        if model.node_of(name).is_none() {
+        if model.node_of(&name.text()).is_none() {
             return Err(format!("the index has {name}, which the model never made"));
         }
     }
@@ -1028,7 +1028,7 @@ impl NfsCheck {
             }
             // Consistent listings: LOST? only for tasks that are really lost.
             if self.consistent && now == TaskState::Lost {
-                let truth = self.model.truth_state(&task.name);
+                let truth = self.model.truth_state(&task.name.text());
                 if truth != TaskState::Lost {
                     self.fail(format!(
                         "{} is LOST? on consistent listings but really {truth} (presence {:?}, missing {} rounds)",

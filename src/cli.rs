@@ -189,11 +189,12 @@ pub fn write_tasks_json(
     let ids = index.page(view, None, true, true, limit.unwrap_or(usize::MAX));
     for (i, id) in ids.into_iter().enumerate() {
         let Some(task) = index.task(id) else { continue };
+        let name = task.name.text();
         let row = TaskJson {
             task_id: task.task_id(),
             node: index.node_name(task.node),
-            seq: task.seq,
-            name: &task.name,
+            seq: task.seq(),
+            name: &name,
             state: task.state,
             exit_code: task.exit_code,
             created_at: nonzero(task.created_at),
@@ -223,7 +224,8 @@ pub fn write_tasks_text(
     for id in index.page(view, None, true, true, limit.unwrap_or(usize::MAX)) {
         let Some(task) = index.task(id) else { continue };
         let exit = task.exit_code.map_or("-".to_string(), |c| c.to_string());
-        let what = task.problem().or(task.command.as_deref()).unwrap_or(&task.name);
+        let name = task.name.text();
+        let what = task.problem().or(task.command.as_deref()).unwrap_or(&name);
         writeln!(
             out,
             "{:<9} {:<12} {:<10} {:>5}  {}",

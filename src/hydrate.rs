@@ -144,11 +144,11 @@ pub fn spec_location(run: &RunDir, node: &str, task: &Task) -> Option<PathBuf> {
     } else {
         return None;
     };
-    Some(run.queue(dir, node).join(spec_file_name(&task.name)))
+    Some(run.queue(dir, node).join(spec_file_name(&task.name.text())))
 }
 
 pub fn result_location(run: &RunDir, node: &str, task: &Task, kind: ResultKind) -> PathBuf {
-    run.queue(QueueDir::Done, node).join(result_file_name(&task.name, kind))
+    run.queue(QueueDir::Done, node).join(result_file_name(&task.name.text(), kind))
 }
 
 /// One file to read for one task.
@@ -168,12 +168,18 @@ pub fn jobs_for(index: &Index, run: &RunDir, id: TaskId, specs: bool, out: &mut 
     let node = index.node(task.node).map(|n| n.name.clone()).unwrap_or_else(|| Arc::from("?"));
     if specs && task.spec_read == crate::index::ReadStatus::Unread {
         if let Some(path) = spec_location(run, &node, task) {
-            out.push(ReadJob { id, node: node.clone(), name: task.name.clone(), path, result: None });
+            out.push(ReadJob {
+                id,
+                node: node.clone(),
+                name: Arc::from(&*task.name.text()),
+                path,
+                result: None,
+            });
         }
     }
     if let (Some(kind), crate::index::ReadStatus::Unread) = (task.presence.result, task.result_read) {
         let path = result_location(run, &node, task, kind);
-        out.push(ReadJob { id, node, name: task.name.clone(), path, result: Some(kind) });
+        out.push(ReadJob { id, node, name: Arc::from(&*task.name.text()), path, result: Some(kind) });
     }
 }
 

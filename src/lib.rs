@@ -5,6 +5,7 @@
 //! take O(1) snapshots. See README.md for the tour.
 
 pub mod actions;
+pub mod alloc;
 pub mod background;
 pub mod cache;
 pub mod check;
@@ -19,6 +20,7 @@ pub mod io_pool;
 pub mod leases;
 pub mod logs;
 pub mod model;
+pub mod names;
 pub mod oneshot;
 pub mod paths;
 pub mod runfs;

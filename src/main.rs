@@ -376,7 +376,7 @@ struct LeaseArgs {
 
 fn main() -> ExitCode {
     let started = std::time::Instant::now();
-    few_malloc_arenas();
+    leaseq::alloc::few_malloc_arenas();
     let cli = Cli::parse();
     match run(cli, started) {
         Ok(code) => code,
@@ -749,20 +749,5 @@ fn cache_use(lease_id: &str, no_cache: bool) -> leaseq::cache::CacheUse {
 fn say_cache_problem(index: &leaseq::index::Index) {
     if let Some(problem) = index.cache_problem() {
         eprintln!("leaseq: {problem}");
-    }
-}
-
-/// glibc gives each thread that allocates its own arena (up to 8 per
-/// core), and strings parsed on reader threads but kept by the index's
-/// fold thread then pin whole arenas: at 10^5 tasks that is a quarter
-/// more resident memory. Too few, and the busy threads (listing, reading,
-/// folding) wait on each other's arena locks.
-const MALLOC_ARENAS: libc::c_int = 4;
-
-fn few_malloc_arenas() {
-    // SAFETY: mallopt only sets an allocator parameter; called before any
-    // thread is started.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
     }
 }

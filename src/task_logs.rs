@@ -115,7 +115,7 @@ impl LogLocation {
         LogLocation::of_task(
             run,
             index.node_name(task.node),
-            &task.name,
+            &task.name.text(),
             task.task_id(),
             task.result_log(stream),
             stream,

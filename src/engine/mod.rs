@@ -293,6 +293,8 @@ impl Runtime {
 async fn fold_events(mut index: Index, events: Receiver<Event>, slot: SnapshotSlot) {
     let mut last_publish = Instant::now() - PUBLISH_EVERY;
     let mut dirty = false;
+    // Once, when the history is first in: later changes are small.
+    let mut trimmed = false;
     loop {
         let wait = PUBLISH_EVERY.saturating_sub(last_publish.elapsed());
         let next = async { events.recv().await.ok().map(Some) }
@@ -324,6 +326,10 @@ async fn fold_events(mut index: Index, events: Receiver<Event>, slot: SnapshotSl
             slot.publish(Arc::new(index.clone()));
             last_publish = Instant::now();
             dirty = false;
+            if !trimmed && index.is_complete() {
+                crate::alloc::give_back_freed_memory();
+                trimmed = true;
+            }
         }
     }
     if dirty {

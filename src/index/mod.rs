@@ -9,6 +9,7 @@
 mod event;
 mod feed;
 mod hasher;
+mod name_index;
 mod node;
 mod state;
 mod task;
@@ -28,9 +29,11 @@ pub use task::{NodeId, ReadStatus, Task, TaskExtra, TaskId};
 pub use views::{Order, ViewSpec};
 
 use crate::model::{parse_entry, EntryKind, ResultKind};
+use crate::names::StoredName;
 use crate::paths::QueueDir;
 use feed::Feed;
 use hasher::NameMap;
+use name_index::NameIndex;
 use views::{Placement, Views};
 
 /// Tasks waiting for a background read, newest first.
@@ -47,7 +50,7 @@ pub struct Index {
     /// Number of events applied; changes whenever anything may have changed.
     revision: u64,
     tasks: Vector<Task>,
-    by_name: NameMap<Arc<str>, TaskId>,
+    by_name: NameIndex,
     nodes: Vector<Node>,
     node_by_name: NameMap<Arc<str>, NodeId>,
     views: Views,
@@ -94,7 +97,7 @@ impl Index {
             stale_after_s: stale_after_s as i64,
             revision: 0,
             tasks: Vector::new(),
-            by_name: NameMap::default(),
+            by_name: NameIndex::default(),
             nodes: Vector::new(),
             node_by_name: NameMap::default(),
             views: Views::default(),
@@ -124,8 +127,16 @@ impl Index {
             }
             Event::Heartbeats(beats) => self.apply_heartbeats(beats),
             Event::LeaseScan(error) => self.lease_error = error.map(Arc::from),
-            Event::SpecRead { node, name, outcome } => self.apply_spec(&node, &name, outcome),
-            Event::ResultRead { node, name, kind, outcome } => self.apply_result(&node, &name, kind, outcome),
+            Event::SpecRead { name, outcome, .. } => {
+                if let Some(id) = self.by_name.get(&self.tasks, &name) {
+                    self.apply_spec(id, outcome);
+                }
+            }
+            Event::ResultRead { name, kind, outcome, .. } => {
+                if let Some(id) = self.by_name.get(&self.tasks, &name) {
+                    self.apply_result(id, kind, outcome);
+                }
+            }
             Event::NodePaused { node, paused } => {
                 let id = self.intern_node(&node);
                 self.nodes[id as usize].paused = paused;
@@ -163,7 +174,7 @@ impl Index {
     }
     /// A task a listing showed, by name.
     pub fn find(&self, name: &str) -> Option<TaskId> {
-        self.by_name.get(name).copied().filter(|&id| self.tasks[id as usize].listed)
+        self.by_name.get(&self.tasks, name).filter(|&id| self.tasks[id as usize].listed)
     }
     /// `Event::Cached` batches folded in so far.
     pub fn cache_batches(&self) -> u64 {
@@ -199,6 +210,11 @@ impl Index {
     }
     pub fn lease_error(&self) -> Option<&str> {
         self.lease_error.as_deref()
+    }
+    /// Every node listed at least once and nothing left to read: counts
+    /// and commands are complete.
+    pub fn is_complete(&self) -> bool {
+        self.task_count() > 0 && self.unread_count() == 0 && self.nodes().all(|(_, n)| n.rounds > 0)
     }
     /// Tasks whose spec or result is still to be read.
     pub fn unread_count(&self) -> usize {
@@ -353,8 +369,8 @@ impl Index {
                 confirm_cached(task);
             }
         };
-        match self.by_name.get(stem) {
-            Some(&id) => {
+        match self.by_name.get(&self.tasks, stem) {
+            Some(id) => {
                 let was_cached = self.tasks[id as usize].cached_result.is_some();
                 self.update_task(id, !first_round, change);
                 let task = &self.tasks[id as usize];
@@ -379,19 +395,19 @@ impl Index {
         for fact in facts {
             match fact {
                 Facts::Spec { node, name, spec } => {
-                    self.known_task(&node, &name);
-                    self.apply_spec(&node, &name, Ok(spec));
+                    let id = self.known_task(&node, &name);
+                    self.apply_spec(id, Ok(spec));
                 }
                 Facts::Result { node, name, kind, result } => {
-                    let id = self.known_task(&node, &name) as usize;
-                    let task = &self.tasks[id];
+                    let id = self.known_task(&node, &name);
+                    let task = &self.tasks[id as usize];
                     if task.listed && task.presence.result != Some(kind) {
                         continue; // its listing shows no such result file
                     }
                     let unlisted = !task.listed;
-                    self.apply_result(&node, &name, kind, Ok(result));
-                    if unlisted && self.tasks[id].result_read == ReadStatus::Read {
-                        self.tasks[id].cached_result = Some(kind);
+                    self.apply_result(id, kind, Ok(result));
+                    if unlisted && self.tasks[id as usize].result_read == ReadStatus::Read {
+                        self.tasks[id as usize].cached_result = Some(kind);
                     }
                 }
             }
@@ -400,7 +416,7 @@ impl Index {
 
     /// The task of a name, made (unlisted, in no view) if new.
     fn known_task(&mut self, node: &str, name: &str) -> TaskId {
-        if let Some(&id) = self.by_name.get(name) {
+        if let Some(id) = self.by_name.get(&self.tasks, name) {
             return id;
         }
         let node = self.intern_node(node);
@@ -411,9 +427,8 @@ impl Index {
     /// places it).
     fn new_task(&mut self, node: NodeId, name: &str) -> TaskId {
         let id = self.tasks.len() as TaskId;
-        let name: Arc<str> = Arc::from(name);
-        self.by_name.insert(name.clone(), id);
-        self.tasks.push_back(Task::new(name, node));
+        self.by_name.insert(&self.tasks, name, id);
+        self.tasks.push_back(Task::new(StoredName::new(name), node));
         id
     }
 
@@ -497,8 +512,7 @@ impl Index {
         }
     }
 
-    fn apply_spec(&mut self, _node: &str, name: &str, outcome: Result<SpecSummary, String>) {
-        let Some(&id) = self.by_name.get(name) else { return };
+    fn apply_spec(&mut self, id: TaskId, outcome: Result<SpecSummary, String>) {
         if self.tasks[id as usize].spec_read != ReadStatus::Unread {
             return; // immutable: the first read stands
         }
@@ -518,14 +532,7 @@ impl Index {
         });
     }
 
-    fn apply_result(
-        &mut self,
-        _node: &str,
-        name: &str,
-        kind: ResultKind,
-        outcome: Result<ResultSummary, String>,
-    ) {
-        let Some(&id) = self.by_name.get(name) else { return };
+    fn apply_result(&mut self, id: TaskId, kind: ResultKind, outcome: Result<ResultSummary, String>) {
         if self.tasks[id as usize].result_read != ReadStatus::Unread {
             return;
         }
@@ -550,7 +557,7 @@ impl Index {
                     // Paths either runner derives from the name are not kept:
                     // `LogLocation` finds them again without memory per task.
                     let derivable = |path: &str, stream| {
-                        is_derivable(path, &node_name, &task.name, task.task_id(), stream)
+                        is_derivable(path, &node_name, &task.name.text(), task.task_id(), stream)
                     };
                     if !derivable(&result.stdout, LogStream::Stdout)
                         || !derivable(&result.stderr, LogStream::Stderr)

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use super::state::{Presence, TaskState};
-use crate::model::{ResultKind, TaskName};
+use crate::model::ResultKind;
+use crate::names::StoredName;
 
 /// Dense id of a task inside one index, assigned in order of discovery.
 pub type TaskId = u32;
@@ -24,9 +25,8 @@ pub enum ReadStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Task {
     /// The file stem `<seq>_<task_id>_<uuid>`: the identity.
-    pub name: Arc<str>,
+    pub name: StoredName,
     pub node: NodeId,
-    pub seq: u64,
     pub presence: Presence,
     /// Consecutive rounds of its node in which it was unaccounted for.
     pub missing_rounds: u8,
@@ -80,12 +80,10 @@ impl TaskExtra {
 }
 
 impl Task {
-    pub fn new(name: Arc<str>, node: NodeId) -> Task {
-        let seq = TaskName::parse(&name).map_or(0, |n| n.seq);
+    pub fn new(name: StoredName, node: NodeId) -> Task {
         Task {
             name,
             node,
-            seq,
             presence: Presence::default(),
             missing_rounds: 0,
             state: TaskState::Lost,
@@ -107,7 +105,12 @@ impl Task {
 
     /// The task id inside the name (not unique: see ON-DISK.md).
     pub fn task_id(&self) -> &str {
-        TaskName::parse(&self.name).map_or(&self.name, |n| n.task_id)
+        self.name.task_id()
+    }
+
+    /// The seq inside the name: FIFO order within a node.
+    pub fn seq(&self) -> u64 {
+        self.name.seq()
     }
 
     /// The time the default order sorts by, newest first: when it started,
@@ -118,8 +121,8 @@ impl Task {
             self.started_at
         } else if self.created_at != 0 {
             self.created_at
-        } else if self.seq >= MICROS_SINCE_2001 {
-            (self.seq / 1_000_000) as i64
+        } else if self.seq() >= MICROS_SINCE_2001 {
+            (self.seq() / 1_000_000) as i64
         } else {
             0
         }

@@ -221,12 +221,12 @@ fn pages_are_anchored_and_filtered() {
     let view = ViewSpec { order: Order::SeqInNode, ..ViewSpec::default() };
     let first = index.page(&view, None, true, true, 10);
     assert_eq!(first.len(), 10);
-    assert_eq!(index.task(first[0]).unwrap().seq, 1);
+    assert_eq!(index.task(first[0]).unwrap().seq(), 1);
     let anchor = first[9];
     let next = index.page(&view, Some(anchor), true, false, 10);
-    assert_eq!(index.task(next[0]).unwrap().seq, 11);
+    assert_eq!(index.task(next[0]).unwrap().seq(), 11);
     let back = index.page(&view, Some(next[0]), false, false, 3);
-    let seqs: Vec<u64> = back.iter().map(|&id| index.task(id).unwrap().seq).collect();
+    let seqs: Vec<u64> = back.iter().map(|&id| index.task(id).unwrap().seq()).collect();
     assert_eq!(seqs, vec![10, 9, 8]);
 
     // The anchor's task changes state: the cursor stays on it.

@@ -66,7 +66,7 @@ impl Placement {
     pub fn of(task: &Task) -> Placement {
         Placement {
             node: task.node,
-            seq: task.seq,
+            seq: task.seq(),
             state: task.state,
             time: task.sort_time(),
             needs_read: task.needs_read(),
@@ -128,7 +128,7 @@ impl Views {
                 }
             }
             (Order::SeqInNode, node) => {
-                let key = anchor.map(|(id, t)| (t.node, t.seq, id));
+                let key = anchor.map(|(id, t)| (t.node, t.seq(), id));
                 let (lo, hi) = match node {
                     Some(n) => ((n, 0, 0), (n, u64::MAX, TaskId::MAX)),
                     None => ((0, 0, 0), (NodeId::MAX, u64::MAX, TaskId::MAX)),

@@ -8,10 +8,10 @@
 mod cadence;
 mod diff;
 mod discover;
+mod listing;
 mod round;
 
 pub use crate::runfs::{DirStamp, FsSource, ListError, RunFs, SMALL_FILE_BYTES};
 pub use cadence::Cadence;
-pub use diff::diff_sorted;
 pub use discover::{discover_nodes, read_heartbeat, read_heartbeats, read_paused, Discovery};
 pub use round::{NodeScanner, ROUND_ORDER};

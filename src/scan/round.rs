@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::diff::diff_sorted;
+use super::listing::Listing;
 use crate::index::{DirOutcome, Round};
 use crate::paths::{QueueDir, RunDir};
 use crate::runfs::{DirStamp, ListError, RunFs};
@@ -32,8 +32,8 @@ pub const ROUND_ORDER: [QueueDir; 4] = [QueueDir::Inbox, QueueDir::Claimed, Queu
 #[derive(Debug, Default)]
 struct DirState {
     path: PathBuf,
-    /// Sorted, deduplicated names of the last good listing.
-    names: Vec<String>,
+    /// The last good listing.
+    listing: Listing,
     stamp: Option<DirStamp>,
     listed_once: bool,
 }
@@ -69,7 +69,7 @@ impl NodeScanner {
 
     /// Total names in the last listings (for progress and benches).
     pub fn listed_names(&self) -> usize {
-        self.dirs.iter().map(|d| d.names.len()).sum()
+        self.dirs.iter().map(|d| d.listing.len()).sum()
     }
 
     /// Lists the directories and returns what changed. With `force`, stamps
@@ -170,20 +170,16 @@ fn list_or_skip(source: &dyn RunFs, state: &mut DirState, force: bool, repeat: b
     match source.list_files(&state.path) {
         Ok(mut names) => {
             names.retain(|n| !n.starts_with('.'));
-            names.sort_unstable();
-            names.dedup();
-            let (added, mut removed) = diff_sorted(&state.names, &names);
+            let listing = Listing::of(names);
+            let (added, mut removed) = state.listing.diff(&listing);
             if repeat && !removed.is_empty() {
                 // Keep what left in the state (and no stamp, which would
                 // vouch for contents the state no longer matches).
                 removed.clear();
-                let mut union = std::mem::take(&mut state.names);
-                union.extend(added.iter().cloned());
-                union.sort_unstable();
-                state.names = union;
+                state.listing.add(&listing);
                 state.stamp = None;
             } else {
-                state.names = names;
+                state.listing = listing;
                 // A racy stamp cannot vouch for this listing later.
                 state.stamp = stamp.filter(|s| !s.racy);
             }

@@ -57,7 +57,7 @@ impl Trace {
                 self.started.elapsed().as_secs_f64() * 1e3
             ));
         }
-        if is_ingested(&app.snapshot) && !self.ingested_seen.swap(true, Ordering::Relaxed) {
+        if app.snapshot.is_complete() && !self.ingested_seen.swap(true, Ordering::Relaxed) {
             self.write(format!(
                 "ingested_ms {:.3} tasks {} opens {}",
                 self.started.elapsed().as_secs_f64() * 1e3,
@@ -120,10 +120,4 @@ impl Watchdog {
             busy.store(0, Ordering::Relaxed);
         }
     }
-}
-
-/// Every node listed at least once and nothing left to read: counts and
-/// commands are complete.
-fn is_ingested(index: &crate::index::Index) -> bool {
-    index.task_count() > 0 && index.unread_count() == 0 && index.nodes().all(|(_, n)| n.rounds > 0)
 }

@@ -209,7 +209,7 @@ mod tests {
     }
 
     fn seqs(index: &Index, ids: &[TaskId]) -> Vec<u64> {
-        ids.iter().map(|&id| index.task(id).unwrap().seq).collect()
+        ids.iter().map(|&id| index.task(id).unwrap().seq()).collect()
     }
 
     #[test]
@@ -250,7 +250,7 @@ mod tests {
         index.apply(Event::Round(Round { node: "a".into(), dirs }));
         let w = list.window(&index, 5);
         let at = w.cursor.unwrap();
-        assert_eq!(index.task(w.ids[at]).unwrap().seq, 5);
+        assert_eq!(index.task(w.ids[at]).unwrap().seq(), 5);
         assert_eq!(w.total, 9);
     }
 

@@ -87,7 +87,7 @@ pub fn task_line(index: &Index, task: &Task, now: i64, show_node: bool) -> Strin
     let what = match (task.problem(), &task.command) {
         (Some(problem), _) => clean_line(problem),
         (None, Some(command)) => clean_line(command),
-        (None, None) => clean_line(&task.name),
+        (None, None) => clean_line(&task.name.text()),
     };
     let node = if show_node {
         format!("{:<10} ", fit(&clean_line(index.node_name(task.node)), 10))

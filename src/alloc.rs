@@ -1,0 +1,38 @@
+//! What the process asks of the C allocator (glibc malloc) to keep its
+//! resident memory near what it really holds.
+
+/// glibc gives each thread that allocates its own arena (up to 8 per
+/// core), and strings parsed on reader threads but kept by the index's
+/// fold thread then pin whole arenas: at 10^5 tasks that is a quarter
+/// more resident memory. Too few, and the busy threads (listing, reading,
+/// folding) wait on each other's arena locks.
+const MALLOC_ARENAS: libc::c_int = 4;
+
+/// Call before any thread is started.
+pub fn few_malloc_arenas() {
+    // SAFETY: mallopt only sets an allocator parameter.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
+    }
+}
+
+/// Hands memory freed after a big ingest (listings, batches of facts,
+/// snapshots the dashboard let go) back to the system, now and once more a
+/// little later, when the last old snapshot is gone. malloc keeps freed
+/// memory otherwise, and a dashboard that ingested a million tasks would
+/// hold hundreds of megabytes it no longer uses. On its own thread: a trim
+/// walks the whole heap.
+pub fn give_back_freed_memory() {
+    let trim = || {
+        // SAFETY: malloc_trim only returns free pages to the system.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    };
+    let _ = std::thread::Builder::new().name("trim".into()).spawn(move || {
+        crate::io_pool::yield_to_the_pump();
+        trim();
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        trim();
+    });
+}

@@ -1,0 +1,70 @@
+//! Name -> task id, keeping no second copy of any name: the map holds a
+//! 64-bit hash of the name and the id; the name itself is the task's. The
+//! rare second name with a hash already taken goes to a small map keyed by
+//! the name. Ordered maps (B-trees), not hash maps: `imbl`'s hash map costs
+//! ~100 bytes an entry at a million, its B-tree ~27 (benches/memory.rs).
+
+use std::hash::BuildHasher;
+
+use imbl::{OrdMap, Vector};
+
+use super::hasher::BuildNameHasher;
+use super::task::{Task, TaskId};
+use crate::names::StoredName;
+
+#[derive(Debug, Clone, Default)]
+pub struct NameIndex {
+    by_hash: OrdMap<u64, TaskId>,
+    /// Names whose hash an earlier name already had.
+    clashes: OrdMap<StoredName, TaskId>,
+}
+
+fn hash(name: &str) -> u64 {
+    BuildNameHasher.hash_one(name)
+}
+
+impl NameIndex {
+    /// The id of `name`; `tasks` are the tasks the ids refer to.
+    pub fn get(&self, tasks: &Vector<Task>, name: &str) -> Option<TaskId> {
+        let &id = self.by_hash.get(&hash(name))?;
+        if tasks[id as usize].name.is(name) {
+            return Some(id);
+        }
+        if self.clashes.is_empty() {
+            return None;
+        }
+        self.clashes.get(&StoredName::new(name)).copied()
+    }
+
+    /// Records a name not in the index yet.
+    pub fn insert(&mut self, tasks: &Vector<Task>, name: &str, id: TaskId) {
+        debug_assert!(self.get(tasks, name).is_none());
+        let key = hash(name);
+        if self.by_hash.contains_key(&key) {
+            self.clashes.insert(StoredName::new(name), id);
+        } else {
+            self.by_hash.insert(key, id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clash_of_hashes_keeps_both_names() {
+        // Force the clash path by putting an id under another name's hash.
+        let mut tasks = Vector::new();
+        let mut index = NameIndex::default();
+        tasks.push_back(Task::new(StoredName::new("a"), 0));
+        index.insert(&tasks, "a", 0);
+        tasks.push_back(Task::new(StoredName::new("b"), 0));
+        index.by_hash.insert(hash("b"), 0); // "b" now hashes to a's id
+        assert_eq!(index.get(&tasks, "b"), None, "a's id is not b's");
+        index.clashes.insert(StoredName::new("b"), 1);
+        assert_eq!(index.get(&tasks, "b"), Some(1));
+        assert_eq!(index.get(&tasks, "a"), Some(0));
+        assert_eq!(index.get(&tasks, "c"), None);
+    }
+}

@@ -1,0 +1,245 @@
+//! Task names held compactly. A name `<seq>_<task_id>_<uuid>` as both
+//! runners write it is a number, a short id and 16 bytes: packed, it takes
+//! 40 bytes in place instead of a pointer plus a 60-70 byte heap string,
+//! and a million of them make no million allocations. Any other name (a
+//! long task id, upper-case hex) is kept as text, so every name round-trips
+//! exactly.
+
+use std::fmt;
+use std::ops::Deref;
+
+use crate::model::TaskName;
+
+/// Longest task id kept in place (`T` + 6 hex digits is the real tool's).
+const ID_MAX: usize = 7;
+/// Longest name [`StoredName::text`] builds on the stack: 20 seq digits,
+/// the id, the uuid and two underscores.
+const PACKED_TEXT_MAX: usize = 20 + 1 + ID_MAX + 1 + 36;
+
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StoredName {
+    Packed(Packed),
+    Text(Box<str>),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Packed {
+    seq: u64,
+    uuid: [u8; 16],
+    id: [u8; ID_MAX],
+    /// The id's length (low 3 bits) and the digits the seq is written
+    /// with, zero-padded (the other 5): one byte keeps the whole in 32.
+    lengths: u8,
+}
+
+impl StoredName {
+    /// Stores `stem`; packed when packing gives back exactly the same text.
+    pub fn new(stem: &str) -> StoredName {
+        match pack(stem) {
+            Some(packed) => StoredName::Packed(packed),
+            None => StoredName::Text(stem.into()),
+        }
+    }
+
+    /// The name as text (built on the stack when packed).
+    pub fn text(&self) -> NameText<'_> {
+        match self {
+            StoredName::Text(text) => NameText::Borrowed(text),
+            StoredName::Packed(p) => {
+                let mut buf = [0u8; PACKED_TEXT_MAX];
+                let len = p.write(&mut buf);
+                NameText::Inline(buf, len as u8)
+            }
+        }
+    }
+
+    /// Whether this is the name `stem`, without building any text.
+    pub fn is(&self, stem: &str) -> bool {
+        match self {
+            StoredName::Text(text) => **text == *stem,
+            StoredName::Packed(p) => {
+                let mut buf = [0u8; PACKED_TEXT_MAX];
+                let len = p.write(&mut buf);
+                buf[..len] == *stem.as_bytes()
+            }
+        }
+    }
+
+    pub fn seq(&self) -> u64 {
+        match self {
+            StoredName::Packed(p) => p.seq,
+            StoredName::Text(text) => TaskName::parse(text).map_or(0, |n| n.seq),
+        }
+    }
+
+    /// The task id inside the name (not unique: see ON-DISK.md).
+    pub fn task_id(&self) -> &str {
+        match self {
+            // Packed ids are ASCII by construction.
+            StoredName::Packed(p) => std::str::from_utf8(&p.id[..p.id_len()]).unwrap_or(""),
+            StoredName::Text(text) => TaskName::parse(text).map_or(text, |n| n.task_id),
+        }
+    }
+}
+
+impl fmt::Display for StoredName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text())
+    }
+}
+
+impl fmt::Debug for StoredName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.text(), f)
+    }
+}
+
+/// A name's text, borrowed or built in place; derefs to `str`.
+pub enum NameText<'a> {
+    Borrowed(&'a str),
+    Inline([u8; PACKED_TEXT_MAX], u8),
+}
+
+impl Deref for NameText<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            NameText::Borrowed(text) => text,
+            // Written by `Packed::write`: ASCII digits, id, hex and dashes.
+            NameText::Inline(buf, len) => std::str::from_utf8(&buf[..*len as usize]).unwrap_or(""),
+        }
+    }
+}
+
+fn pack(stem: &str) -> Option<Packed> {
+    let name = TaskName::parse(stem)?;
+    let seq_text = &stem[..stem.find('_')?];
+    let id = name.task_id.as_bytes();
+    if id.len() > ID_MAX || !id.iter().all(|b| b.is_ascii_graphic()) {
+        return None;
+    }
+    let mut uuid = [0u8; 16];
+    let mut digits = name.uuid.bytes().filter(|&b| b != b'-');
+    for byte in &mut uuid {
+        let hi = lower_hex_value(digits.next()?)?;
+        let lo = lower_hex_value(digits.next()?)?;
+        *byte = hi << 4 | lo;
+    }
+    let mut id_bytes = [0u8; ID_MAX];
+    id_bytes[..id.len()].copy_from_slice(id);
+    let lengths = (seq_text.len() as u8) << 3 | id.len() as u8;
+    let packed = Packed { seq: name.seq, uuid, id: id_bytes, lengths };
+    // Zero padding is kept by the width; anything else that would not come
+    // back the same (there is none known) stays text.
+    let mut buf = [0u8; PACKED_TEXT_MAX];
+    let len = packed.write(&mut buf);
+    (&buf[..len] == stem.as_bytes()).then_some(packed)
+}
+
+/// Only lower-case hex packs: upper case would not come back the same.
+fn lower_hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    }
+}
+
+impl Packed {
+    fn id_len(&self) -> usize {
+        (self.lengths & 7) as usize
+    }
+
+    fn seq_width(&self) -> usize {
+        (self.lengths >> 3) as usize
+    }
+
+    /// Writes the name into `buf`; returns its length.
+    fn write(&self, buf: &mut [u8; PACKED_TEXT_MAX]) -> usize {
+        let mut at = 0;
+        let mut digits = [b'0'; 20];
+        let mut seq = self.seq;
+        let mut natural = 0;
+        loop {
+            digits[19 - natural] = b'0' + (seq % 10) as u8;
+            natural += 1;
+            seq /= 10;
+            if seq == 0 {
+                break;
+            }
+        }
+        let width = self.seq_width().clamp(natural, 20);
+        buf[..width].copy_from_slice(&digits[20 - width..]);
+        at += width;
+        buf[at] = b'_';
+        at += 1;
+        let id_len = self.id_len();
+        buf[at..at + id_len].copy_from_slice(&self.id[..id_len]);
+        at += id_len;
+        buf[at] = b'_';
+        at += 1;
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for (i, byte) in self.uuid.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                buf[at] = b'-';
+                at += 1;
+            }
+            buf[at] = HEX[(byte >> 4) as usize];
+            buf[at + 1] = HEX[(byte & 15) as usize];
+            at += 2;
+        }
+        at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UUID: &str = "2b7c9c9b-0000-4000-8000-00000000abcd";
+
+    #[test]
+    fn real_names_pack_and_come_back_exactly() {
+        for stem in [
+            format!("000012_T014_{UUID}"),
+            format!("0001736381200123456_Tab12cd_{UUID}"),
+            format!("0_T1_{UUID}"),
+            format!("18446744073709551615_T1_{UUID}"),
+            format!("00000000000000000000_x_{UUID}"),
+        ] {
+            let name = StoredName::new(&stem);
+            assert!(matches!(name, StoredName::Packed(_)), "{stem}");
+            assert_eq!(&*name.text(), stem);
+            assert!(name.is(&stem));
+            assert_eq!(name.to_string(), stem);
+        }
+        let name = StoredName::new(&format!("000012_T014_{UUID}"));
+        assert_eq!((name.seq(), name.task_id()), (12, "T014"));
+    }
+
+    #[test]
+    fn other_names_stay_text_and_come_back_exactly() {
+        for stem in [
+            format!("000012_a_long_task_id_{UUID}"),
+            format!("000012_T014_{}", UUID.to_uppercase()),
+            "not a task name".to_string(),
+            format!("000012_Tä_{UUID}"),
+        ] {
+            let name = StoredName::new(&stem);
+            assert!(matches!(name, StoredName::Text(_)), "{stem}");
+            assert_eq!(&*name.text(), stem);
+            assert!(name.is(&stem));
+        }
+        assert_eq!(StoredName::new(&format!("000012_my_task_{UUID}")).task_id(), "my_task");
+    }
+
+    #[test]
+    fn distinct_names_stay_distinct() {
+        let a = StoredName::new(&format!("000012_T014_{UUID}"));
+        let b = StoredName::new(&format!("00012_T014_{UUID}"));
+        let c = StoredName::new(&format!("000012_T015_{UUID}"));
+        assert!(a != b && a != c && b != c);
+        assert!(!a.is(&format!("00012_T014_{UUID}")));
+        assert!(std::mem::size_of::<StoredName>() <= 40);
+    }
+}
