@@ -22,7 +22,7 @@ fn frames(c: &mut Criterion) {
     for tasks in common::sizes(&[100_000, 1_000_000]) {
         let index = Arc::new(common::hydrated_index(tasks));
         for (w, h) in [(80u16, 24u16), (200, 60)] {
-            let mut app = App::new(UiConfig::default(), 5000, Arc::new(leaseq::index::Index::new(60)));
+            let mut app = App::new(UiConfig::default(), Arc::new(leaseq::index::Index::new(60)));
             app.open_lease("99887766".into(), RunDir("/bench".into()));
             app.on_snapshot(index.clone());
             app.now = 1_736_100_000;

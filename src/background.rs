@@ -21,6 +21,7 @@ use futures_lite::FutureExt;
 use smol::{Executor, Timer};
 
 use crate::actions::{self, ActionContext};
+use crate::cache::{Facts, FactsCache};
 use crate::control::find_spec;
 use crate::index::{Index, TaskId, TaskState, ViewSpec};
 use crate::io_pool::{IoPool, JobKey};
@@ -170,9 +171,9 @@ async fn dispatch(ex: Arc<Executor<'static>>, worker: Arc<Worker>, incoming: Rec
                 })
                 .detach();
             }
-            Request::Search { generation, snapshot, view, query } => {
+            Request::Search { generation, snapshot, view, query, cache } => {
                 w.search_generation.store(generation, Ordering::SeqCst);
-                ex.spawn(search(w, generation, snapshot, view, query)).detach();
+                ex.spawn(search(w, generation, snapshot, view, query, cache)).detach();
             }
             Request::CancelSearch => {
                 w.search_generation.fetch_add(1 << 32, Ordering::SeqCst);
@@ -433,26 +434,60 @@ async fn search(
     snapshot: Arc<Index>,
     view: ViewSpec,
     query: SearchQuery,
+    cache: Option<Arc<FactsCache>>,
 ) {
     let total = snapshot.view_total(&view) as usize;
     let walk = Walk { worker, generation, snapshot, view, total };
     match query {
         SearchQuery::Text(text) => {
-            let test = move |index: &Index, id: TaskId| text_matches(index, id, &text);
+            let test = move |index: &Index, ids: &[TaskId]| {
+                let fetched = commands_let_go(cache.as_deref(), index, ids);
+                let matches = |&id: &TaskId| text_matches(index, id, fetched.get(&id).map(|c| &**c), &text);
+                ids.iter().copied().filter(matches).collect()
+            };
             walk.run("", SEARCH_CHUNK, true, test).await;
         }
         SearchQuery::HasStderr(run) => {
-            if walk.run("exit codes", SEARCH_CHUNK, false, failed).await {
+            let exit_codes =
+                |index: &Index, ids: &[TaskId]| ids.iter().copied().filter(|&id| failed(index, id)).collect();
+            if walk.run("exit codes", SEARCH_CHUNK, false, exit_codes).await {
                 let current = walk.worker.search_generation.clone();
-                let test = move |index: &Index, id: TaskId| {
-                    current.load(Ordering::SeqCst) == generation
-                        && !failed(index, id)
-                        && err_file_has_text(&run, index, id)
+                let test = move |index: &Index, ids: &[TaskId]| {
+                    let passes = |&id: &TaskId| {
+                        current.load(Ordering::SeqCst) == generation
+                            && !failed(index, id)
+                            && err_file_has_text(&run, index, id)
+                    };
+                    ids.iter().copied().filter(passes).collect()
                 };
                 walk.run("err files", STDERR_CHUNK, true, test).await;
             }
         }
     }
+}
+
+/// The commands of the tasks among `ids` whose details the index let go
+/// (`--max-tasks`), read back from the cache in one pass.
+fn commands_let_go(cache: Option<&FactsCache>, index: &Index, ids: &[TaskId]) -> HashMap<TaskId, Arc<str>> {
+    let wanted: Vec<(TaskId, u64)> = ids
+        .iter()
+        .filter_map(|&id| index.task(id).filter(|t| t.details_dropped).map(|t| (id, t.spec_at)))
+        .collect();
+    let (Some(cache), false) = (cache, wanted.is_empty()) else { return HashMap::new() };
+    let at: Vec<u64> = wanted.iter().map(|w| w.1).collect();
+    let Ok(found) = cache.read_records(&at) else { return HashMap::new() };
+    let mut out = HashMap::with_capacity(wanted.len());
+    for ((id, _), facts) in wanted.into_iter().zip(found) {
+        let name = index.task(id).map(|t| t.name.text().to_string()).unwrap_or_default();
+        if let Some(Facts::Spec { name: found, spec, .. }) = facts {
+            // The record must be this task's: a cache cut and written again
+            // by another dashboard could have something else there.
+            if *found == name {
+                out.insert(id, spec.command);
+            }
+        }
+    }
+    out
 }
 
 /// One pass of a search over a view.
@@ -476,7 +511,7 @@ impl Walk {
         stage: &'static str,
         chunk: usize,
         last: bool,
-        test: impl Fn(&Index, TaskId) -> bool + Clone + Send + 'static,
+        test: impl Fn(&Index, &[TaskId]) -> Vec<TaskId> + Clone + Send + 'static,
     ) -> bool {
         let mut anchor: Option<TaskId> = None;
         let mut scanned = 0usize;
@@ -487,7 +522,7 @@ impl Walk {
             let (snap, view, test) = (self.snapshot.clone(), self.view, test.clone());
             let step = move || {
                 let ids = snap.page(&view, anchor, true, false, chunk);
-                let matches: Vec<TaskId> = ids.iter().copied().filter(|&id| test(&snap, id)).collect();
+                let matches = test(&snap, &ids);
                 (ids.len(), matches, ids.last().copied())
             };
             let Some((count, ids, next)) =
@@ -510,10 +545,11 @@ impl Walk {
     }
 }
 
-fn text_matches(index: &Index, id: TaskId, text: &str) -> bool {
+/// `fetched`: its command from the cache, when the index let it go.
+fn text_matches(index: &Index, id: TaskId, fetched: Option<&str>, text: &str) -> bool {
     let Some(task) = index.task(id) else { return false };
     let name = task.name.text();
-    let hay = task.command.as_deref().unwrap_or(&name);
+    let hay = task.command.as_deref().or(fetched).unwrap_or(&name);
     contains_ignore_case(hay, text) || contains_ignore_case(task.task_id(), text)
 }
 
@@ -548,6 +584,77 @@ pub fn contains_ignore_case(hay: &str, needle: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::{DirOutcome, Event, ResultSummary, Round, SpecSummary};
+
+    fn stem(i: u32) -> String {
+        format!("{i:06}_T{i:06x}_2b7c9c9b-0000-4000-8000-{i:012}")
+    }
+
+    /// Twenty finished tasks whose specs are in a real cache file, in an
+    /// index that may hold two of their commands.
+    fn index_letting_go(cache: &FactsCache) -> Index {
+        let mut index = Index::new(60).with_details_limit(2);
+        let added = (0..20).flat_map(|i| [format!("{}.json", stem(i)), format!("{}.result.json", stem(i))]);
+        let dirs = vec![(
+            crate::paths::QueueDir::Done,
+            DirOutcome::Changed { added: added.collect(), removed: vec![] },
+        )];
+        index.apply(Event::Round(Round { node: "a".into(), dirs }));
+        let specs: Vec<Facts> = (0..20)
+            .map(|i| Facts::Spec {
+                node: "a".into(),
+                name: stem(i).into(),
+                spec: SpecSummary {
+                    created_at: 10,
+                    command: format!("python train.py --seed {i}").into(),
+                    cwd: "/w".into(),
+                    gpus: 0,
+                },
+            })
+            .collect();
+        let at = cache.append(&specs).unwrap();
+        index.apply(Event::Cached { facts: specs, at });
+        for i in 0..20 {
+            index.apply(Event::ResultRead {
+                node: "a".into(),
+                name: stem(i).into(),
+                kind: crate::model::ResultKind::Ran,
+                outcome: Ok(ResultSummary {
+                    started_at: 100 + i64::from(i),
+                    finished_at: 200,
+                    exit_code: 0,
+                    runtime_s: 1.0,
+                    stdout: "x".into(),
+                    stderr: "y".into(),
+                    command: None,
+                    gpus_assigned: None,
+                    error: None,
+                }),
+            });
+        }
+        index
+    }
+
+    #[test]
+    fn a_search_reads_the_commands_the_index_let_go_from_the_cache() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = FactsCache::at(tmp.path().join("facts.bin"), "run".into());
+        let index = index_letting_go(&cache);
+        assert_eq!(index.details_let_go(), 18);
+        let ids = index.all_in_view(&ViewSpec::default());
+        let fetched = commands_let_go(Some(&cache), &index, &ids);
+        assert_eq!(fetched.len(), 18, "every command let go comes back");
+        let seed_3 = index.find(&stem(3)).unwrap();
+        assert!(index.task(seed_3).unwrap().command.is_none());
+        let matching: Vec<TaskId> = ids
+            .iter()
+            .copied()
+            .filter(|&id| text_matches(&index, id, fetched.get(&id).map(|c| &**c), "--seed 3"))
+            .collect();
+        assert_eq!(matching, vec![seed_3]);
+        // Without the cache (it went away), nothing is made up.
+        assert!(commands_let_go(None, &index, &ids).is_empty());
+    }
 
     #[test]
     fn case_insensitive_contains() {

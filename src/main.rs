@@ -48,7 +48,12 @@ enum Command {
         /// Open the lease list, showing Slurm leases.
         #[arg(long)]
         slurm: bool,
-        /// Task rows materialised at most (default ui.max_tasks_display).
+        /// Memory bound: keep commands and working dirs of at most N
+        /// finished tasks (the newest) besides live ones and those on
+        /// screen; the others are fetched again from the local cache when
+        /// shown or searched. Counts, paging and search still cover every
+        /// task. Default: ui.max_tasks_display (5000). Nothing is let go
+        /// with --no-cache.
         #[arg(long, value_name = "N")]
         max_tasks: Option<usize>,
         /// Read every task file instead of using (and filling) the local

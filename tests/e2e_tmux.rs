@@ -349,3 +349,80 @@ fn the_pump_thread_makes_no_filesystem_calls_while_keys_are_pressed() {
     let others = log.lines().filter(|line| line.split_whitespace().next() != Some(pump.as_str())).count();
     assert!(others > 0, "the other threads' calls are traced (the filter is not empty by mistake)");
 }
+
+/// `--max-tasks` in a real terminal, on the relaunch that finds the cache:
+/// at most N finished tasks keep their details once the history is in,
+/// and the oldest rows, scrolled to, show their commands again.
+#[test]
+fn max_tasks_bounds_held_details_and_scrolled_rows_get_theirs_back() {
+    if !tmux_available() {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    tree(home.path(), 2_000);
+    let cache = home.path().join("cache");
+    let trace = home.path().join("trace.log");
+    let stall_log = home.path().join("stalls.log");
+    let launch = |name: &str| {
+        let _ = std::fs::remove_file(&trace);
+        let extra = "--max-tasks 20";
+        let command = format!(
+            "export LEASEQ_TRACE_FILE={}; {}",
+            trace.display(),
+            command(home.path(), &stall_log, extra)
+        );
+        Session::start_with_cache(name, &cache, &command)
+    };
+    let ingested = || {
+        let text = std::fs::read_to_string(&trace).unwrap_or_default();
+        text.lines().find(|l| l.starts_with("ingested_ms")).map(str::to_string)
+    };
+    let figure = |line: &str, key: &str| -> usize {
+        line.split_whitespace().skip_while(|w| *w != key).nth(1).and_then(|n| n.parse().ok()).unwrap()
+    };
+
+    // First launch: every file is read and saved to the cache.
+    let first = launch("leaseq-e2e-max-tasks-1");
+    first.wait_for("task rows", |s| s.contains(" of 2,0"));
+    common::wait_until("the first launch's ingest", Duration::from_secs(60), || ingested().is_some());
+    // Saving runs behind reading: give it a moment before quitting.
+    std::thread::sleep(Duration::from_secs(3));
+    first.keys(&["q"]);
+    assert_restored(&first, "EXIT=0");
+    drop(first);
+
+    // Second launch: details come from the cache, and only 20 stay.
+    let second = launch("leaseq-e2e-max-tasks-2");
+    second.wait_for("task rows", |s| s.contains(" of 2,0"));
+    common::wait_until("the second launch's ingest", Duration::from_secs(60), || ingested().is_some());
+    let line = ingested().unwrap();
+    assert!(figure(&line, "details_held") <= 20, "held details beyond the bound: {line}");
+    // All but the bound, the live tasks and the rows on screen let go.
+    assert!(figure(&line, "let_go") >= 2_000 - 20 - 100, "{line}");
+    // The task pane's finished rows, as their words: STATE NODE TASK AGE
+    // EXIT COMMAND...; a command let go is a lone `…`.
+    let rows = |s: &str| -> Vec<Vec<String>> {
+        s.lines()
+            .filter_map(|l| l.split('│').nth(3))
+            .map(|pane| pane.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .filter(|words| {
+                words
+                    .first()
+                    .is_some_and(|w| ["FINISHED", "FAILED", "CANCELLED", "SKIPPED"].contains(&w.as_str()))
+            })
+            .collect()
+    };
+    let let_go = |row: &Vec<String>| row.len() == 6 && row[5] == "…";
+    // The end of the list: the oldest finished tasks, whose details were
+    // let go; once on screen they are fetched back from the cache.
+    second.keys(&["G"]);
+    let screen = second.wait_for("the oldest rows with their commands", |s| {
+        let rows = rows(s);
+        rows.len() >= 10 && !rows.iter().any(let_go)
+    });
+    assert!(screen.contains(" of 2,0"), "{screen}");
+    second.keys(&["q"]);
+    assert_restored(&second, "EXIT=0");
+    let stalls = std::fs::read_to_string(&stall_log).unwrap_or_default();
+    assert!(stalls.is_empty(), "the pump stalled:\n{stalls}");
+}

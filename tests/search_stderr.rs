@@ -49,6 +49,7 @@ fn has_stderr_answers_from_exit_codes_first_then_err_files_with_progress() {
         snapshot: index.clone(),
         view: ViewSpec::default(),
         query,
+        cache: None,
     });
 
     let deadline = Instant::now() + Duration::from_secs(60);

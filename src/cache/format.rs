@@ -143,6 +143,8 @@ pub fn encode(facts: &Facts, out: &mut Vec<u8>) {
 #[derive(Debug, Default)]
 pub struct Decoded {
     pub facts: Vec<Facts>,
+    /// Where each fact's record starts in the bytes decoded.
+    pub at: Vec<usize>,
     /// Bytes taken by whole, good records.
     pub consumed: usize,
     /// The bytes end inside a record (more may follow in the file).
@@ -181,7 +183,10 @@ pub fn decode(bytes: &[u8], max: usize) -> Decoded {
             break;
         }
         match parse(payload, &mut last) {
-            Some(facts) => out.facts.push(facts),
+            Some(facts) => {
+                out.facts.push(facts);
+                out.at.push(at);
+            }
             None => {
                 out.corrupt = Some("a record does not parse".into());
                 break;

@@ -62,6 +62,8 @@ pub type LoadFrom = u64;
 #[derive(Debug, Default)]
 pub struct Loaded {
     pub facts: Vec<Facts>,
+    /// Where each fact's record is in the file (for [`FactsCache::read_records`]).
+    pub at: Vec<u64>,
     /// Where the next chunk starts; `None`: the readable part is done.
     pub next: Option<LoadFrom>,
     /// Why (part of) the file was not used, said once.
@@ -177,7 +179,8 @@ impl FactsCache {
             _ => None,
         };
         let more = decoded.corrupt.is_none() && !decoded.facts.is_empty() && end < len;
-        Ok(Loaded { facts: decoded.facts, next: more.then_some(end), problem })
+        let at = decoded.at.iter().map(|&at| start + at as u64).collect();
+        Ok(Loaded { facts: decoded.facts, at, next: more.then_some(end), problem })
     }
 
     fn note_verified(&self, end: u64) {
@@ -185,15 +188,39 @@ impl FactsCache {
         *verified = (*verified).max(end);
     }
 
-    /// Appends facts. Under an exclusive lock: a file with a header for
-    /// another run or version (or none) is started again; a tail that is
-    /// not whole records (a writer that died mid-write) is cut off first.
-    pub fn append(&self, facts: &[Facts]) -> Result<(), String> {
+    /// The records at these places (from [`Loaded::at`] or
+    /// [`append`](Self::append)); `None` where no whole, good record is.
+    /// The caller checks that a record is the task it wanted.
+    pub fn read_records(&self, at: &[u64]) -> Result<Vec<Option<Facts>>, String> {
+        let _lock = self.locked(false)?;
+        let io = |e: std::io::Error| format!("{}: {e}", self.path.display());
+        let mut file = open_cache_file(&self.path, false).map_err(io)?;
+        let mut out = Vec::with_capacity(at.len());
+        for &place in at {
+            let head = read_at(&mut file, place, format::RECORD_HEAD).map_err(io)?;
+            let record = match format::record_len(&head).filter(|&n| n <= format::MAX_RECORD + 8) {
+                Some(len) => read_at(&mut file, place, len).map_err(io)?,
+                None => Vec::new(),
+            };
+            out.push(format::decode(&record, 1).facts.pop());
+        }
+        Ok(out)
+    }
+
+    /// Appends facts; returns where each one's record starts. Under an
+    /// exclusive lock: a file with a header for another run or version (or
+    /// none) is started again; a tail that is not whole records (a writer
+    /// that died mid-write) is cut off first.
+    pub fn append(&self, facts: &[Facts]) -> Result<Vec<u64>, String> {
         if facts.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut batch = Vec::with_capacity(facts.len() * 160);
-        facts.iter().for_each(|f| format::encode(f, &mut batch));
+        let mut starts = Vec::with_capacity(facts.len());
+        for fact in facts {
+            starts.push(batch.len() as u64);
+            format::encode(fact, &mut batch);
+        }
         let _lock = self.locked(true)?;
         let mut file =
             open_cache_file(&self.path, true).map_err(|e| format!("{}: {e}", self.path.display()))?;
@@ -203,7 +230,7 @@ impl FactsCache {
         file.seek(SeekFrom::Start(end)).map_err(io)?;
         file.write_all(&batch).map_err(io)?;
         *self.verified.lock().unwrap_or_else(|p| p.into_inner()) = end + batch.len() as u64;
-        Ok(())
+        Ok(starts.into_iter().map(|start| end + start).collect())
     }
 
     /// Where the file's whole records end; writes a fresh header when the

@@ -179,3 +179,22 @@ fn a_fifo_in_place_of_the_cache_never_blocks() {
     assert!(problems[0].contains("not a regular file"), "{problems:?}");
     assert!(cache.append(&facts(1)).is_err());
 }
+
+#[test]
+fn records_are_read_back_where_loading_and_appending_said_they_are() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = cache_in(tmp.path());
+    let written = facts(50);
+    let mut at = cache.append(&written[..20]).unwrap();
+    at.extend(cache.append(&written[20..]).unwrap());
+    assert_eq!(at.len(), 50);
+    let picked = [at[3], at[49], at[20]];
+    let back = cache.read_records(&picked).unwrap();
+    assert_eq!(back, vec![Some(written[3].clone()), Some(written[49].clone()), Some(written[20].clone())]);
+    // Loading tells the same places.
+    let loaded = cache_in(tmp.path()).load(0);
+    assert_eq!(loaded.at, at);
+    // A place that is not a record start, or past the end: nothing.
+    let nowhere = cache.read_records(&[at[3] + 1, 1 << 40]).unwrap();
+    assert_eq!(nowhere, vec![None, None]);
+}

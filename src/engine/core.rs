@@ -246,6 +246,11 @@ struct CacheState {
     broken: bool,
     /// Why there is no cache (it could not be opened), to say once.
     problem: Option<String>,
+    /// The tasks on screen, whose details are fetched again if let go.
+    on_screen: Vec<TaskId>,
+    /// Records asked for since the screen last changed.
+    asked: Vec<u64>,
+    recalling: bool,
 }
 
 /// Loaded batches the fold may lag behind by: loading overlaps folding,
@@ -278,6 +283,17 @@ impl CacheState {
         if !self.saving && !self.unsaved.is_empty() {
             self.saving = true;
             out.jobs.push(Job::SaveFacts { cache: cache.clone(), facts: std::mem::take(&mut self.unsaved) });
+        }
+        if !self.recalling {
+            let dropped =
+                self.on_screen.iter().filter_map(|&id| index.task(id)).filter(|t| t.details_dropped);
+            let at: Vec<u64> =
+                dropped.map(|t| t.spec_at).filter(|at| *at != 0 && !self.asked.contains(at)).collect();
+            if !at.is_empty() {
+                self.asked.extend(&at);
+                self.recalling = true;
+                out.jobs.push(Job::Recall { cache: cache.clone(), at });
+            }
         }
     }
 
@@ -354,7 +370,12 @@ impl EngineCore {
                     self.refresh();
                 }
             }
-            Input::Visible(ids) => self.planner.hint(ids),
+            Input::Visible(ids) => {
+                self.planner.hint(ids.clone());
+                self.cache.on_screen = ids.clone();
+                self.cache.asked.clear();
+                out.events.push(Event::OnScreen(ids));
+            }
             Input::Done(completion) => self.completed(completion, &mut out),
         }
         if !self.paused {
@@ -416,16 +437,29 @@ impl EngineCore {
                 self.cache.load_from = loaded.next;
                 if !loaded.facts.is_empty() {
                     self.cache.batches += 1;
-                    out.events.push(Event::Cached(loaded.facts));
+                    out.events.push(Event::Cached { facts: loaded.facts, at: loaded.at });
                 }
                 out.events.extend(loaded.problem.map(Event::CacheProblem));
             }
             Completion::FactsSaved(result) => {
                 self.cache.saving = false;
-                if let Err(problem) = result {
-                    self.cache.broken = true;
-                    self.cache.unsaved = Vec::new();
-                    out.events.push(Event::CacheProblem(format!("the cache is not saved: {problem}")));
+                match result {
+                    Ok(stored) if stored.is_empty() => {}
+                    Ok(stored) => out.events.push(Event::CacheStored(stored)),
+                    Err(problem) => {
+                        self.cache.broken = true;
+                        self.cache.unsaved = Vec::new();
+                        out.events.push(Event::CacheProblem(format!("the cache is not saved: {problem}")));
+                    }
+                }
+            }
+            Completion::Recalled(result) => {
+                self.cache.recalling = false;
+                match result {
+                    Ok(facts) => out.events.push(Event::Recalled(facts)),
+                    Err(problem) => out.events.push(Event::CacheProblem(format!(
+                        "details of older tasks could not be fetched from the cache: {problem}"
+                    ))),
                 }
             }
             Completion::Read { results } => {

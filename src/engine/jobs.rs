@@ -78,6 +78,11 @@ pub enum Job {
         cache: Arc<FactsCache>,
         facts: Vec<Facts>,
     },
+    /// Specs of tasks that let their details go, from the cache.
+    Recall {
+        cache: Arc<FactsCache>,
+        at: Vec<u64>,
+    },
 }
 
 impl Job {
@@ -93,6 +98,7 @@ impl Job {
             Job::Read(reads) => format!("{} task files", reads.len()),
             Job::LoadFacts { .. } => "the cache".into(),
             Job::SaveFacts { facts, .. } => format!("saving {} facts to the cache", facts.len()),
+            Job::Recall { at, .. } => format!("{} tasks' details from the cache", at.len()),
         }
     }
 
@@ -111,7 +117,13 @@ impl Job {
                 results: reads.into_iter().map(|job| (job.key(), perform(&job, fs))).collect(),
             },
             Job::LoadFacts { cache, from } => Completion::FactsLoaded(cache.load(from)),
-            Job::SaveFacts { cache, facts } => Completion::FactsSaved(cache.append(&facts)),
+            Job::SaveFacts { cache, facts } => Completion::FactsSaved(cache.append(&facts).map(|at| {
+                let specs = facts.iter().zip(at).filter(|(f, _)| matches!(f, Facts::Spec { .. }));
+                specs.map(|(f, at)| (Arc::from(f.name()), at)).collect()
+            })),
+            Job::Recall { cache, at } => Completion::Recalled(
+                cache.read_records(&at).map(|found| found.into_iter().flatten().collect()),
+            ),
         }
     }
 }
@@ -139,5 +151,7 @@ pub enum Completion {
         results: Vec<(ReadKey, Option<Event>)>,
     },
     FactsLoaded(Loaded),
-    FactsSaved(Result<(), String>),
+    /// Where the specs saved went.
+    FactsSaved(Result<Vec<(Arc<str>, u64)>, String>),
+    Recalled(Result<Vec<Facts>, String>),
 }

@@ -36,6 +36,9 @@ struct SlotInner {
     changed: event_listener::Event,
     /// Jobs in flight and since when, for "stuck" reports.
     in_flight: Mutex<BTreeMap<u64, (String, Instant)>>,
+    /// The warm-start cache, once the engine opened it (a search reads
+    /// the details the index let go from it).
+    cache: std::sync::OnceLock<Arc<crate::cache::FactsCache>>,
 }
 
 impl SnapshotSlot {
@@ -44,6 +47,7 @@ impl SnapshotSlot {
             latest: Mutex::new(Arc::new(index)),
             changed: event_listener::Event::new(),
             in_flight: Mutex::new(BTreeMap::new()),
+            cache: std::sync::OnceLock::new(),
         };
         SnapshotSlot { inner: Arc::new(inner) }
     }
@@ -51,6 +55,11 @@ impl SnapshotSlot {
     /// O(1): an `Arc` clone under a lock held for that long only.
     pub fn latest(&self) -> Arc<Index> {
         self.inner.latest.lock().map(|g| g.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// The cache the engine uses, once it is open.
+    pub fn cache(&self) -> Option<Arc<crate::cache::FactsCache>> {
+        self.inner.cache.get().cloned()
     }
 
     pub fn publish(&self, index: Arc<Index>) {
@@ -121,12 +130,19 @@ pub struct EngineConfig {
     pub core: CoreConfig,
     /// Opened on the engine's thread (it may touch a slow mount).
     pub cache: CacheUse,
+    /// The most finished tasks' details held beyond those on screen
+    /// (`--max-tasks`); `None`: all.
+    pub details_limit: Option<usize>,
 }
 
 impl EngineConfig {
     pub fn new(run_dir: RunDir, ui: UiConfig, source: Arc<dyn RunFs>) -> EngineConfig {
         let core = CoreConfig::watch(ui.refresh_s);
-        EngineConfig { run_dir, ui, source, core, cache: CacheUse::Off }
+        EngineConfig { run_dir, ui, source, core, cache: CacheUse::Off, details_limit: None }
+    }
+
+    pub fn with_details_limit(self, limit: usize) -> EngineConfig {
+        EngineConfig { details_limit: Some(limit), ..self }
     }
 
     pub fn with_cache(self, cache: CacheUse) -> EngineConfig {
@@ -151,12 +167,16 @@ impl Engine {
         let (events_tx, events_rx) = async_channel::bounded::<Event>(256);
         let (control_tx, control_rx) = async_channel::unbounded::<Control>();
         // The core never has more jobs in flight than this.
-        // (two more: loading and saving the cache).
-        let pool = IoPool::new("leaseq-io", config.core.max_listings + config.core.reads_in_flight + 2);
+        // (three more: loading, saving and fetching from the cache).
+        let pool = IoPool::new("leaseq-io", config.core.max_listings + config.core.reads_in_flight + 3);
 
         let fold = {
             let slot = slot.clone();
             let index = Index::new(config.ui.hb_stale_s);
+            let index = match config.details_limit {
+                Some(limit) => index.with_details_limit(limit),
+                None => index,
+            };
             std::thread::Builder::new()
                 .name("leaseq-index".into())
                 .spawn(move || {
@@ -172,6 +192,9 @@ impl Engine {
                 .spawn(move || {
                     crate::io_pool::yield_to_the_pump();
                     let cache = config.cache.open(&config.run_dir.0);
+                    if let Ok(Some(open)) = &cache {
+                        let _ = slot.inner.cache.set(open.clone());
+                    }
                     let core = EngineCore::new(config.run_dir.clone(), config.core.clone()).with_cache(cache);
                     let runtime = Runtime { fs: config.source, slot, pool, events: events_tx, next_job: 0 };
                     smol::block_on(runtime.drive(core, control_rx));

@@ -31,7 +31,15 @@ pub enum Event {
     /// Facts from the warm-start cache. They count only for names a
     /// listing shows: a name no listing has shown stays invisible, and a
     /// result's facts only stand if the listing shows that result file.
-    Cached(Vec<crate::cache::Facts>),
+    /// `at`: where each fact's record is in the cache (empty: unknown).
+    Cached { facts: Vec<crate::cache::Facts>, at: Vec<u64> },
+    /// Specs just saved to the cache, and where: their details can now be
+    /// let go and fetched again.
+    CacheStored(Vec<(Arc<str>, u64)>),
+    /// Details fetched again from the cache for tasks that had let them go.
+    Recalled(Vec<crate::cache::Facts>),
+    /// The tasks on screen (and around): their details stay held.
+    OnScreen(Vec<super::TaskId>),
     /// The cache (or part of it) could not be used, and why.
     CacheProblem(String),
 }

@@ -70,6 +70,15 @@ pub struct Index {
     /// `Event::Cached` batches applied (the engine paces loading by it,
     /// and reads nothing the cache may still have).
     cache_batches: u64,
+    /// The most details (commands, cwds) held for finished tasks beyond
+    /// those on screen (`--max-tasks`); `None`: all are held.
+    details_limit: Option<usize>,
+    /// Finished tasks holding details the cache can give back, oldest first.
+    held: OrdSet<(i64, TaskId)>,
+    /// Tasks on screen and around, sorted: their details stay.
+    on_screen: Arc<[TaskId]>,
+    /// Tasks whose details are let go now.
+    let_go: usize,
 }
 
 /// One change to a task's presence, from one directory of one round.
@@ -110,7 +119,18 @@ impl Index {
             cwds: NameMap::default(),
             cache_problem: None,
             cache_batches: 0,
+            details_limit: None,
+            held: OrdSet::new(),
+            on_screen: Arc::from([]),
+            let_go: 0,
         }
+    }
+
+    /// Holds the details of at most `limit` finished tasks beyond those on
+    /// screen; the others are let go once the cache has them, and fetched
+    /// again (`Event::Recalled`) when they come on screen.
+    pub fn with_details_limit(self, limit: usize) -> Index {
+        Index { details_limit: Some(limit), ..self }
     }
 
     /// Folds one event into the index.
@@ -141,12 +161,34 @@ impl Index {
                 let id = self.intern_node(&node);
                 self.nodes[id as usize].paused = paused;
             }
-            Event::Cached(facts) => {
+            Event::Cached { facts, at } => {
                 self.cache_batches += 1;
-                self.apply_cached(facts);
+                self.apply_cached(facts, at);
+            }
+            Event::CacheStored(stored) => {
+                for (name, at) in stored {
+                    if let Some(id) = self.by_name.get(&self.tasks, &name) {
+                        self.update_task(id, false, |task| task.spec_at = at);
+                    }
+                }
+            }
+            Event::Recalled(facts) => self.apply_recalled(facts),
+            Event::OnScreen(mut ids) => {
+                ids.sort_unstable();
+                self.on_screen = Arc::from(ids);
             }
             Event::CacheProblem(problem) => self.cache_problem = Some(Arc::from(problem)),
         }
+        self.keep_details_within_limit();
+    }
+
+    /// Finished tasks holding details that may be let go.
+    pub fn details_held(&self) -> usize {
+        self.held.len()
+    }
+    /// Tasks whose details are let go (fetched again when shown).
+    pub fn details_let_go(&self) -> usize {
+        self.let_go
     }
 
     // ----- queries -------------------------------------------------------
@@ -390,13 +432,18 @@ impl Index {
 
     /// Facts from the cache: onto the task a listing showed, or onto one
     /// kept out of every view until a listing shows its name.
-    fn apply_cached(&mut self, facts: Vec<crate::cache::Facts>) {
+    fn apply_cached(&mut self, facts: Vec<crate::cache::Facts>, at: Vec<u64>) {
         use crate::cache::Facts;
+        let mut places = at.into_iter();
         for fact in facts {
+            let place = places.next().unwrap_or(0);
             match fact {
                 Facts::Spec { node, name, spec } => {
                     let id = self.known_task(&node, &name);
                     self.apply_spec(id, Ok(spec));
+                    if self.tasks[id as usize].spec_read == ReadStatus::Read {
+                        self.update_task(id, false, |task| task.spec_at = place);
+                    }
                 }
                 Facts::Result { node, name, kind, result } => {
                     let id = self.known_task(&node, &name);
@@ -602,42 +649,72 @@ impl Index {
         if before == after {
             return;
         }
-        self.unplace(id, &before);
-        self.place(id, &after);
+        self.move_task(id, &before, &after);
         if report && (before.state != after.state || !before.listed) {
             let from = before.listed.then_some(before.state);
             self.feed.record(Transition { task: id, from, to: after.state, at: self.now });
         }
     }
 
-    /// Puts a task in the views, sets and counts its placement calls for.
-    fn place(&mut self, id: TaskId, at: &Placement) {
-        if !at.listed {
-            return;
+    /// Moves a task from where `before` put it to where `after` does: in
+    /// the views and counts only if its place in them changed, and in each
+    /// side set (reads owed, unaccounted, details held) only if its key
+    /// there did. Unlisted tasks are in none of them.
+    fn move_task(&mut self, id: TaskId, before: &Placement, after: &Placement) {
+        if before.moves_in_views(after) {
+            if before.listed {
+                self.views.remove(id, before);
+                self.counts[before.state.index()] -= 1;
+                self.nodes[before.node as usize].counts[before.state.index()] -= 1;
+            }
+            if after.listed {
+                self.views.insert(id, after);
+                self.counts[after.state.index()] += 1;
+                self.nodes[after.node as usize].counts[after.state.index()] += 1;
+            }
         }
-        self.views.insert(id, at);
-        self.counts[at.state.index()] += 1;
-        self.nodes[at.node as usize].counts[at.state.index()] += 1;
-        if at.needs_read {
-            self.to_read.insert((Reverse(at.time), Reverse(id)));
-        }
-        if at.unaccounted {
-            self.unaccounted.insert((at.node, id));
+        let to_read =
+            |at: &Placement| (at.listed && at.needs_read).then_some((Reverse(at.time), Reverse(id)));
+        move_key(&mut self.to_read, to_read(before), to_read(after));
+        let unaccounted = |at: &Placement| (at.listed && at.unaccounted).then_some((at.node, id));
+        move_key(&mut self.unaccounted, unaccounted(before), unaccounted(after));
+        let held = |at: &Placement| (at.listed && at.droppable).then_some((at.time, id));
+        move_key(&mut self.held, held(before), held(after));
+    }
+
+    /// Lets the details of the oldest finished tasks go until no more than
+    /// the limit are held, keeping those on screen. Live tasks and tasks
+    /// the cache cannot give back are never in `held`.
+    fn keep_details_within_limit(&mut self) {
+        let Some(limit) = self.details_limit else { return };
+        while self.held.len() > limit {
+            let on_screen = &self.on_screen;
+            let oldest = self.held.iter().find(|(_, id)| on_screen.binary_search(id).is_err()).copied();
+            let Some((_, id)) = oldest else { break };
+            self.update_task(id, false, |task| {
+                task.command = None;
+                task.cwd = None;
+                task.details_dropped = true;
+            });
+            self.let_go += 1;
         }
     }
 
-    fn unplace(&mut self, id: TaskId, at: &Placement) {
-        if !at.listed {
-            return;
-        }
-        self.views.remove(id, at);
-        self.counts[at.state.index()] -= 1;
-        self.nodes[at.node as usize].counts[at.state.index()] -= 1;
-        if at.needs_read {
-            self.to_read.remove(&(Reverse(at.time), Reverse(id)));
-        }
-        if at.unaccounted {
-            self.unaccounted.remove(&(at.node, id));
+    /// Details fetched again: onto tasks that still lack them.
+    fn apply_recalled(&mut self, facts: Vec<crate::cache::Facts>) {
+        for fact in facts {
+            let crate::cache::Facts::Spec { name, spec, .. } = fact else { continue };
+            let Some(id) = self.by_name.get(&self.tasks, &name) else { continue };
+            if !self.tasks[id as usize].details_dropped {
+                continue;
+            }
+            let cwd = self.intern_cwd(&spec.cwd);
+            self.update_task(id, false, |task| {
+                task.command = Some(spec.command);
+                task.cwd = Some(cwd);
+                task.details_dropped = false;
+            });
+            self.let_go -= 1;
         }
     }
 
@@ -674,6 +751,19 @@ fn confirm_cached(task: &mut Task) {
         if task.presence.result != Some(kind) {
             task.forget_result();
         }
+    }
+}
+
+/// Moves `key` in a side set: out under its old key, in under its new one.
+fn move_key<K: Ord + Clone>(set: &mut OrdSet<K>, before: Option<K>, after: Option<K>) {
+    if before == after {
+        return;
+    }
+    if let Some(key) = before {
+        set.remove(&key);
+    }
+    if let Some(key) = after {
+        set.insert(key);
     }
 }
 

@@ -50,6 +50,12 @@ pub struct Task {
     /// Its result facts came from the cache, for this kind of result file,
     /// and no listing has confirmed them yet.
     pub cached_result: Option<ResultKind>,
+    /// Where its spec's record is in the warm-start cache (0: not known
+    /// to be there). Details can only be let go when they can be fetched.
+    pub spec_at: u64,
+    /// Its command and cwd were let go to bound memory (`--max-tasks`);
+    /// fetched again from the cache when it comes on screen.
+    pub details_dropped: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -100,6 +106,8 @@ impl Task {
             extra: None,
             listed: false,
             cached_result: None,
+            spec_at: 0,
+            details_dropped: false,
         }
     }
 
@@ -126,6 +134,11 @@ impl Task {
         } else {
             0
         }
+    }
+
+    /// Finished, with details the cache can give back: may let them go.
+    pub fn details_droppable(&self) -> bool {
+        self.listed && self.command.is_some() && self.spec_at != 0 && self.state.is_terminal()
     }
 
     /// Whether a background read of its spec or result is still owed.

@@ -277,7 +277,7 @@ fn a_node_first_listed_after_a_heartbeat_read_without_it_has_no_heartbeat() {
 }
 
 fn cached(events: Vec<Event>) -> Event {
-    Event::Cached(events.iter().filter_map(crate::cache::Facts::of_event).collect())
+    Event::Cached { facts: events.iter().filter_map(crate::cache::Facts::of_event).collect(), at: Vec::new() }
 }
 
 fn fresh_with_heartbeat() -> Index {
@@ -349,4 +349,97 @@ fn a_cached_result_of_another_kind_is_not_used() {
         ReadStatus::Unread,
         "the .cancelled.json is read, not the cached .result.json"
     );
+}
+
+fn spec_ok(seq: u32) -> Event {
+    Event::SpecRead {
+        node: "a".into(),
+        name: stem(seq).into(),
+        outcome: Ok(SpecSummary {
+            created_at: 50 + i64::from(seq),
+            command: format!("run {seq}").into(),
+            cwd: "/w".into(),
+            gpus: 0,
+        }),
+    }
+}
+
+fn command(index: &Index, seq: u32) -> Option<String> {
+    index.task(index.find(&stem(seq)).unwrap()).unwrap().command.as_deref().map(str::to_string)
+}
+
+/// Ten finished tasks; the cache holds the specs of 1-8 (at 1000 + seq).
+fn bounded_index(limit: usize) -> Index {
+    let mut index = fresh_with_heartbeat().with_details_limit(limit);
+    let names: Vec<String> = (1..=10).flat_map(|s| [spec(s), result(s)]).collect();
+    index.apply(round("a", vec![changed(QueueDir::Done, names, vec![])]));
+    let specs: Vec<Event> = (1..=8).map(spec_ok).collect();
+    let at = (1..=8u32).map(|s| 1000 + u64::from(s)).collect();
+    let facts = specs.iter().filter_map(crate::cache::Facts::of_event).collect();
+    index.apply(Event::Cached { facts, at });
+    for seq in 1..=10 {
+        index.apply(done_ok(seq, 0));
+    }
+    index.apply(spec_ok(9));
+    index.apply(spec_ok(10));
+    index
+}
+
+#[test]
+fn details_beyond_the_limit_are_let_go_oldest_first_and_only_when_the_cache_has_them() {
+    let index = bounded_index(3);
+    assert_eq!(index.details_held(), 3);
+    // Newest first: 8, 7, 6 keep theirs; 9 and 10 are not in the cache yet.
+    for seq in [6, 7, 8, 9, 10] {
+        assert_eq!(command(&index, seq), Some(format!("run {seq}")), "task {seq}");
+    }
+    for seq in 1..=5 {
+        let task = index.task(index.find(&stem(seq)).unwrap()).unwrap();
+        assert!(task.details_dropped && task.command.is_none() && task.cwd.is_none(), "task {seq}");
+        assert_eq!(task.state, TaskState::Finished, "state, times and exit code stay");
+        assert_eq!(task.exit_code, Some(0));
+    }
+    assert_counts_match_rows(&index);
+    assert_eq!(index.task_count(), 10, "every task stays listed and counted");
+}
+
+#[test]
+fn saved_details_become_droppable_and_on_screen_ones_stay_and_come_back() {
+    let mut index = bounded_index(3);
+    // 9 and 10 are saved: five now hold details the cache can give back.
+    index.apply(Event::CacheStored(vec![(stem(9).into(), 2009), (stem(10).into(), 2010)]));
+    assert_eq!(index.details_held(), 3);
+    assert_eq!(command(&index, 6), None, "the oldest holders let go");
+    // Tasks 1 and 2 come on screen: fetched again, they stay while shown.
+    let on_screen = vec![index.find(&stem(1)).unwrap(), index.find(&stem(2)).unwrap()];
+    index.apply(Event::OnScreen(on_screen));
+    let recalled: Vec<Event> = [1, 2].into_iter().map(spec_ok).collect();
+    index.apply(Event::Recalled(recalled.iter().filter_map(crate::cache::Facts::of_event).collect()));
+    assert_eq!(command(&index, 1).as_deref(), Some("run 1"));
+    assert_eq!(command(&index, 2).as_deref(), Some("run 2"));
+    assert_eq!(index.details_held(), 3, "others let go to make room");
+    assert_eq!((command(&index, 8), command(&index, 9)), (None, None));
+    // Scrolled to task 8: 1 and 2 are no longer shown and are the oldest,
+    // so they make room first.
+    index.apply(Event::OnScreen(vec![index.find(&stem(8)).unwrap()]));
+    let recalled: Vec<Event> = vec![spec_ok(8)];
+    index.apply(Event::Recalled(recalled.iter().filter_map(crate::cache::Facts::of_event).collect()));
+    assert_eq!(command(&index, 8).as_deref(), Some("run 8"));
+    assert_eq!(command(&index, 1), None);
+    assert_eq!(command(&index, 10).as_deref(), Some("run 10"));
+    assert_eq!(index.details_held(), 3);
+    assert_counts_match_rows(&index);
+}
+
+#[test]
+fn without_a_limit_every_detail_is_held() {
+    let mut index = fresh_with_heartbeat();
+    let names: Vec<String> = (1..=4).flat_map(|s| [spec(s), result(s)]).collect();
+    index.apply(round("a", vec![changed(QueueDir::Done, names, vec![])]));
+    let facts = (1..=4).map(spec_ok).collect::<Vec<_>>();
+    let at = (1..=4u32).map(u64::from).collect();
+    index
+        .apply(Event::Cached { facts: facts.iter().filter_map(crate::cache::Facts::of_event).collect(), at });
+    (1..=4).for_each(|s| index.apply(done_ok(s, 0)));
+    assert!((1..=4).all(|s| command(&index, s).is_some()));
 }

@@ -60,9 +60,18 @@ pub struct Placement {
     pub unaccounted: bool,
     /// Known from a listing (not only from the cache): in views and counts.
     pub listed: bool,
+    /// Holds details it may let go (see `Task::details_droppable`).
+    pub droppable: bool,
 }
 
 impl Placement {
+    /// Whether moving from `self` to `other` moves the task in the views
+    /// (the ordered sets and counts), not only in the side sets.
+    pub fn moves_in_views(&self, other: &Placement) -> bool {
+        (self.node, self.seq, self.state, self.time, self.listed)
+            != (other.node, other.seq, other.state, other.time, other.listed)
+    }
+
     pub fn of(task: &Task) -> Placement {
         Placement {
             node: task.node,
@@ -72,6 +81,7 @@ impl Placement {
             needs_read: task.needs_read(),
             unaccounted: task.presence.is_unaccounted(),
             listed: task.listed,
+            droppable: task.details_droppable(),
         }
     }
 }

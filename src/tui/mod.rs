@@ -113,8 +113,7 @@ async fn pump(
     let (reply_tx, replies) = async_channel::unbounded();
     let background =
         Background::start(options.roots.clone(), config.clone(), options.source.clone(), reply_tx);
-    let max_tasks = options.max_tasks.unwrap_or(config.max_tasks_display).max(1);
-    let mut app = App::new(config.clone(), max_tasks, Arc::new(Index::new(config.hb_stale_s)));
+    let mut app = App::new(config.clone(), Arc::new(Index::new(config.hb_stale_s)));
     for notice in &options.notices {
         app.say(notice.clone(), crate::ui::app::Level::Error);
     }
@@ -318,7 +317,10 @@ fn dispatch(
                 Some(env) => CacheUse::For { env: env.clone(), lease_id: id },
                 None => CacheUse::Off,
             };
-            let config = EngineConfig::new(run_dir, config.clone(), options.source.clone()).with_cache(cache);
+            let max_tasks = options.max_tasks.unwrap_or(config.max_tasks_display).max(1);
+            let config = EngineConfig::new(run_dir, config.clone(), options.source.clone())
+                .with_cache(cache)
+                .with_details_limit(max_tasks);
             let started = Engine::start(config);
             let slot = started.snapshots();
             *engine = Some((started, slot));
@@ -327,6 +329,10 @@ fn dispatch(
             if let Some((engine, _)) = engine {
                 engine.send(control);
             }
+        }
+        Request::Search { generation, snapshot, view, query, .. } => {
+            let cache = engine.as_ref().and_then(|(_, slot)| slot.cache());
+            background.send(Request::Search { generation, snapshot, view, query, cache });
         }
         other => background.send(other),
     }

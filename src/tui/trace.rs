@@ -59,10 +59,12 @@ impl Trace {
         }
         if app.snapshot.is_complete() && !self.ingested_seen.swap(true, Ordering::Relaxed) {
             self.write(format!(
-                "ingested_ms {:.3} tasks {} opens {}",
+                "ingested_ms {:.3} tasks {} opens {} details_held {} let_go {}",
                 self.started.elapsed().as_secs_f64() * 1e3,
                 app.snapshot.task_count(),
-                crate::runfs::opens()
+                crate::runfs::opens(),
+                app.snapshot.details_held(),
+                app.snapshot.details_let_go()
             ));
         }
         if let Some(at) = key_at {

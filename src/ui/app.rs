@@ -150,7 +150,6 @@ pub struct App {
     pub focus: Pane,
     pub modal: Option<Modal>,
     pub config: UiConfig,
-    pub max_tasks: usize,
     pub snapshot: Arc<Index>,
     pub lease: Option<(String, RunDir)>,
     pub leases: Vec<LeaseRow>,
@@ -185,13 +184,12 @@ pub struct App {
 const STATUS_SECONDS: i64 = 6;
 
 impl App {
-    pub fn new(config: UiConfig, max_tasks: usize, snapshot: Arc<Index>) -> App {
+    pub fn new(config: UiConfig, snapshot: Arc<Index>) -> App {
         App {
             screen: Screen::LeaseList,
             focus: Pane::Leases,
             modal: None,
             config,
-            max_tasks,
             snapshot,
             lease: None,
             leases: Vec::new(),
@@ -764,7 +762,13 @@ impl App {
         });
         self.tasks.set_matches(Arc::new(Vec::new()));
         self.focus = Pane::Tasks;
-        vec![Request::Search { generation, snapshot: self.snapshot.clone(), view: self.tasks.view, query }]
+        vec![Request::Search {
+            generation,
+            snapshot: self.snapshot.clone(),
+            view: self.tasks.view,
+            query,
+            cache: None,
+        }]
     }
 
     fn on_modal_key(&mut self, key: KeyEvent) -> Vec<Request> {

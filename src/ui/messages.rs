@@ -146,6 +146,9 @@ pub enum Request {
         snapshot: Arc<Index>,
         view: ViewSpec,
         query: SearchQuery,
+        /// Where the details the index let go are (the pump fills it in
+        /// from the engine: the dashboard's state has no file handles).
+        cache: Option<Arc<crate::cache::FactsCache>>,
     },
     CancelSearch,
     Act(Action),

@@ -136,7 +136,7 @@ fn lease_rows() -> Vec<LeaseRow> {
 }
 
 fn dashboard() -> App {
-    let mut app = App::new(UiConfig::default(), 5000, Arc::new(Index::new(60)));
+    let mut app = App::new(UiConfig::default(), Arc::new(Index::new(60)));
     app.now = NOW;
     app.on_reply(Reply::Leases { rows: lease_rows(), problems: vec![], slurm_error: None });
     let requests = app.open_lease("99887766".into(), RunDir("/runs/99887766".into()));
@@ -197,7 +197,7 @@ fn dashboard_on_a_large_screen() {
 
 #[test]
 fn lease_list_screen() {
-    let mut app = App::new(UiConfig::default(), 5000, Arc::new(Index::new(60)));
+    let mut app = App::new(UiConfig::default(), Arc::new(Index::new(60)));
     app.on_reply(Reply::Leases {
         rows: lease_rows(),
         problems: vec!["index.json: bad".into()],
@@ -404,7 +404,7 @@ fn a_large_history_draws_only_the_visible_rows() {
     let mut index = Index::new(60);
     let added: Vec<String> = (0..100_000).map(|i| format!("{}.json", name(0, i))).collect();
     index.apply(round("nodeA", vec![(QueueDir::Inbox, added)]));
-    let mut app = App::new(UiConfig::default(), 5000, Arc::new(Index::new(60)));
+    let mut app = App::new(UiConfig::default(), Arc::new(Index::new(60)));
     app.open_lease("1".into(), RunDir("/r".into()));
     app.on_snapshot(Arc::new(index));
     press(&mut app, &[KeyCode::Char('G')]);

@@ -26,11 +26,17 @@ pub struct Session {
 
 impl Session {
     pub fn start(name: &str, command: &str) -> Session {
-        let _ = Command::new("tmux").args(["kill-session", "-t", name]).output();
         // The dashboard's warm-start cache goes to a directory of the
         // test's own, never the user's ~/.cache.
         let cache = std::env::temp_dir().join(format!("leaseq-test-cache-{name}"));
         let _ = std::fs::remove_dir_all(&cache);
+        Session::start_with_cache(name, &cache, command)
+    }
+
+    /// As [`start`](Self::start), with the cache in `cache` (kept: a
+    /// relaunch finds what the last launch saved).
+    pub fn start_with_cache(name: &str, cache: &std::path::Path, command: &str) -> Session {
+        let _ = Command::new("tmux").args(["kill-session", "-t", name]).output();
         let cache_env = format!("LEASEQ_CACHE_DIR={}", cache.display());
         let status = Command::new("tmux")
             .args(["new-session", "-d", "-s", name, "-x", "120", "-y", "40", "-e", &cache_env, command])

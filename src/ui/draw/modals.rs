@@ -89,6 +89,7 @@ const HELP: &[(&str, &str)] = &[
     ("", "X cancel · R retry · 1 pending · 2 running · 3 failed · 4 finished · 5 LOST? · 0 clear · s sort by seq · e has stderr · Esc clear search"),
     ("logs", "Space follow · PgUp/PgDn scroll · g/G top/bottom · o stdout↔stderr · m merge · c copy path · Esc collapse"),
     ("states", "LOST? = vanished from claimed/ with no result yet (NFS lag or a lost task) · STUCK = running on a node with a stale heartbeat · DONE = result not read yet"),
+    ("memory", "… in COMMAND = let go to save memory, back from the local cache in a moment · --max-tasks N (ui.max_tasks_display, 5000): commands kept for the N newest finished tasks, plus live ones and those on screen; counts, paging and search always cover every task"),
 ];
 
 fn help_lines(theme: &Theme) -> Vec<Line<'static>> {
@@ -150,6 +151,7 @@ fn details_lines<'a>(
             "command",
             match (&task.command, task.spec_read) {
                 (Some(command), _) => command.to_string(),
+                (None, _) if task.details_dropped => "(being fetched from the cache)".into(),
                 (None, crate::index::ReadStatus::Failed) => "(its spec could not be read: see below)".into(),
                 (None, _) => "(not read yet)".into(),
             },

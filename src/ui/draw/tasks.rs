@@ -15,7 +15,7 @@ use crate::ui::theme::Theme;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &mut App, theme: &Theme) {
     let inner_height = area.height.saturating_sub(3) as usize; // borders + header
-    let height = inner_height.min(app.max_tasks.max(1));
+    let height = inner_height;
     app.task_rows = height.max(1);
     let index = app.snapshot.clone();
     let window = app.tasks.window(&index, height);
@@ -87,6 +87,8 @@ pub fn task_line(index: &Index, task: &Task, now: i64, show_node: bool) -> Strin
     let what = match (task.problem(), &task.command) {
         (Some(problem), _) => clean_line(problem),
         (None, Some(command)) => clean_line(command),
+        // Let go to bound memory; back from the cache in a moment.
+        (None, None) if task.details_dropped => "…".into(),
         (None, None) => clean_line(&task.name.text()),
     };
     let node = if show_node {
