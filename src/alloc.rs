@@ -36,3 +36,24 @@ pub fn give_back_freed_memory() {
         trim();
     });
 }
+
+/// Drops `value` on a background thread. An old index snapshot the
+/// dashboard lets go can be the last owner of thousands of tree nodes
+/// (what the fold copied since): freeing them on the pump is a stall a key
+/// press would wait behind.
+pub fn drop_elsewhere<T: Send + 'static>(value: T) {
+    type Garbage = Box<dyn Send>;
+    static BIN: std::sync::OnceLock<Option<std::sync::mpsc::Sender<Garbage>>> = std::sync::OnceLock::new();
+    let bin = BIN.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Garbage>();
+        let spawned = std::thread::Builder::new().name("leaseq-drop".into()).spawn(move || {
+            crate::io_pool::yield_to_the_pump();
+            rx.into_iter().for_each(drop);
+        });
+        spawned.ok().map(|_| tx)
+    });
+    if let Some(bin) = bin {
+        // A send fails only with the thread gone: then it is dropped here.
+        let _ = bin.send(Box::new(value));
+    }
+}

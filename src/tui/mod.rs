@@ -220,7 +220,10 @@ async fn pump(
             }
             Wake::Snapshot(snapshot) => {
                 seen_revision = snapshot.revision();
+                let old = app.snapshot.clone();
                 pending = app.on_snapshot(snapshot);
+                // Last owner of what the fold copied since: not freed here.
+                crate::alloc::drop_elsewhere(old);
                 dirty = !app.paused;
             }
             Wake::Signal(libc::SIGTSTP) => {
