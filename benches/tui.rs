@@ -5,7 +5,9 @@
 //!
 //! cargo bench --bench tui   (LEASEQ_BENCH_SIZES=100000 for one size;
 //! LEASEQ_IDLE_SECONDS=30 sets the idle window; LEASEQ_BENCH_LAUNCHES=warm
-//! only relaunches against the cache an earlier run left)
+//! only relaunches against the cache an earlier run left;
+//! LEASEQ_BENCH_SYNTHETIC=10000000 measures a history made in memory,
+//! `leaseq demo --synthetic`, instead: no disk holds 2 x 10^7 task files)
 //!
 //! Each size is launched twice: against an empty cache directory (first
 //! launch: every task file is read) and again (second launch: the warm
@@ -50,11 +52,14 @@ fn find_leaseq(pid: &str) -> Option<String> {
     String::from_utf8_lossy(&children.stdout).lines().find_map(|child| find_leaseq(child.trim()))
 }
 
-/// A launch against an empty cache directory, or the one after it.
+/// A launch against an empty cache directory, or the one after it; or a
+/// history made in memory (`leaseq demo --synthetic`: no task files, its
+/// cache written once before the dashboard first opens).
 #[derive(Clone, Copy, PartialEq)]
 enum Launch {
     Cold,
     Warm,
+    Synthetic,
 }
 
 /// Key -> screen as a user sees it: `?` is sent with tmux and the pane is
@@ -80,7 +85,6 @@ fn trace_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 }
 
 fn measure(tasks: usize, idle_seconds: u64, launch: Launch, max_tasks: Option<usize>) {
-    let (root, _) = common::generated_tree(tasks);
     let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/leaseq");
     assert!(bin.exists(), "build the release binary first: cargo build --release");
     let trace = std::env::temp_dir().join(format!("leaseq-bench-trace-{tasks}.log"));
@@ -94,13 +98,24 @@ fn measure(tasks: usize, idle_seconds: u64, launch: Launch, max_tasks: Option<us
     // The tree was just listed by the generator or earlier runs: these are
     // warm-page-cache figures ("cold" is about our cache, not the kernel's).
     let limit = max_tasks.map(|n| format!(" --max-tasks {n}")).unwrap_or_default();
-    let command = format!(
-        "env LEASEQ_HOME={} LEASEQ_CACHE_DIR={} LEASEQ_TRACE_FILE={} {} tui --lease 99887766{limit}",
-        root.display(),
-        cache.display(),
-        trace.display(),
-        bin.display()
-    );
+    let command = if launch == Launch::Synthetic {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/bench-synthetic/{tasks}"));
+        format!(
+            "env LEASEQ_TRACE_FILE={} {} demo --synthetic {} --tasks {tasks} --nodes 16",
+            trace.display(),
+            bin.display(),
+            dir.display()
+        )
+    } else {
+        let (root, _) = common::generated_tree(tasks);
+        format!(
+            "env LEASEQ_HOME={} LEASEQ_CACHE_DIR={} LEASEQ_TRACE_FILE={} {} tui --lease 99887766{limit}",
+            root.display(),
+            cache.display(),
+            trace.display(),
+            bin.display()
+        )
+    };
     Command::new("tmux")
         .args(["new-session", "-d", "-s", &session, "-x", "200", "-y", "50", &command])
         .status()
@@ -108,8 +123,11 @@ fn measure(tasks: usize, idle_seconds: u64, launch: Launch, max_tasks: Option<us
     let shell_pid = tmux(&["display", "-p", "-t", &session, "#{pane_pid}"]).trim().to_string();
     let started = Instant::now();
     let ingested = || std::fs::read_to_string(&trace).unwrap_or_default().contains("ingested_ms");
-    while !tmux(&["capture-pane", "-p", "-t", &session]).contains(" of ") {
-        assert!(started.elapsed() < Duration::from_secs(60), "no task rows");
+    // A synthetic history's cache is written before the dashboard opens.
+    let rows_within = Duration::from_secs(if launch == Launch::Synthetic { 1200 } else { 60 });
+    // The task pane's title ("┌ tasks  1-25 of N"), not a progress line.
+    while !tmux(&["capture-pane", "-p", "-t", &session]).contains("┌ tasks") {
+        assert!(started.elapsed() < rows_within, "no task rows");
         std::thread::sleep(Duration::from_millis(5));
     }
 
@@ -162,11 +180,12 @@ fn measure(tasks: usize, idle_seconds: u64, launch: Launch, max_tasks: Option<us
     let label = match launch {
         Launch::Cold => "first launch (no cache)",
         Launch::Warm => "second launch (warm cache)",
+        Launch::Synthetic => "synthetic history in memory, warm cache",
     };
     println!(
         "tui/{tasks}{limit} {label}: first screen with rows {first_rows} ms; complete counts and commands {:.2} s; \
          file opens {opens}; details held {held}, let go {let_go}; keys while ingesting, from outside (tmux) n={} median {:.1} ms p99 {:.1} ms max {:.1} ms, \
-         inside n={} p99 {:.2} ms; idle CPU {idle_cpu:.2} % over {idle_seconds} s (from 15 s after); RSS {} MiB (peak {} MiB)",
+         inside n={} p99 {:.2} ms; idle CPU {idle_cpu:.2} % over {idle_seconds} s (from 15 s after); RSS {} MiB (peak {} MiB), {:.0} B per task",
         ingest_ms.parse::<f64>().unwrap_or(f64::NAN) / 1e3,
         outside.len(),
         percentile(&outside, 0.5),
@@ -175,7 +194,8 @@ fn measure(tasks: usize, idle_seconds: u64, launch: Launch, max_tasks: Option<us
         inside.len(),
         percentile(&inside, 0.99),
         rss / 1024,
-        peak / 1024
+        peak / 1024,
+        rss as f64 * 1024.0 / tasks as f64
     );
 }
 
@@ -185,6 +205,10 @@ fn main() {
     }
     let sizes = common::sizes(&[100_000, 1_000_000]);
     let idle = std::env::var("LEASEQ_IDLE_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+    if let Some(tasks) = std::env::var("LEASEQ_BENCH_SYNTHETIC").ok().and_then(|v| v.parse().ok()) {
+        measure(tasks, idle, Launch::Synthetic, None);
+        return;
+    }
     let warm_only = std::env::var("LEASEQ_BENCH_LAUNCHES").is_ok_and(|v| v == "warm");
     for tasks in sizes {
         if !warm_only {

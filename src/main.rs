@@ -2,7 +2,7 @@
 
 use leaseq::clock::unix_now;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -248,6 +248,12 @@ enum Command {
         /// what it says about the stuck filesystem.
         #[arg(long, value_name = "S")]
         stall_fs_after: Option<u64>,
+        /// A history of --tasks finished tasks made in memory, with no task
+        /// files (for sizes no disk holds: 10^7 is 2 x 10^7 files), opened in
+        /// the dashboard. Its warm-start cache and an empty run dir are
+        /// kept in DIR and reused by the next launch with the same sizes.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["generate", "stall_fs_after"])]
+        synthetic: Option<PathBuf>,
     },
 }
 
@@ -628,6 +634,9 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<ExitCode, String> {
             };
             finish_output(written.and_then(|_| out.flush()))
         }
+        Command::Demo { synthetic: Some(dir), tasks, nodes, .. } => {
+            run_synthetic(&dir, tasks, nodes, started)
+        }
         Command::Demo { generate: Some(dir), tasks, nodes, .. } => {
             let options = leaseq::sim::generate::GenerateOptions {
                 tasks,
@@ -651,7 +660,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<ExitCode, String> {
             println!("open it with: leaseq --home {} tui", dir.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { generate: None, tasks, nodes, stall_fs_after } => {
+        Command::Demo { generate: None, tasks, nodes, stall_fs_after, .. } => {
             run_demo(tasks, nodes, stall_fs_after.map(std::time::Duration::from_secs), started)
         }
     }
@@ -738,6 +747,32 @@ fn run_demo(
     });
     drop(cluster);
     drop(dir);
+    result.map(exit_after)
+}
+
+/// `leaseq demo --synthetic DIR`: the dashboard on a history made in memory.
+fn run_synthetic(
+    dir: &Path,
+    tasks: usize,
+    nodes: usize,
+    started: std::time::Instant,
+) -> Result<ExitCode, String> {
+    let prepared = leaseq::sim::synthetic::prepare(dir, tasks, nodes, &mut |done| {
+        eprint!("\rleaseq demo: writing the cache of a synthetic history: {done} of {tasks} tasks");
+    })?;
+    eprintln!();
+    let roots = Roots::resolve(&prepared.env);
+    let (config, notices) = dashboard_config(&roots);
+    let result = leaseq::tui::run(TuiOptions {
+        roots,
+        open: OpenChoice::Lease(prepared.lease_id.clone()),
+        max_tasks: None,
+        source: Arc::new(prepared.history),
+        config,
+        notices,
+        started,
+        cache: Some(prepared.env),
+    });
     result.map(exit_after)
 }
 

@@ -165,6 +165,9 @@ impl Engine {
     pub fn start(config: EngineConfig) -> Engine {
         let slot = SnapshotSlot::new(Index::new(config.ui.hb_stale_s));
         let (events_tx, events_rx) = async_channel::bounded::<Event>(256);
+        // What the screen waits for (details fetched back for the rows
+        // shown) passes the history still queued for the fold.
+        let (urgent_tx, urgent_rx) = async_channel::unbounded::<Event>();
         let (control_tx, control_rx) = async_channel::unbounded::<Control>();
         // The core never has more jobs in flight than this.
         // (three more: loading, saving and fetching from the cache).
@@ -181,7 +184,7 @@ impl Engine {
                 .name("leaseq-index".into())
                 .spawn(move || {
                     crate::io_pool::yield_to_the_pump();
-                    smol::block_on(fold_events(index, events_rx, slot))
+                    smol::block_on(fold_events(index, Inbound { events: events_rx, urgent: urgent_rx }, slot))
                 })
                 .expect("spawn index thread")
         };
@@ -196,7 +199,14 @@ impl Engine {
                         let _ = slot.inner.cache.set(open.clone());
                     }
                     let core = EngineCore::new(config.run_dir.clone(), config.core.clone()).with_cache(cache);
-                    let runtime = Runtime { fs: config.source, slot, pool, events: events_tx, next_job: 0 };
+                    let runtime = Runtime {
+                        fs: config.source,
+                        slot,
+                        pool,
+                        events: events_tx,
+                        urgent: urgent_tx,
+                        next_job: 0,
+                    };
                     smol::block_on(runtime.drive(core, control_rx));
                 })
                 .expect("spawn engine thread")
@@ -244,6 +254,8 @@ struct Runtime {
     slot: SnapshotSlot,
     pool: IoPool,
     events: Sender<Event>,
+    /// For events the screen waits for (see [`is_urgent`]).
+    urgent: Sender<Event>,
     next_job: u64,
 }
 
@@ -261,7 +273,12 @@ impl Runtime {
                 self.launch(job, core.run_dir(), &done_tx);
             }
             for event in out.events {
-                if self.events.send(event).await.is_err() {
+                let sent = if is_urgent(&event) {
+                    self.urgent.send(event).await.is_ok()
+                } else {
+                    self.events.send(event).await.is_ok()
+                };
+                if !sent {
                     return;
                 }
             }
@@ -313,14 +330,60 @@ impl Runtime {
     }
 }
 
-async fn fold_events(mut index: Index, events: Receiver<Event>, slot: SnapshotSlot) {
+/// Events that only concern what is on screen: folded ahead of the
+/// history still queued (a warm start queues hundreds of batches), so a row
+/// shown without its command gets it back in a frame or two, not after the
+/// whole history is in. Their order relative to other events does not
+/// matter: they touch only tasks already listed.
+fn is_urgent(event: &Event) -> bool {
+    matches!(event, Event::OnScreen(_) | Event::Recalled(_))
+}
+
+/// The fold's two inbound queues.
+struct Inbound {
+    events: Receiver<Event>,
+    urgent: Receiver<Event>,
+}
+
+impl Inbound {
+    /// The next event, urgent ones first; `None` once the engine is gone.
+    async fn next(&self) -> Option<Event> {
+        loop {
+            if let Ok(event) = self.urgent.try_recv() {
+                return Some(event);
+            }
+            // One queue closed and drained: the other has what is left.
+            if self.urgent.is_closed() {
+                return self.events.recv().await.ok();
+            }
+            if self.events.is_closed() && self.events.is_empty() {
+                return self.urgent.recv().await.ok();
+            }
+            let urgent = async { self.urgent.recv().await.ok() };
+            let events = async { self.events.recv().await.ok() };
+            if let Some(event) = urgent.or(events).await {
+                return Some(event);
+            }
+        }
+    }
+
+    fn try_next(&self) -> Option<Event> {
+        self.urgent.try_recv().or_else(|_| self.events.try_recv()).ok()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.urgent.is_empty() && self.events.is_empty()
+    }
+}
+
+async fn fold_events(mut index: Index, inbound: Inbound, slot: SnapshotSlot) {
     let mut last_publish = Instant::now() - PUBLISH_EVERY;
     let mut dirty = false;
     // Once, when the history is first in: later changes are small.
     let mut trimmed = false;
     loop {
         let wait = PUBLISH_EVERY.saturating_sub(last_publish.elapsed());
-        let next = async { events.recv().await.ok().map(Some) }
+        let next = async { inbound.next().await.map(Some) }
             .or(async {
                 if dirty {
                     Timer::after(wait).await;
@@ -337,15 +400,15 @@ async fn fold_events(mut index: Index, events: Receiver<Event>, slot: SnapshotSl
                 dirty = true;
                 // Drain what is queued, within the publish budget.
                 while last_publish.elapsed() < PUBLISH_EVERY {
-                    match events.try_recv() {
-                        Ok(event) => index.apply(event),
-                        Err(_) => break,
+                    match inbound.try_next() {
+                        Some(event) => index.apply(event),
+                        None => break,
                     }
                 }
             }
             Some(None) => {}
         }
-        if dirty && (last_publish.elapsed() >= PUBLISH_EVERY || events.is_empty()) {
+        if dirty && (last_publish.elapsed() >= PUBLISH_EVERY || inbound.is_empty()) {
             slot.publish(Arc::new(index.clone()));
             last_publish = Instant::now();
             dirty = false;

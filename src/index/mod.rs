@@ -149,7 +149,7 @@ impl Index {
             Event::LeaseScan(error) => self.lease_error = error.map(Arc::from),
             Event::SpecRead { name, outcome, .. } => {
                 if let Some(id) = self.by_name.get(&self.tasks, &name) {
-                    self.apply_spec(id, outcome);
+                    self.apply_spec(id, outcome, 0);
                 }
             }
             Event::ResultRead { name, kind, outcome, .. } => {
@@ -440,10 +440,7 @@ impl Index {
             match fact {
                 Facts::Spec { node, name, spec } => {
                     let id = self.known_task(&node, &name);
-                    self.apply_spec(id, Ok(spec));
-                    if self.tasks[id as usize].spec_read == ReadStatus::Read {
-                        self.update_task(id, false, |task| task.spec_at = place);
-                    }
+                    self.apply_spec(id, Ok(spec), place);
                 }
                 Facts::Result { node, name, kind, result } => {
                     let id = self.known_task(&node, &name);
@@ -559,9 +556,15 @@ impl Index {
         }
     }
 
-    fn apply_spec(&mut self, id: TaskId, outcome: Result<SpecSummary, String>) {
-        if self.tasks[id as usize].spec_read != ReadStatus::Unread {
-            return; // immutable: the first read stands
+    /// `at`: where the cache has this spec's record (0: unknown).
+    fn apply_spec(&mut self, id: TaskId, outcome: Result<SpecSummary, String>, at: u64) {
+        let task = &self.tasks[id as usize];
+        if task.spec_read != ReadStatus::Unread {
+            // Immutable: the first read stands; the cache may have it too.
+            if at != 0 && task.spec_read == ReadStatus::Read && task.spec_at == 0 {
+                self.update_task(id, false, |task| task.spec_at = at);
+            }
+            return;
         }
         let cwd = outcome.as_ref().ok().map(|s| self.intern_cwd(&s.cwd));
         self.update_task(id, true, |task| match outcome {
@@ -571,6 +574,7 @@ impl Index {
                 task.gpus = spec.gpus;
                 task.command = Some(spec.command);
                 task.cwd = cwd;
+                task.spec_at = at;
             }
             Err(reason) => {
                 task.spec_read = ReadStatus::Failed;
@@ -650,7 +654,8 @@ impl Index {
             return;
         }
         self.move_task(id, &before, &after);
-        if report && (before.state != after.state || !before.listed) {
+        // A task known only from the cache is not news (it is in no view).
+        if report && after.listed && (before.state != after.state || !before.listed) {
             let from = before.listed.then_some(before.state);
             self.feed.record(Transition { task: id, from, to: after.state, at: self.now });
         }

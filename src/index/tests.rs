@@ -293,6 +293,7 @@ fn cached_facts_show_nothing_until_a_listing_names_the_task() {
     // Facts of tasks 4, 5 and 9; 9 is in no listing.
     index.apply(cached(vec![done_ok(4, 0), done_ok(5, 3), done_ok(9, 0)]));
     assert_eq!(index.task_count(), 0);
+    assert_eq!(index.feed().count(), 0, "facts of tasks no listing showed are no news");
     assert_eq!(index.find(&stem(4)), None);
     assert_eq!(index.all_in_view(&ViewSpec::default()), Vec::<TaskId>::new());
     index.apply(round(

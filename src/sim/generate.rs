@@ -483,7 +483,12 @@ fn create_dirs(run: &RunDir, nodes: &[String]) -> io::Result<()> {
     Ok(())
 }
 
-fn write_lease_files(root: &Path, run: &RunDir, opts: &GenerateOptions, created_at: i64) -> io::Result<()> {
+pub(crate) fn write_lease_files(
+    root: &Path,
+    run: &RunDir,
+    opts: &GenerateOptions,
+    created_at: i64,
+) -> io::Result<()> {
     let meta = if opts.lease_id.starts_with("local:") {
         let local = LocalLeaseMeta { total_gpus: 8, parallel: 1 };
         LeaseMeta::Local { lease_id: opts.lease_id.clone(), created_at, local }

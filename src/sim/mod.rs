@@ -4,3 +4,4 @@ pub mod generate;
 pub mod live;
 pub mod nfs;
 pub mod stall;
+pub mod synthetic;
