@@ -63,6 +63,13 @@ pub struct TuiOptions {
 /// A filesystem call of the engine running this long is shown as stuck.
 const STUCK_AFTER: Duration = Duration::from_secs(5);
 
+/// With no key pressed for this long, a snapshot alone is drawn at the
+/// next tick (at most a second later) rather than at once: an idle
+/// dashboard then draws once a second, not once more per heartbeat read,
+/// and a long ingest gives the pump's core back to the fold. Keys are
+/// always drawn at once.
+const QUIET_AFTER: Duration = Duration::from_secs(3);
+
 /// Typing must pause this long before a search starts on its own.
 const SEARCH_DEBOUNCE: Duration = Duration::from_millis(200);
 
@@ -148,6 +155,9 @@ async fn pump(
     let mut key_at: Option<Instant> = None;
     let mut next_tick = Instant::now();
     let mut ended_by = None;
+    // The launch counts as a key: the first screens come at once.
+    let mut last_key = Instant::now();
+    let mut held_back = false;
     loop {
         for request in pending.drain(..) {
             dispatch(request, &mut engine, &background, &options, &config);
@@ -187,6 +197,8 @@ async fn pump(
             }
             Wake::Input(Some(Ok(TermEvent::Key(key)))) if key.kind != KeyEventKind::Release => {
                 key_at = Some(Instant::now());
+                last_key = Instant::now();
+                held_back = false; // drawn below with the key
                 pending = app.on_key(key);
                 if let Some(input) = &app.search_input {
                     if input.edited_at_ms != search_edits {
@@ -220,11 +232,16 @@ async fn pump(
             }
             Wake::Snapshot(snapshot) => {
                 seen_revision = snapshot.revision();
+                let first_rows = app.snapshot.task_count() == 0;
                 let old = app.snapshot.clone();
                 pending = app.on_snapshot(snapshot);
                 // Last owner of what the fold copied since: not freed here.
                 crate::alloc::drop_elsewhere(old);
-                dirty = !app.paused;
+                if !app.paused {
+                    let now = first_rows || last_key.elapsed() < QUIET_AFTER;
+                    dirty |= now;
+                    held_back |= !now;
+                }
             }
             Wake::Signal(libc::SIGTSTP) => {
                 suspend(terminal)?;
@@ -236,7 +253,7 @@ async fn pump(
             }
             Wake::Tick => {
                 next_tick = Instant::now() + Duration::from_secs(1);
-                dirty |= app.tick(unix_now());
+                dirty |= app.tick(unix_now()) | std::mem::take(&mut held_back);
                 let stuck = engine.as_ref().and_then(|(_, slot)| slot.stuck(STUCK_AFTER));
                 if stuck != app.fs_stuck {
                     app.fs_stuck = stuck;
