@@ -296,16 +296,21 @@ pub enum EntryKind {
 /// A queue-directory file name split into the task stem and its kind.
 /// Dot-files (temp files) and names that are not task files give None.
 pub fn parse_entry(file_name: &str) -> Option<(&str, EntryKind)> {
+    parse_task_entry(file_name).map(|(stem, _, kind)| (stem, kind))
+}
+
+/// As [`parse_entry`], with the stem's parts.
+pub fn parse_task_entry(file_name: &str) -> Option<(&str, TaskName<'_>, EntryKind)> {
     if file_name.starts_with('.') {
         return None;
     }
     for kind in [ResultKind::Ran, ResultKind::Skipped, ResultKind::Cancelled] {
         if let Some(stem) = file_name.strip_suffix(kind.suffix()) {
-            return TaskName::parse(stem).map(|_| (stem, EntryKind::Result(kind)));
+            return TaskName::parse(stem).map(|name| (stem, name, EntryKind::Result(kind)));
         }
     }
     let stem = file_name.strip_suffix(".json")?;
-    TaskName::parse(stem).map(|_| (stem, EntryKind::Spec))
+    TaskName::parse(stem).map(|name| (stem, name, EntryKind::Spec))
 }
 
 /// The file name of a task's spec.

@@ -41,6 +41,14 @@ impl StoredName {
         }
     }
 
+    /// Stores `stem`, already parsed as `name` (no second parse).
+    pub fn parsed(stem: &str, name: &TaskName) -> StoredName {
+        match pack_parsed(stem, name) {
+            Some(packed) => StoredName::Packed(packed),
+            None => StoredName::Text(stem.into()),
+        }
+    }
+
     /// The name as text (built on the stack when packed).
     pub fn text(&self) -> NameText<'_> {
         match self {
@@ -112,7 +120,10 @@ impl Deref for NameText<'_> {
 }
 
 fn pack(stem: &str) -> Option<Packed> {
-    let name = TaskName::parse(stem)?;
+    pack_parsed(stem, &TaskName::parse(stem)?)
+}
+
+fn pack_parsed(stem: &str, name: &TaskName) -> Option<Packed> {
     let seq_text = &stem[..stem.find('_')?];
     let id = name.task_id.as_bytes();
     if id.len() > ID_MAX || !id.iter().all(|b| b.is_ascii_graphic()) {

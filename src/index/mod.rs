@@ -435,15 +435,26 @@ impl Index {
     fn apply_cached(&mut self, facts: Vec<crate::cache::Facts>, at: Vec<u64>) {
         use crate::cache::Facts;
         let mut places = at.into_iter();
+        // A spec and its result are often neighbours, sharing one name
+        // (the decoder shares equal names): one lookup for both.
+        let mut last: Option<(Arc<str>, TaskId)> = None;
+        let mut task_of = |index: &mut Index, node: &str, name: &Arc<str>| match &last {
+            Some((seen, id)) if Arc::ptr_eq(seen, name) => *id,
+            _ => {
+                let id = index.known_task(node, name);
+                last = Some((name.clone(), id));
+                id
+            }
+        };
         for fact in facts {
             let place = places.next().unwrap_or(0);
             match fact {
                 Facts::Spec { node, name, spec } => {
-                    let id = self.known_task(&node, &name);
+                    let id = task_of(self, &node, &name);
                     self.apply_spec(id, Ok(spec), place);
                 }
                 Facts::Result { node, name, kind, result } => {
-                    let id = self.known_task(&node, &name);
+                    let id = task_of(self, &node, &name);
                     let task = &self.tasks[id as usize];
                     if task.listed && task.presence.result != Some(kind) {
                         continue; // its listing shows no such result file

@@ -1,8 +1,11 @@
-//! Name -> task id, keeping no second copy of any name: the map holds a
-//! 64-bit hash of the name and the id; the name itself is the task's. The
-//! rare second name with a hash already taken goes to a small map keyed by
-//! the name. Ordered maps (B-trees), not hash maps: `imbl`'s hash map costs
-//! ~100 bytes an entry at a million, its B-tree ~27 (benches/memory.rs).
+//! Name -> task id, keeping no second copy of any name: the map holds the
+//! name's seq and a 32-bit hash of it, and the id; the name itself is the
+//! task's. The rare second name with a key already taken goes to a small
+//! map keyed by the name. Ordered maps (B-trees), not hash maps: `imbl`'s
+//! hash map costs ~100 bytes an entry at a million, its B-tree ~27
+//! (benches/memory.rs). The seq first: listings and the cache come in
+//! about seq order, so lookups walk nodes just touched instead of a
+//! random leaf of a million-entry tree each.
 
 use std::hash::BuildHasher;
 
@@ -14,13 +17,18 @@ use crate::names::StoredName;
 
 #[derive(Debug, Clone, Default)]
 pub struct NameIndex {
-    by_hash: OrdMap<u64, TaskId>,
+    by_hash: OrdMap<Key, TaskId>,
     /// Names whose hash an earlier name already had.
     clashes: OrdMap<StoredName, TaskId>,
 }
 
-fn hash(name: &str) -> u64 {
-    BuildNameHasher.hash_one(name)
+/// The seq a name starts with (0 if none), and a hash of the whole name.
+type Key = (u64, u32);
+
+fn hash(name: &str) -> Key {
+    let digits = name.bytes().take_while(u8::is_ascii_digit).count();
+    let seq = name[..digits].parse().unwrap_or(0);
+    (seq, (BuildNameHasher.hash_one(name) >> 32) as u32)
 }
 
 impl NameIndex {

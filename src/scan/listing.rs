@@ -3,7 +3,7 @@
 //! per file. A `done/` of a million tasks is two million file names; kept
 //! as strings they cost ~200 MB, as entries ~48 MB.
 
-use crate::model::{parse_entry, result_file_name, spec_file_name, EntryKind, ResultKind};
+use crate::model::{parse_task_entry, result_file_name, spec_file_name, EntryKind, ResultKind};
 use crate::names::StoredName;
 
 /// Which files of one task a listing showed (bits of [`file_bit`]).
@@ -41,8 +41,8 @@ impl Listing {
         let mut tasks = Vec::with_capacity(names.len() / 2 + 1);
         let mut others = Vec::new();
         for name in names {
-            match parse_entry(&name) {
-                Some((stem, kind)) => tasks.push((StoredName::new(stem), file_bit(kind))),
+            match parse_task_entry(&name) {
+                Some((stem, parsed, kind)) => tasks.push((StoredName::parsed(stem, &parsed), file_bit(kind))),
                 None => others.push(name),
             }
         }
