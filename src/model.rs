@@ -67,7 +67,7 @@ pub struct TaskSpec {
 
 /// What a runner wrote after handling a task (`.result.json`, `.skipped.json`
 /// or `.cancelled.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskResult {
     pub task_id: String,
     pub idempotency_key: String,

@@ -422,12 +422,7 @@ impl World {
             stdout: if ran { format!("logs/{task_id}.out") } else { String::new() },
             stderr: if ran { format!("logs/{task_id}.err") } else { String::new() },
             runtime_s: if ran { 30.0 } else { 0.0 },
-            command: None,
-            cwd: None,
-            gpus_requested: None,
-            gpus_assigned: None,
-            error: None,
-            signal: None,
+            ..TaskResult::default()
         };
         serde_json::to_vec(&result).expect("a result serializes")
     }

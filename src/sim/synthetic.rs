@@ -143,12 +143,7 @@ impl SyntheticHistory {
                 stdout: r.stdout.to_string(),
                 stderr: r.stderr.to_string(),
                 runtime_s: r.runtime_s,
-                command: None,
-                cwd: None,
-                gpus_requested: None,
-                gpus_assigned: None,
-                error: None,
-                signal: None,
+                ..TaskResult::default()
             })
         } else {
             let s = self.spec(i);
