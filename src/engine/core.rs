@@ -253,6 +253,9 @@ struct CacheState {
     recalling: bool,
 }
 
+/// The longest a dashboard's `done/` listings wait for the cache to load.
+const HISTORY_WAITS_FOR_CACHE: Duration = Duration::from_secs(5);
+
 /// Loaded batches the fold may lag behind by: loading overlaps folding,
 /// and memory holds at most this many batches at once.
 const BATCHES_AHEAD: u64 = 2;
@@ -266,6 +269,15 @@ impl CacheState {
     /// Loaded, and every batch is in the index the caller passes.
     fn loaded(&self, index: &Index) -> bool {
         self.load_done() && index.cache_batches() >= self.batches
+    }
+
+    /// Whether `done/` listings may start: once the cache is loaded, so a
+    /// listed task is placed once, with its cached facts, instead of placed
+    /// as DONE and then moved in every view as its facts arrive (that
+    /// doubled the fold of a warm launch). Watching, not for longer than
+    /// [`HISTORY_WAITS_FOR_CACHE`]: a slow cache never holds history back.
+    fn lets_history_list(&self, now: Duration, watching: bool) -> bool {
+        self.cache.is_none() || self.load_done() || (watching && now >= HISTORY_WAITS_FOR_CACHE)
     }
 
     fn saved(&self) -> bool {
@@ -551,11 +563,12 @@ impl EngineCore {
         let mut free = self.config.max_listings.saturating_sub(self.listings_in_flight());
         // Rounds already half done first: their live part is on screen and
         // their done/ part completes them.
+        let history = self.cache.lets_history_list(now, self.config.mode == Mode::Watch);
         for node in &mut self.nodes {
             if free == 0 {
                 return;
             }
-            if node.phase == NodePhase::BetweenParts {
+            if node.phase == NodePhase::BetweenParts && history {
                 let Some(scanner) = node.scanner.take() else { continue };
                 node.phase = NodePhase::Done;
                 out.jobs.push(Job::List(ListJob::new(Part::Done, node.force, scanner)));
@@ -775,5 +788,54 @@ mod tests {
         let task = index.task(index.find(&name).unwrap()).unwrap();
         assert_eq!((task.state, task.exit_code), (crate::index::TaskState::Failed, Some(3)));
         assert_eq!(index.unread_count(), 0);
+    }
+
+    #[test]
+    fn history_listings_wait_for_the_cache_to_load_but_not_for_long() {
+        let model = model();
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = Arc::new(FactsCache::at(tmp.path().join("facts.bin"), "run".into()));
+        let index = Index::new(60);
+        let mut core =
+            EngineCore::new(model.run_dir().clone(), CoreConfig::watch(2)).with_cache(Ok(Some(cache)));
+        let is_history = |j: &Job| matches!(j, Job::List(l) if l.part() == Part::Done);
+        // Everything runs but the cache load: the live parts are listed,
+        // the done/ parts wait.
+        let mut pending = core.on(Duration::ZERO, Input::Tick, &index).jobs;
+        let mut load = None;
+        for _ in 0..10 {
+            let mut next = Vec::new();
+            for job in pending.drain(..) {
+                assert!(!is_history(&job), "done/ listed before the cache was loaded");
+                if matches!(job, Job::LoadFacts { .. }) {
+                    load = Some(job);
+                    continue;
+                }
+                let done = job.execute(&model, model.run_dir(), 0);
+                next.extend(core.on(Duration::ZERO, Input::Done(done), &index).jobs);
+            }
+            pending = next;
+        }
+        let load = load.expect("the cache is being loaded");
+        // Loaded (an empty file): the history is listed at once.
+        let loaded = core.on(Duration::ZERO, Input::Done(load.execute(&model, model.run_dir(), 0)), &index);
+        assert!(loaded.jobs.iter().any(is_history), "done/ follows the cache");
+
+        // A cache that takes long does not hold the history back for long.
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = Arc::new(FactsCache::at(tmp.path().join("facts.bin"), "run".into()));
+        let mut core =
+            EngineCore::new(model.run_dir().clone(), CoreConfig::watch(2)).with_cache(Ok(Some(cache)));
+        let mut pending = core.on(Duration::ZERO, Input::Tick, &index).jobs;
+        for _ in 0..10 {
+            let mut next = Vec::new();
+            for job in pending.drain(..).filter(|j| !matches!(j, Job::LoadFacts { .. })) {
+                let done = job.execute(&model, model.run_dir(), 0);
+                next.extend(core.on(Duration::ZERO, Input::Done(done), &index).jobs);
+            }
+            pending = next;
+        }
+        let later = core.on(HISTORY_WAITS_FOR_CACHE, Input::Tick, &index);
+        assert!(later.jobs.iter().any(is_history), "done/ listed after the wait");
     }
 }
