@@ -478,13 +478,11 @@ fn commands_let_go(cache: Option<&FactsCache>, index: &Index, ids: &[TaskId]) ->
     let Ok(found) = cache.read_records(&at) else { return HashMap::new() };
     let mut out = HashMap::with_capacity(wanted.len());
     for ((id, _), facts) in wanted.into_iter().zip(found) {
-        let name = index.task(id).map(|t| t.name.text().to_string()).unwrap_or_default();
-        if let Some(Facts::Spec { name: found, spec, .. }) = facts {
-            // The record must be this task's: a cache cut and written again
-            // by another dashboard could have something else there.
-            if *found == name {
-                out.insert(id, spec.command);
-            }
+        // The record must be this task's: a cache cut and written again by
+        // another dashboard could have something else there.
+        let Some(Facts::Spec { name, spec, .. }) = facts else { continue };
+        if index.task(id).is_some_and(|t| t.name.is(&name)) {
+            out.insert(id, spec.command);
         }
     }
     out

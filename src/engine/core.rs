@@ -563,7 +563,7 @@ impl EngineCore {
         let mut free = self.config.max_listings.saturating_sub(self.listings_in_flight());
         // Rounds already half done first: their live part is on screen and
         // their done/ part completes them.
-        let history = self.cache.lets_history_list(now, self.config.mode == Mode::Watch);
+        let history = self.cache.lets_history_list(now, self.watching());
         for node in &mut self.nodes {
             if free == 0 {
                 return;
@@ -653,8 +653,12 @@ impl EngineCore {
             .chain(idle_nodes)
             .filter(|s| !s.busy)
             .filter_map(|s| s.due);
-        let first = dues.next()?;
-        let earliest = dues.fold(first, Now::min);
+        // History waiting for the cache is listed when the wait is over,
+        // whatever else wakes the core meanwhile.
+        let waiting = self.nodes.iter().any(|n| n.phase == NodePhase::BetweenParts)
+            && !self.cache.lets_history_list(self.now, self.watching());
+        let history = (waiting && self.watching()).then_some(HISTORY_WAITS_FOR_CACHE);
+        let earliest = dues.chain(history).min()?;
         // A source due already waits for a listing slot: a finishing job
         // wakes the core, no timer needed.
         (earliest > self.now).then_some(earliest)
@@ -821,11 +825,12 @@ mod tests {
         let loaded = core.on(Duration::ZERO, Input::Done(load.execute(&model, model.run_dir(), 0)), &index);
         assert!(loaded.jobs.iter().any(is_history), "done/ follows the cache");
 
-        // A cache that takes long does not hold the history back for long.
+        // A cache that takes long does not hold the history back for long
+        // (nothing else is due before then: the wait has its own timer).
         let tmp = tempfile::tempdir().unwrap();
         let cache = Arc::new(FactsCache::at(tmp.path().join("facts.bin"), "run".into()));
-        let mut core =
-            EngineCore::new(model.run_dir().clone(), CoreConfig::watch(2)).with_cache(Ok(Some(cache)));
+        let slow = CoreConfig { discovery_every: Duration::from_secs(60), ..CoreConfig::watch(60) };
+        let mut core = EngineCore::new(model.run_dir().clone(), slow).with_cache(Ok(Some(cache)));
         let mut pending = core.on(Duration::ZERO, Input::Tick, &index).jobs;
         for _ in 0..10 {
             let mut next = Vec::new();
@@ -835,6 +840,8 @@ mod tests {
             }
             pending = next;
         }
+        let idle = core.on(Duration::ZERO, Input::Tick, &index);
+        assert_eq!(idle.wake_at, Some(HISTORY_WAITS_FOR_CACHE), "a timer ends the wait");
         let later = core.on(HISTORY_WAITS_FOR_CACHE, Input::Tick, &index);
         assert!(later.jobs.iter().any(is_history), "done/ listed after the wait");
     }

@@ -168,7 +168,7 @@ impl Index {
             Event::CacheStored(stored) => {
                 for (name, at) in stored {
                     if let Some(id) = self.by_name.get(&self.tasks, &name) {
-                        self.update_task(id, false, |task| task.spec_at = at);
+                        self.spec_stored_at(id, at);
                     }
                 }
             }
@@ -569,12 +569,9 @@ impl Index {
 
     /// `at`: where the cache has this spec's record (0: unknown).
     fn apply_spec(&mut self, id: TaskId, outcome: Result<SpecSummary, String>, at: u64) {
-        let task = &self.tasks[id as usize];
-        if task.spec_read != ReadStatus::Unread {
+        if self.tasks[id as usize].spec_read != ReadStatus::Unread {
             // Immutable: the first read stands; the cache may have it too.
-            if at != 0 && task.spec_read == ReadStatus::Read && task.spec_at == 0 {
-                self.update_task(id, false, |task| task.spec_at = at);
-            }
+            self.spec_stored_at(id, at);
             return;
         }
         let cwd = outcome.as_ref().ok().map(|s| self.intern_cwd(&s.cwd));
@@ -592,6 +589,15 @@ impl Index {
                 task.extra_mut().add_problem(format!("spec: {reason}"));
             }
         });
+    }
+
+    /// The cache holds this task's spec at `at` (0: it does not): its
+    /// details may be let go, since they can be fetched back.
+    fn spec_stored_at(&mut self, id: TaskId, at: u64) {
+        let task = &self.tasks[id as usize];
+        if at != 0 && task.spec_read == ReadStatus::Read && task.spec_at == 0 {
+            self.update_task(id, false, |task| task.spec_at = at);
+        }
     }
 
     fn apply_result(&mut self, id: TaskId, kind: ResultKind, outcome: Result<ResultSummary, String>) {

@@ -14,8 +14,7 @@ use crate::ui::format::{age, count, duration, fit, pad};
 use crate::ui::theme::Theme;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &mut App, theme: &Theme) {
-    let inner_height = area.height.saturating_sub(3) as usize; // borders + header
-    let height = inner_height;
+    let height = area.height.saturating_sub(3) as usize; // borders + header
     app.task_rows = height.max(1);
     let index = app.snapshot.clone();
     let window = app.tasks.window(&index, height);
