@@ -648,7 +648,7 @@ impl EngineCore {
             return None;
         }
         let idle_nodes = self.nodes.iter().filter(|n| n.phase == NodePhase::Idle).map(|n| &n.schedule);
-        let mut dues = [&self.discovery, &self.heartbeats]
+        let dues = [&self.discovery, &self.heartbeats]
             .into_iter()
             .chain(idle_nodes)
             .filter(|s| !s.busy)
