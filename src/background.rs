@@ -593,10 +593,7 @@ mod tests {
     fn index_letting_go(cache: &FactsCache) -> Index {
         let mut index = Index::new(60).with_details_limit(2);
         let added = (0..20).flat_map(|i| [format!("{}.json", stem(i)), format!("{}.result.json", stem(i))]);
-        let dirs = vec![(
-            crate::paths::QueueDir::Done,
-            DirOutcome::Changed { added: added.collect(), removed: vec![] },
-        )];
+        let dirs = vec![(crate::paths::QueueDir::Done, DirOutcome::changed(added.collect(), vec![]))];
         index.apply(Event::Round(Round { node: "a".into(), dirs }));
         let specs: Vec<Facts> = (0..20)
             .map(|i| Facts::Spec {

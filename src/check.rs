@@ -1002,8 +1002,7 @@ impl NfsCheck {
     fn note_seen(&mut self, round: &Round) {
         for (_, outcome) in &round.dirs {
             if let DirOutcome::Changed { added, .. } = outcome {
-                self.seen
-                    .extend(added.iter().filter_map(|n| parse_entry(n)).map(|(stem, _)| stem.to_string()));
+                self.seen.extend(added.tasks().map(|(name, _)| name.text().to_string()));
             }
         }
     }
@@ -1341,10 +1340,8 @@ fn names_through_index(mut lines: Vec<String>) {
     lines.dedup();
     let mut index = Index::new(STALE_S);
     let stems: BTreeSet<&str> = lines.iter().filter_map(|n| parse_entry(n)).map(|(s, _)| s).collect();
-    let changed = |added: &[String], removed: &[String]| DirOutcome::Changed {
-        added: added.to_vec(),
-        removed: removed.to_vec(),
-    };
+    let changed =
+        |added: &[String], removed: &[String]| DirOutcome::changed(added.to_vec(), removed.to_vec());
     let listed = ROUND_ORDER.iter().map(|&dir| (dir, changed(&lines, &[]))).collect();
     index.apply(Event::Round(Round { node: "a".into(), dirs: listed }));
     let gone = ROUND_ORDER.iter().map(|&dir| (dir, changed(&[], &lines))).collect();
@@ -1853,7 +1850,7 @@ mod tests {
         assert_eq!(parse_entry(&format!("{stem}.json")), None);
         let mut index = Index::new(STALE_S);
         let added = vec![format!("{stem}.json")];
-        let dirs = vec![(QueueDir::Inbox, DirOutcome::Changed { added, removed: vec![] })];
+        let dirs = vec![(QueueDir::Inbox, DirOutcome::changed(added, vec![]))];
         index.apply(Event::Round(Round { node: "a".into(), dirs }));
         assert_eq!(index.node(0).map(|n| n.unrecognised), Some(1));
         check_parsers(format!("{stem}.json\n{stem}").as_bytes());

@@ -280,8 +280,8 @@ pub fn recover(fs: &dyn RunFs, run: &RunDir, node: &str, stale_after_s: i64) -> 
 pub fn spec_stems(fs: &dyn RunFs, dir: &std::path::Path) -> Result<Vec<String>, ListError> {
     let mut stems: Vec<String> = fs
         .list_files(dir)?
-        .into_iter()
-        .filter_map(|n| match parse_entry(&n) {
+        .iter()
+        .filter_map(|n| match parse_entry(n) {
             Some((stem, EntryKind::Spec)) => Some(stem.to_string()),
             _ => None,
         })

@@ -18,6 +18,7 @@ pub mod hydrate;
 pub mod index;
 pub mod io_pool;
 pub mod leases;
+pub mod listing;
 pub mod logs;
 pub mod model;
 pub mod names;

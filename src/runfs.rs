@@ -47,7 +47,7 @@ pub trait RunFs: Send + Sync {
     fn stamp(&self, dir: &Path) -> Result<DirStamp, ListError>;
     /// Names of the regular files (and anything not a directory) in `dir`,
     /// in any order, possibly with duplicates: callers sort and dedupe.
-    fn list_files(&self, dir: &Path) -> Result<Vec<String>, ListError>;
+    fn list_files(&self, dir: &Path) -> Result<FileNames, ListError>;
     /// Names of the subdirectories of `dir`.
     fn list_dirs(&self, dir: &Path) -> Result<Vec<String>, ListError>;
     /// Reads a regular file whole, refusing more than `max_bytes` (and
@@ -65,6 +65,53 @@ pub trait RunFs: Send + Sync {
     fn probe(&self, path: &Path) -> std::io::Result<Option<bool>>;
 }
 
+/// The names of a listing in one buffer: a `done/` of two million files
+/// costs a few allocations, not two million strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileNames {
+    text: String,
+    /// Where each name ends in `text`.
+    ends: Vec<usize>,
+}
+
+impl FileNames {
+    pub fn push(&mut self, name: &str) {
+        self.text.push_str(name);
+        self.ends.push(self.text.len());
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> + Clone {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(self.ends.iter()).map(|(start, &end)| &self.text[start..end])
+    }
+
+    pub fn into_vec(self) -> Vec<String> {
+        self.iter().map(str::to_string).collect()
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for FileNames {
+    fn from_iter<I: IntoIterator<Item = S>>(names: I) -> FileNames {
+        let mut out = FileNames::default();
+        names.into_iter().for_each(|name| out.push(name.as_ref()));
+        out
+    }
+}
+
+impl From<Vec<String>> for FileNames {
+    fn from(names: Vec<String>) -> FileNames {
+        names.into_iter().collect()
+    }
+}
+
 /// Heartbeats and markers are a few hundred bytes; 1 MiB is no heartbeat.
 pub const SMALL_FILE_BYTES: u64 = 1 << 20;
 
@@ -77,7 +124,7 @@ pub struct FsSource;
 const RACY_WINDOW: Duration = Duration::from_secs(2);
 
 impl FsSource {
-    fn entries(dir: &Path, want_dirs: bool) -> Result<Vec<String>, ListError> {
+    fn dir_names(dir: &Path) -> Result<Vec<String>, ListError> {
         let reader = std::fs::read_dir(dir).map_err(|e| ListError::from_io(dir, &e))?;
         let mut names = Vec::new();
         for entry in reader {
@@ -85,16 +132,101 @@ impl FsSource {
             // whole listing: a partial one would look like deletions.
             let entry = entry.map_err(|e| ListError::from_io(dir, &e))?;
             // d_type from the directory read itself; no stat on most filesystems.
-            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-            if is_dir == want_dirs {
-                // into_string reuses the allocation; only non-UTF-8 names
-                // (never task files) pay for a lossy copy.
-                let name =
-                    entry.file_name().into_string().unwrap_or_else(|raw| raw.to_string_lossy().into_owned());
-                names.push(name);
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                names.push(entry.file_name().to_string_lossy().into_owned());
             }
         }
         Ok(names)
+    }
+
+    /// Everything in `dir` that is not a directory, read with `readdir`
+    /// straight into one buffer: the standard library's reader makes two
+    /// allocations per entry, four million for a `done/` of a million tasks.
+    #[cfg(target_os = "linux")]
+    fn file_names(dir: &Path) -> Result<FileNames, ListError> {
+        use std::ffi::{CStr, CString};
+        use std::os::unix::ffi::OsStrExt;
+        let failed = |error: std::io::Error| ListError::from_io(dir, &error);
+        let path = CString::new(dir.as_os_str().as_bytes())
+            .map_err(|_| ListError::Failed(format!("{}: a NUL byte in the path", dir.display())))?;
+        // SAFETY: a valid C string; the stream is closed by `Stream`'s drop.
+        let stream = Stream(unsafe { libc::opendir(path.as_ptr()) });
+        if stream.0.is_null() {
+            return Err(failed(std::io::Error::last_os_error()));
+        }
+        let mut names = FileNames::default();
+        loop {
+            // readdir says "end" and "error" both with NULL; errno tells them apart.
+            // SAFETY: errno is this thread's; the stream is open.
+            let entry = unsafe {
+                *libc::__errno_location() = 0;
+                libc::readdir64(stream.0)
+            };
+            if entry.is_null() {
+                let error = std::io::Error::last_os_error();
+                if error.raw_os_error() == Some(0) {
+                    return Ok(names);
+                }
+                // An error mid-listing (a vanishing directory, ESTALE) fails the
+                // whole listing: a partial one would look like deletions.
+                return Err(failed(error));
+            }
+            // SAFETY: readdir returned an entry valid until the next call.
+            let (name, kind) = unsafe { (CStr::from_ptr((*entry).d_name.as_ptr()), (*entry).d_type) };
+            let name = name.to_bytes();
+            if name == b"." || name == b".." || stream.is_dir(name, kind) {
+                continue;
+            }
+            match std::str::from_utf8(name) {
+                Ok(name) => names.push(name),
+                // Only names that are no task file pay for a lossy copy.
+                Err(_) => names.push(&String::from_utf8_lossy(name)),
+            }
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn file_names(dir: &Path) -> Result<FileNames, ListError> {
+        let reader = std::fs::read_dir(dir).map_err(|e| ListError::from_io(dir, &e))?;
+        let mut names = FileNames::default();
+        for entry in reader {
+            let entry = entry.map_err(|e| ListError::from_io(dir, &e))?;
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                names.push(&entry.file_name().to_string_lossy());
+            }
+        }
+        Ok(names)
+    }
+}
+
+/// An open directory stream, closed when dropped.
+#[cfg(target_os = "linux")]
+struct Stream(*mut libc::DIR);
+
+#[cfg(target_os = "linux")]
+impl Stream {
+    /// Whether the entry is a directory: from `d_type`, or, where the
+    /// filesystem does not fill it in, from `lstat` (a symlink is no
+    /// directory, as for the standard library's reader).
+    fn is_dir(&self, name: &[u8], kind: u8) -> bool {
+        if kind != libc::DT_UNKNOWN {
+            return kind == libc::DT_DIR;
+        }
+        let Ok(name) = std::ffi::CString::new(name) else { return false };
+        // SAFETY: an open stream's fd, a valid C string, a zeroed stat to fill.
+        unsafe {
+            let mut stat: libc::stat64 = std::mem::zeroed();
+            libc::fstatat64(libc::dirfd(self.0), name.as_ptr(), &mut stat, libc::AT_SYMLINK_NOFOLLOW) == 0
+                && stat.st_mode & libc::S_IFMT == libc::S_IFDIR
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for Stream {
+    fn drop(&mut self) {
+        // SAFETY: opened by opendir, closed once.
+        unsafe { libc::closedir(self.0) };
     }
 }
 
@@ -123,14 +255,14 @@ impl RunFs for FsSource {
         Ok(DirStamp { mtime_ns, racy: age < RACY_WINDOW })
     }
 
-    fn list_files(&self, dir: &Path) -> Result<Vec<String>, ListError> {
+    fn list_files(&self, dir: &Path) -> Result<FileNames, ListError> {
         count_open();
-        FsSource::entries(dir, false)
+        FsSource::file_names(dir)
     }
 
     fn list_dirs(&self, dir: &Path) -> Result<Vec<String>, ListError> {
         count_open();
-        FsSource::entries(dir, true)
+        FsSource::dir_names(dir)
     }
 
     fn read_file(&self, path: &Path, max_bytes: u64) -> Result<Vec<u8>, ListError> {
@@ -163,5 +295,39 @@ impl RunFs for FsSource {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listing_has_every_file_once_and_no_directory() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("1_T1_x.json"), b"{}").unwrap();
+        std::fs::write(root.join(".hidden"), b"").unwrap();
+        std::fs::create_dir(root.join("sub")).unwrap();
+        std::os::unix::fs::symlink(root.join("sub"), root.join("link-to-dir")).unwrap();
+        std::fs::write(root.join(std::ffi::OsStr::from_bytes(b"bad\xffname")), b"").unwrap();
+        let mut names = FsSource.list_files(root).unwrap().into_vec();
+        names.sort();
+        // A symlink is not followed (it is no directory), a bad name is lossy.
+        assert_eq!(names, [".hidden", "1_T1_x.json", "bad\u{fffd}name", "link-to-dir"]);
+        assert_eq!(FsSource.list_dirs(root).unwrap(), ["sub"]);
+        assert_eq!(FsSource.list_files(&root.join("absent")), Err(ListError::NotFound));
+        let file = root.join("1_T1_x.json");
+        assert!(
+            matches!(FsSource.list_files(&file), Err(ListError::Failed(m)) if m.contains("Not a directory"))
+        );
+    }
+
+    #[test]
+    fn file_names_keep_order_and_empty_names() {
+        let names: FileNames = ["a", "", "bc"].into_iter().collect();
+        assert_eq!(names.iter().collect::<Vec<_>>(), ["a", "", "bc"]);
+        assert_eq!((names.len(), FileNames::default().is_empty()), (3, true));
     }
 }

@@ -177,7 +177,7 @@ impl leaseq::scan::RunFs for GatedSource {
     fn stamp(&self, dir: &Path) -> Result<leaseq::scan::DirStamp, leaseq::scan::ListError> {
         FsSource.stamp(dir)
     }
-    fn list_files(&self, dir: &Path) -> Result<Vec<String>, leaseq::scan::ListError> {
+    fn list_files(&self, dir: &Path) -> Result<leaseq::runfs::FileNames, leaseq::scan::ListError> {
         if dir.to_string_lossy().contains("/done/") {
             let mut hold = self.hold.lock().unwrap();
             while *hold {

@@ -32,7 +32,7 @@ pub fn done_rounds(tasks: usize) -> Vec<Event> {
                 added.push(format!("{stem}.result.json"));
             }
             added.sort_unstable();
-            let dirs = vec![(QueueDir::Done, DirOutcome::Changed { added, removed: vec![] })];
+            let dirs = vec![(QueueDir::Done, DirOutcome::changed(added, vec![]))];
             Event::Round(Round { node: node_name(node).into(), dirs })
         })
         .collect()

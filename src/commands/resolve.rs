@@ -87,10 +87,7 @@ mod tests {
         let added = names.iter().map(|n| format!("{n}.json")).collect();
         let round = crate::index::Round {
             node: "a".into(),
-            dirs: vec![(
-                crate::paths::QueueDir::Inbox,
-                crate::index::DirOutcome::Changed { added, removed: Vec::new() },
-            )],
+            dirs: vec![(crate::paths::QueueDir::Inbox, crate::index::DirOutcome::changed(added, Vec::new()))],
         };
         index.apply(Event::Round(round));
         index

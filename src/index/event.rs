@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::listing::Listing;
 use crate::model::{Heartbeat, ResultKind};
 use crate::paths::QueueDir;
 
@@ -54,12 +55,19 @@ pub struct Round {
 /// What one directory listing gave, against the previous listing.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DirOutcome {
-    /// Listed; names added and removed since the last listing, each sorted.
-    Changed { added: Vec<String>, removed: Vec<String> },
+    /// Listed; files added and removed since the last listing.
+    Changed { added: Listing, removed: Listing },
     /// Listed, or skipped because its mtime had not changed: same as before.
     Unchanged,
     /// The listing failed; the previous listing stays in force.
     Failed(String),
+}
+
+impl DirOutcome {
+    /// A change given as file names (any order).
+    pub fn changed(added: Vec<String>, removed: Vec<String>) -> DirOutcome {
+        DirOutcome::Changed { added: Listing::of(added), removed: Listing::of(removed) }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

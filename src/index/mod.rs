@@ -28,7 +28,8 @@ pub use state::{derive_state, Presence, StateSet, TaskState, LOST_AFTER_ROUNDS};
 pub use task::{NodeId, ReadStatus, Task, TaskExtra, TaskId};
 pub use views::{Order, ViewSpec};
 
-use crate::model::{parse_entry, EntryKind, ResultKind};
+use crate::listing::Listing;
+use crate::model::ResultKind;
 use crate::names::StoredName;
 use crate::paths::QueueDir;
 use feed::Feed;
@@ -87,15 +88,6 @@ struct Sighting {
     spec: bool,
     result: Option<ResultKind>,
     added: bool,
-}
-
-impl Sighting {
-    fn mark(&mut self, kind: EntryKind) {
-        match kind {
-            EntryKind::Spec => self.spec = true,
-            EntryKind::Result(r) => self.result = Some(r),
-        }
-    }
 }
 
 impl Index {
@@ -358,37 +350,30 @@ impl Index {
         node
     }
 
-    /// Applies a sorted list of file names; a spec and its result are
-    /// adjacent in sorted order and are applied to their task together.
-    fn apply_names(&mut self, node: NodeId, dir: QueueDir, names: &[String], added: bool) {
-        let mut entries = names.iter().map(|name| (name, parse_entry(name))).peekable();
-        while let Some((name, parsed)) = entries.next() {
+    /// Applies what a listing added or removed, one task (a spec and its
+    /// result together) at a time.
+    fn apply_names(&mut self, node: NodeId, dir: QueueDir, listing: &Listing, added: bool) {
+        let mut not_ours: usize = listing.others().iter().filter(|name| !name.starts_with('.')).count();
+        for (name, files) in listing.tasks() {
             // A result belongs in done/: one in inbox/ or claimed/ says
             // nothing about a task's state, and is counted as not ours.
-            let parsed = parsed.filter(|(_, kind)| dir == QueueDir::Done || *kind == EntryKind::Spec);
-            let Some((stem, kind)) = parsed else {
-                if !name.starts_with('.') {
-                    let n = &mut self.nodes[node as usize];
-                    n.unrecognised =
-                        if added { n.unrecognised + 1 } else { n.unrecognised.saturating_sub(1) };
-                }
-                continue;
+            let result = if dir == QueueDir::Done {
+                files.result()
+            } else {
+                not_ours += files.results().count();
+                None
             };
-            let mut sighting = Sighting { dir, spec: false, result: None, added };
-            sighting.mark(kind);
-            // Files of one task are adjacent in sorted order: take them all.
-            while let Some((_, Some((next_stem, next_kind)))) = entries.peek() {
-                if *next_stem != stem {
-                    break;
-                }
-                sighting.mark(*next_kind);
-                entries.next();
+            if files.spec() || result.is_some() {
+                self.apply_sighting(node, name, Sighting { dir, spec: files.spec(), result, added });
             }
-            self.apply_sighting(node, stem, sighting);
         }
+        let n = &mut self.nodes[node as usize];
+        let not_ours = not_ours as u32;
+        n.unrecognised =
+            if added { n.unrecognised + not_ours } else { n.unrecognised.saturating_sub(not_ours) };
     }
 
-    fn apply_sighting(&mut self, node: NodeId, stem: &str, s: Sighting) {
+    fn apply_sighting(&mut self, node: NodeId, name: &StoredName, s: Sighting) {
         let first_round = self.nodes[node as usize].rounds == 0;
         let change = |task: &mut Task| {
             let p = &mut task.presence;
@@ -411,7 +396,7 @@ impl Index {
                 confirm_cached(task);
             }
         };
-        match self.by_name.get(&self.tasks, stem) {
+        match self.by_name.get_stored(&self.tasks, name) {
             Some(id) => {
                 let was_cached = self.tasks[id as usize].cached_result.is_some();
                 self.update_task(id, !first_round, change);
@@ -425,7 +410,7 @@ impl Index {
                     self.feed.count_completion(at, self.now);
                 }
             }
-            None if s.added => self.insert_task(node, stem, !first_round, change),
+            None if s.added => self.insert_task(node, name.clone(), !first_round, change),
             None => {}
         }
     }
@@ -475,22 +460,22 @@ impl Index {
             return id;
         }
         let node = self.intern_node(node);
-        self.new_task(node, name)
+        self.new_task(node, StoredName::new(name))
     }
 
     /// A new task, unlisted (in no view or count until `update_task`
     /// places it).
-    fn new_task(&mut self, node: NodeId, name: &str) -> TaskId {
+    fn new_task(&mut self, node: NodeId, name: StoredName) -> TaskId {
         let id = self.tasks.len() as TaskId;
-        self.by_name.insert(&self.tasks, name, id);
-        self.tasks.push_back(Task::new(StoredName::new(name), node));
+        self.by_name.insert(&self.tasks, &name, id);
+        self.tasks.push_back(Task::new(name, node));
         id
     }
 
     /// A task first seen in a listing: placed and, unless history is
     /// loading, reported as new.
-    fn insert_task(&mut self, node: NodeId, stem: &str, report: bool, change: impl FnOnce(&mut Task)) {
-        let id = self.new_task(node, stem);
+    fn insert_task(&mut self, node: NodeId, name: StoredName, report: bool, change: impl FnOnce(&mut Task)) {
+        let id = self.new_task(node, name);
         self.update_task(id, report, change);
     }
 

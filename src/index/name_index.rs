@@ -44,12 +44,21 @@ impl NameIndex {
         self.clashes.get(&StoredName::new(name)).copied()
     }
 
+    /// As [`get`](Self::get), for a name already stored (from a listing).
+    pub fn get_stored(&self, tasks: &Vector<Task>, name: &StoredName) -> Option<TaskId> {
+        let &id = self.by_hash.get(&hash(&name.text()))?;
+        if tasks[id as usize].name == *name {
+            return Some(id);
+        }
+        self.clashes.get(name).copied()
+    }
+
     /// Records a name not in the index yet.
-    pub fn insert(&mut self, tasks: &Vector<Task>, name: &str, id: TaskId) {
-        debug_assert!(self.get(tasks, name).is_none());
-        let key = hash(name);
+    pub fn insert(&mut self, tasks: &Vector<Task>, name: &StoredName, id: TaskId) {
+        debug_assert!(self.get_stored(tasks, name).is_none());
+        let key = hash(&name.text());
         if self.by_hash.contains_key(&key) {
-            self.clashes.insert(StoredName::new(name), id);
+            self.clashes.insert(name.clone(), id);
         } else {
             self.by_hash.insert(key, id);
         }
@@ -66,7 +75,7 @@ mod tests {
         let mut tasks = Vector::new();
         let mut index = NameIndex::default();
         tasks.push_back(Task::new(StoredName::new("a"), 0));
-        index.insert(&tasks, "a", 0);
+        index.insert(&tasks, &StoredName::new("a"), 0);
         tasks.push_back(Task::new(StoredName::new("b"), 0));
         index.by_hash.insert(hash("b"), 0); // "b" now hashes to a's id
         assert_eq!(index.get(&tasks, "b"), None, "a's id is not b's");
@@ -74,5 +83,7 @@ mod tests {
         assert_eq!(index.get(&tasks, "b"), Some(1));
         assert_eq!(index.get(&tasks, "a"), Some(0));
         assert_eq!(index.get(&tasks, "c"), None);
+        assert_eq!(index.get_stored(&tasks, &StoredName::new("b")), Some(1));
+        assert_eq!(index.get_stored(&tasks, &StoredName::new("a")), Some(0));
     }
 }

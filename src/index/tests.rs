@@ -17,7 +17,7 @@ fn changed(dir: QueueDir, added: Vec<String>, removed: Vec<String>) -> (QueueDir
     let (mut added, mut removed) = (added, removed);
     added.sort();
     removed.sort();
-    (dir, DirOutcome::Changed { added, removed })
+    (dir, DirOutcome::changed(added, removed))
 }
 
 fn round(node: &str, dirs: Vec<(QueueDir, DirOutcome)>) -> Event {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::index::HeartbeatRound;
 use crate::model::Heartbeat;
 use crate::paths::{is_valid_node_name, QueueDir, RunDir};
-use crate::runfs::{ListError, RunFs, SMALL_FILE_BYTES};
+use crate::runfs::{FileNames, ListError, RunFs, SMALL_FILE_BYTES};
 
 /// The nodes of a run dir, and what could not be taken as one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub fn discover_nodes(source: &dyn RunFs, run: &RunDir) -> Discovery {
         // What is no directory at a queue root (a task file one level too
         // high, a symlinked node directory) is not scanned: said, not lost.
         if let Ok(strays) = source.list_files(&path) {
-            let strays: Vec<String> = strays.into_iter().filter(|n| !n.starts_with('.')).collect();
+            let strays: Vec<&str> = strays.iter().filter(|n| !n.starts_with('.')).collect();
             if let Some(first) = strays.first() {
                 problems.push(format!(
                     "{}: {} entr{} that {} not a node directory (e.g. {}: a file or a symlink); not scanned",
@@ -70,8 +70,9 @@ pub fn discover_nodes(source: &dyn RunFs, run: &RunDir) -> Discovery {
     Discovery { names, problem: (!problems.is_empty()).then(|| problems.join("; ")) }
 }
 
-fn heartbeat_nodes(names: Vec<String>) -> impl Iterator<Item = String> {
+fn heartbeat_nodes(names: FileNames) -> impl Iterator<Item = String> {
     names
+        .into_vec()
         .into_iter()
         .filter(|n| !n.starts_with('.'))
         .filter_map(|n| n.strip_suffix(".json").map(str::to_string))
@@ -82,7 +83,7 @@ fn heartbeat_nodes(names: Vec<String>) -> impl Iterator<Item = String> {
 pub fn read_heartbeats(source: &dyn RunFs, run: &RunDir) -> HeartbeatRound {
     let names = match source.list_files(&run.hb_dir()) {
         Ok(names) => names,
-        Err(ListError::NotFound) => Vec::new(),
+        Err(ListError::NotFound) => FileNames::default(),
         Err(error) => {
             return HeartbeatRound { beats: Vec::new(), dir_error: Some(error.describe(&run.hb_dir())) }
         }

@@ -6,9 +6,7 @@
 //! Must not: stat or read task files (names only), or hold index state.
 
 mod cadence;
-mod diff;
 mod discover;
-mod listing;
 mod round;
 
 pub use crate::runfs::{DirStamp, FsSource, ListError, RunFs, SMALL_FILE_BYTES};

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::listing::Listing;
 use crate::index::{DirOutcome, Round};
+use crate::listing::Listing;
 use crate::paths::{QueueDir, RunDir};
 use crate::runfs::{DirStamp, ListError, RunFs};
 
@@ -156,12 +156,13 @@ struct Fingerprint {
 }
 
 impl Fingerprint {
-    fn of(names: &[String]) -> Fingerprint {
+    fn of<'a>(names: impl Iterator<Item = &'a str>) -> Fingerprint {
         use std::hash::Hasher;
         // `DefaultHasher::new()` has fixed keys: the same name hashes the
         // same in every listing.
-        let (mut sum, mut mixed) = (0u64, 0u64);
+        let (mut sum, mut mixed, mut count) = (0u64, 0u64, 0);
         for name in names {
+            count += 1;
             let mut a = std::hash::DefaultHasher::new();
             a.write(name.as_bytes());
             let h = a.finish();
@@ -171,7 +172,7 @@ impl Fingerprint {
             sum = sum.wrapping_add(h);
             mixed = mixed.wrapping_add(b.finish().rotate_left(17) ^ h);
         }
-        Fingerprint { names: names.len(), sum, mixed }
+        Fingerprint { names: count, sum, mixed }
     }
 }
 
@@ -202,9 +203,9 @@ fn list_or_skip(source: &dyn RunFs, state: &mut DirState, force: bool, repeat: b
         return DirOutcome::Unchanged;
     }
     match source.list_files(&state.path) {
-        Ok(mut names) => {
-            names.retain(|n| !n.starts_with('.'));
-            let fingerprint = Fingerprint::of(&names);
+        Ok(names) => {
+            let names = names.iter().filter(|n| !n.starts_with('.'));
+            let fingerprint = Fingerprint::of(names.clone());
             if state.listed_once && state.fingerprint == Some(fingerprint) {
                 state.stamp = stamp.filter(|s| !s.racy);
                 return DirOutcome::Unchanged;
@@ -214,7 +215,7 @@ fn list_or_skip(source: &dyn RunFs, state: &mut DirState, force: bool, repeat: b
             if repeat && !removed.is_empty() {
                 // Keep what left in the state (and no stamp, which would
                 // vouch for contents the state no longer matches).
-                removed.clear();
+                removed = Listing::default();
                 state.listing.add(&listing);
                 state.stamp = None;
                 state.fingerprint = None;
@@ -257,11 +258,11 @@ mod tests {
         fn stamp(&self, _: &std::path::Path) -> Result<crate::scan::DirStamp, ListError> {
             Ok(crate::scan::DirStamp { mtime_ns: 1, racy: false })
         }
-        fn list_files(&self, _: &std::path::Path) -> Result<Vec<String>, ListError> {
+        fn list_files(&self, _: &std::path::Path) -> Result<crate::runfs::FileNames, ListError> {
             if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
                 Err(ListError::Failed("Permission denied".into()))
             } else {
-                Ok(vec!["000001_T1_00000000-0000-4000-8000-000000000001.json".into()])
+                Ok(["000001_T1_00000000-0000-4000-8000-000000000001.json"].into_iter().collect())
             }
         }
         fn list_dirs(&self, _: &std::path::Path) -> Result<Vec<String>, ListError> {
@@ -312,7 +313,7 @@ mod tests {
         let round = scanner.round(&FsSource, false);
         let order: Vec<QueueDir> = round.dirs.iter().map(|d| d.0).collect();
         assert_eq!(order, ROUND_ORDER.to_vec());
-        assert_eq!(round.dirs[0].1, DirOutcome::Changed { added: vec!["1.json".into()], removed: vec![] });
+        assert_eq!(round.dirs[0].1, DirOutcome::changed(vec!["1.json".into()], vec![]));
         // claimed/ and done/ never existed: empty, not an error.
         assert_eq!(round.dirs[1].1, DirOutcome::Unchanged);
         assert_eq!(round.dirs[2].1, DirOutcome::Unchanged, "the second inbox listing sees no change");
@@ -323,10 +324,7 @@ mod tests {
         )
         .unwrap();
         let round = scanner.round(&FsSource, true);
-        assert_eq!(
-            round.dirs[0].1,
-            DirOutcome::Changed { added: vec!["3.json".into()], removed: vec!["1.json".into()] }
-        );
+        assert_eq!(round.dirs[0].1, DirOutcome::changed(vec!["3.json".into()], vec!["1.json".into()]));
     }
 
     #[test]
@@ -349,9 +347,9 @@ mod tests {
                 }
             }
         });
-        assert_eq!(round.dirs[2].1, DirOutcome::Changed { added: vec!["2.json".into()], removed: vec![] });
+        assert_eq!(round.dirs[2].1, DirOutcome::changed(vec!["2.json".into()], vec![]));
         let next = scanner.round(&FsSource, false);
-        assert_eq!(next.dirs[0].1, DirOutcome::Changed { added: vec![], removed: vec!["1.json".into()] });
+        assert_eq!(next.dirs[0].1, DirOutcome::changed(vec![], vec!["1.json".into()]));
     }
 
     #[test]

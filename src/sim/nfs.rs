@@ -787,7 +787,7 @@ impl RunFs for NfsModel {
         }
     }
 
-    fn list_files(&self, dir: &Path) -> Result<Vec<String>, ListError> {
+    fn list_files(&self, dir: &Path) -> Result<crate::runfs::FileNames, ListError> {
         let mut world = self.world();
         match world.locate(dir) {
             Some(Place::Queue(kind, node)) => {
@@ -812,9 +812,9 @@ impl RunFs for NfsModel {
                 if p.reorder {
                     world.rng.shuffle(&mut names);
                 }
-                Ok(names)
+                Ok(names.into())
             }
-            Some(Place::QueueRoot) => Ok(Vec::new()),
+            Some(Place::QueueRoot) => Ok(Default::default()),
             Some(Place::ControlDir) => Ok(world
                 .written
                 .keys()
@@ -973,7 +973,7 @@ mod tests {
     use crate::model::{parse_entry, TaskName};
 
     fn listing(model: &NfsModel, dir: QueueDir, node: &str) -> Vec<String> {
-        let mut names = model.list_files(&model.run_dir().queue(dir, node)).unwrap();
+        let mut names = model.list_files(&model.run_dir().queue(dir, node)).unwrap().into_vec();
         names.sort();
         names
     }
@@ -1030,7 +1030,7 @@ mod tests {
         let dir = model.run_dir().queue(QueueDir::Inbox, "a");
         let mut sizes = BTreeSet::new();
         for _ in 0..64 {
-            let names = model.list_files(&dir).unwrap();
+            let names = model.list_files(&dir).unwrap().into_vec();
             let unique: BTreeSet<&String> = names.iter().collect();
             // Older versions are prefixes of the submissions.
             let expected: BTreeSet<String> =
@@ -1042,7 +1042,7 @@ mod tests {
         model.set_perturbation(Perturbation { monotonic: true, ..lag }, 7);
         let mut last = 0;
         for _ in 0..64 {
-            let n = model.list_files(&dir).unwrap().into_iter().collect::<BTreeSet<_>>().len();
+            let n = model.list_files(&dir).unwrap().into_vec().into_iter().collect::<BTreeSet<_>>().len();
             assert!(n >= last, "monotonic views never go back");
             last = n;
         }

@@ -43,7 +43,7 @@ impl RunFs for StallingFs {
         FsSource.stamp(dir)
     }
 
-    fn list_files(&self, dir: &Path) -> Result<Vec<String>, ListError> {
+    fn list_files(&self, dir: &Path) -> Result<crate::runfs::FileNames, ListError> {
         self.gate();
         FsSource.list_files(dir)
     }

@@ -14,7 +14,7 @@ use crate::cache::{Facts, FactsCache};
 use crate::index::{ResultSummary, SpecSummary};
 use crate::model::{Heartbeat, ResultKind, TaskResult, TaskSpec};
 use crate::paths::{QueueDir, RunDir};
-use crate::runfs::{DirStamp, ListError, RunFs};
+use crate::runfs::{DirStamp, FileNames, ListError, RunFs};
 use crate::sim::generate::{write_lease_files, GenerateOptions};
 
 #[derive(Debug, Clone)]
@@ -191,22 +191,27 @@ impl RunFs for SyntheticHistory {
         }
     }
 
-    fn list_files(&self, dir: &Path) -> Result<Vec<String>, ListError> {
+    fn list_files(&self, dir: &Path) -> Result<FileNames, ListError> {
         if dir == self.run.hb_dir() {
             return Ok(self.nodes.iter().map(|n| format!("{n}.json")).collect());
         }
         match self.queue_dir(dir) {
             Some((QueueDir::Done, node)) => {
-                let mut names = Vec::with_capacity(2 * self.tasks / self.nodes.len() + 2);
+                let mut names = FileNames::default();
+                let mut name = String::new();
                 for i in (node..self.tasks).step_by(self.nodes.len()) {
                     let stem = self.stem(i);
-                    names.push(format!("{stem}.result.json"));
-                    names.push(format!("{stem}.json"));
+                    for suffix in [".result.json", ".json"] {
+                        name.clear();
+                        name.push_str(&stem);
+                        name.push_str(suffix);
+                        names.push(&name);
+                    }
                 }
                 Ok(names)
             }
-            Some(_) => Ok(Vec::new()),
-            None if self.stamp(dir).is_ok() => Ok(Vec::new()),
+            Some(_) => Ok(FileNames::default()),
+            None if self.stamp(dir).is_ok() => Ok(FileNames::default()),
             None => Err(ListError::NotFound),
         }
     }

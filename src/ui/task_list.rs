@@ -203,7 +203,7 @@ mod tests {
         let mut index = Index::new(60);
         let added: Vec<String> =
             (1..=n).map(|i| format!("{i:06}_T{i}_00000000-0000-4000-8000-{i:012}.json")).collect();
-        let dirs = vec![(QueueDir::Inbox, DirOutcome::Changed { added, removed: vec![] })];
+        let dirs = vec![(QueueDir::Inbox, DirOutcome::changed(added, vec![]))];
         index.apply(Event::Round(Round { node: "a".into(), dirs }));
         index
     }
@@ -244,8 +244,8 @@ mod tests {
         list.move_by(&index, 3, 5);
         let claimed = format!("{:06}_T{}_00000000-0000-4000-8000-{:012}.json", 4, 4, 4);
         let dirs = vec![
-            (QueueDir::Claimed, DirOutcome::Changed { added: vec![claimed.clone()], removed: vec![] }),
-            (QueueDir::Inbox, DirOutcome::Changed { added: vec![], removed: vec![claimed] }),
+            (QueueDir::Claimed, DirOutcome::changed(vec![claimed.clone()], vec![])),
+            (QueueDir::Inbox, DirOutcome::changed(vec![], vec![claimed])),
         ];
         index.apply(Event::Round(Round { node: "a".into(), dirs }));
         let w = list.window(&index, 5);

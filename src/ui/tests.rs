@@ -32,7 +32,7 @@ fn round(node: &str, dirs: Vec<(QueueDir, Vec<String>)>) -> Event {
             .into_iter()
             .map(|(d, mut added)| {
                 added.sort();
-                (d, DirOutcome::Changed { added, removed: vec![] })
+                (d, DirOutcome::changed(added, vec![]))
             })
             .collect(),
     })
@@ -76,7 +76,7 @@ fn sample_index() -> Index {
     // Task 3 vanishes from claimed/ with no result: LOST? after two rounds.
     index.apply(Event::Round(Round {
         node: "nodeB".into(),
-        dirs: vec![(QueueDir::Claimed, DirOutcome::Changed { added: vec![], removed: vec![spec(1, 3)] })],
+        dirs: vec![(QueueDir::Claimed, DirOutcome::changed(vec![], vec![spec(1, 3)]))],
     }));
     index.apply(Event::Round(Round {
         node: "nodeB".into(),
@@ -422,10 +422,7 @@ fn copy_cleans_what_came_from_files_and_refuses_what_a_terminal_would_drop() {
         node: "nodeA".into(),
         dirs: vec![(
             QueueDir::Inbox,
-            DirOutcome::Changed {
-                added: vec![format!("{}.json", name(0, 7)), format!("{}.json", name(0, 8))],
-                removed: vec![],
-            },
+            DirOutcome::changed(vec![format!("{}.json", name(0, 7)), format!("{}.json", name(0, 8))], vec![]),
         )],
     }));
     index.apply(Event::SpecRead {
@@ -468,10 +465,10 @@ fn extreme_timestamps_from_files_neither_overflow_nor_panic() {
         node: "nodeA".into(),
         dirs: vec![(
             QueueDir::Done,
-            DirOutcome::Changed {
-                added: vec![format!("{}.json", name(0, 9)), format!("{}.result.json", name(0, 9))],
-                removed: vec![],
-            },
+            DirOutcome::changed(
+                vec![format!("{}.json", name(0, 9)), format!("{}.result.json", name(0, 9))],
+                vec![],
+            ),
         )],
     }));
     index.apply(Event::SpecRead {
