@@ -8,9 +8,9 @@
 use std::sync::Arc;
 
 use super::Facts;
-use crate::index::{ResultSummary, SpecSummary};
+use crate::index::{LogPath, ResultSummary, SpecSummary};
 use crate::model::{ResultKind, TaskName};
-use crate::task_logs::{legacy_log_relative, runner_log_relative, LogStream};
+use crate::task_logs::{is_derivable, LogStream};
 
 /// Bumped whenever a record's layout changes: a file of another version is
 /// ignored and replaced.
@@ -24,10 +24,11 @@ pub const RECORD_HEAD: usize = 8;
 const TAG_SPEC: u8 = 1;
 const TAG_RESULT: u8 = 2;
 
-/// How a log path a result names is stored: most are the one a runner
-/// derives from the task's name, and are rebuilt from it.
+/// How a log path a result names is stored: most are one a runner derives
+/// from the task's name and node, found again from them (`LogPath::Derived`).
+/// Files written before the two derived kinds were one have both codes.
 const PATH_LEGACY: u8 = 0;
-const PATH_RUNNER: u8 = 1;
+const PATH_DERIVED: u8 = 1;
 const PATH_LITERAL: u8 = 2;
 
 /// FNV-1a, 32 bits: catches torn and flipped bytes; the file is ours, not
@@ -231,14 +232,16 @@ fn task_id_of(name: &str) -> &str {
     TaskName::parse(name).map_or(name, |n| n.task_id)
 }
 
-fn put_path(out: &mut Vec<u8>, path: &str, node: &str, name: &str, stream: LogStream) {
-    if path == legacy_log_relative(task_id_of(name), stream) {
-        out.push(PATH_LEGACY);
-    } else if path == runner_log_relative(node, name, stream) {
-        out.push(PATH_RUNNER);
-    } else {
-        out.push(PATH_LITERAL);
-        put_str(out, path);
+fn put_path(out: &mut Vec<u8>, path: &LogPath, node: &str, name: &str, stream: LogStream) {
+    match path {
+        LogPath::Named(path) if is_derivable(path, node, name, task_id_of(name), stream) => {
+            out.push(PATH_DERIVED)
+        }
+        LogPath::Named(path) => {
+            out.push(PATH_LITERAL);
+            put_str(out, path);
+        }
+        LogPath::Derived => out.push(PATH_DERIVED),
     }
 }
 
@@ -255,6 +258,8 @@ struct Fields<'a> {
 struct Last {
     node: Option<Arc<str>>,
     name: Option<Arc<str>>,
+    /// Thousands of tasks share a few working directories.
+    cwd: Option<Arc<str>>,
 }
 
 impl Last {
@@ -304,11 +309,10 @@ impl<'a> Fields<'a> {
             _ => None,
         }
     }
-    fn path(&mut self, node: &str, name: &str, stream: LogStream) -> Option<Arc<str>> {
+    fn path(&mut self) -> Option<LogPath> {
         match self.u8()? {
-            PATH_LEGACY => Some(Arc::from(legacy_log_relative(task_id_of(name), stream))),
-            PATH_RUNNER => Some(Arc::from(runner_log_relative(node, name, stream))),
-            PATH_LITERAL => self.str(),
+            PATH_LEGACY | PATH_DERIVED => Some(LogPath::Derived),
+            PATH_LITERAL => self.str().map(LogPath::Named),
             _ => None,
         }
     }
@@ -323,7 +327,8 @@ fn parse(payload: &[u8], last: &mut Last) -> Option<Facts> {
         TAG_SPEC => {
             let created_at = f.i64()?;
             let gpus = f.u32()?;
-            let (command, cwd) = (f.str()?, f.str()?);
+            let command = f.str()?;
+            let cwd = Last::share(&mut last.cwd, f.text()?);
             Facts::Spec { node, name, spec: SpecSummary { created_at, command, cwd, gpus } }
         }
         TAG_RESULT => {
@@ -335,8 +340,7 @@ fn parse(payload: &[u8], last: &mut Last) -> Option<Facts> {
             };
             let (started_at, finished_at) = (f.i64()?, f.i64()?);
             let (exit_code, runtime_s) = (f.i32()?, f.f64()?);
-            let stdout = f.path(&node, &name, LogStream::Stdout)?;
-            let stderr = f.path(&node, &name, LogStream::Stderr)?;
+            let (stdout, stderr) = (f.path()?, f.path()?);
             let (command, gpus_assigned, error) = (f.opt()?, f.opt()?, f.opt()?);
             let result = ResultSummary {
                 started_at,
@@ -383,8 +387,8 @@ mod tests {
                     finished_at: 1_736_381_400,
                     exit_code: 3,
                     runtime_s: 100.5,
-                    stdout: Arc::from(runner_log_relative(&node, &name, LogStream::Stdout)),
-                    stderr: Arc::from("elsewhere/err.txt"),
+                    stdout: LogPath::Derived,
+                    stderr: "elsewhere/err.txt".into(),
                     command: None,
                     gpus_assigned: Some(Arc::from("0,1")),
                     error: Some(Arc::from("exited 3")),
@@ -394,13 +398,25 @@ mod tests {
     }
 
     #[test]
-    fn records_round_trip_and_derived_paths_are_rebuilt() {
+    fn records_round_trip_and_derived_paths_are_not_kept() {
         let facts = sample();
         let mut bytes = Vec::new();
         facts.iter().for_each(|f| encode(f, &mut bytes));
         let decoded = decode(&bytes, usize::MAX);
         assert_eq!(decoded.facts, facts);
         assert_eq!((decoded.consumed, decoded.partial, decoded.corrupt), (bytes.len(), false, None));
+        // Either runner's path, as a result wrote it, is stored as derived.
+        let Facts::Result { node, name, kind, result } = &facts[1] else { panic!("a result") };
+        for written in [
+            crate::task_logs::runner_log_relative(node, name, LogStream::Stdout),
+            crate::task_logs::legacy_log_relative("Tab12cd", LogStream::Stdout),
+        ] {
+            let named = ResultSummary { stdout: written.into(), ..result.clone() };
+            let fact = Facts::Result { node: node.clone(), name: name.clone(), kind: *kind, result: named };
+            let mut again = Vec::new();
+            encode(&fact, &mut again);
+            assert_eq!(decode(&again, 1).facts, [facts[1].clone()]);
+        }
     }
 
     #[test]

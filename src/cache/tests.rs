@@ -1,4 +1,5 @@
 use super::*;
+use crate::index::LogPath;
 
 fn facts(n: usize) -> Vec<Facts> {
     (0..n)
@@ -11,8 +12,8 @@ fn facts(n: usize) -> Vec<Facts> {
                 finished_at: 1_736_000_100 + i as i64,
                 exit_code: (i % 3) as i32,
                 runtime_s: 1.5,
-                stdout: Arc::from(format!("logs/T{i:06x}.out")),
-                stderr: Arc::from(format!("logs/T{i:06x}.err")),
+                stdout: LogPath::Derived,
+                stderr: LogPath::Derived,
                 command: Some(Arc::from(format!("echo {i}"))),
                 gpus_assigned: None,
                 error: None,

@@ -10,7 +10,7 @@ use crate::hydrate::read_result_summary;
 use crate::index::TaskState;
 use crate::model::result_file_name;
 use crate::paths::{QueueDir, RunDir};
-use crate::task_logs::{is_derivable, start_of_last_lines, LogLocation, LogStream};
+use crate::task_logs::{start_of_last_lines, LogLocation, LogStream};
 
 /// How often `follow` looks for new output and for the task's end.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
@@ -37,15 +37,15 @@ fn log_path_for(
     result: Option<&crate::index::ResultSummary>,
     stream: LogStream,
 ) -> Option<PathBuf> {
-    let named = result.map(|r| match stream {
-        LogStream::Stdout => r.stdout.to_string(),
-        LogStream::Stderr => r.stderr.to_string(),
-    });
     // A path either runner derives from the name is looked for as for a
     // running task (the older runner's results name `logs/<task_id>.out`).
-    let derivable =
-        named.as_deref().is_some_and(|p| is_derivable(p, &task.node, &task.name, &task.task_id, stream));
-    let named = if derivable { None } else { named };
+    let named = result.and_then(|r| {
+        let path = match stream {
+            LogStream::Stdout => &r.stdout,
+            LogStream::Stderr => &r.stderr,
+        };
+        path.unless_derivable(&task.node, &task.name, &task.task_id, stream).map(|p| &**p)
+    });
     let location = LogLocation::of_task(run, &task.node, &task.name, &task.task_id, named.as_deref(), stream);
     (!location.is_none()).then(|| location.resolve())
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::listing::Listing;
 use crate::model::{Heartbeat, ResultKind};
 use crate::paths::QueueDir;
+use crate::task_logs::{is_derivable, LogStream};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -89,6 +90,40 @@ pub struct SpecSummary {
     pub gpus: u32,
 }
 
+/// A log path a result names.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogPath {
+    /// One of the paths a runner derives from the task's name and node
+    /// (`logs/<task_id>.out`, `logs/<node>/<name>.out`): found again from
+    /// them, so not kept (the cache stores which, and gives back this).
+    Derived,
+    /// As the result wrote it (relative to the run directory).
+    Named(Arc<str>),
+}
+
+impl LogPath {
+    /// The path as named, unless a runner derives it from the task's name
+    /// and node (then `None`: it is found again from them).
+    pub fn unless_derivable(
+        &self,
+        node: &str,
+        stem: &str,
+        task_id: &str,
+        stream: LogStream,
+    ) -> Option<&Arc<str>> {
+        match self {
+            LogPath::Named(path) if !is_derivable(path, node, stem, task_id, stream) => Some(path),
+            _ => None,
+        }
+    }
+}
+
+impl<T: Into<Arc<str>>> From<T> for LogPath {
+    fn from(path: T) -> LogPath {
+        LogPath::Named(path.into())
+    }
+}
+
 /// The parts of a TaskResult the index keeps.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResultSummary {
@@ -96,8 +131,8 @@ pub struct ResultSummary {
     pub finished_at: i64,
     pub exit_code: i32,
     pub runtime_s: f64,
-    pub stdout: Arc<str>,
-    pub stderr: Arc<str>,
+    pub stdout: LogPath,
+    pub stderr: LogPath,
     pub command: Option<Arc<str>>,
     pub gpus_assigned: Option<Arc<str>>,
     /// What the runner said of why it did not run or end by itself.

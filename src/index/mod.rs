@@ -15,13 +15,13 @@ mod state;
 mod task;
 mod views;
 
-use crate::task_logs::{is_derivable, LogStream};
+use crate::task_logs::LogStream;
 use std::cmp::Reverse;
 use std::sync::Arc;
 
 use imbl::{OrdSet, Vector};
 
-pub use event::{DirOutcome, Event, HeartbeatRound, ResultSummary, Round, SpecSummary};
+pub use event::{DirOutcome, Event, HeartbeatRound, LogPath, ResultSummary, Round, SpecSummary};
 pub use feed::{Transition, COMPLETION_MINUTES, FEED_LEN};
 pub use node::{health_at, HeartbeatSeen, Node, NodeHealth};
 pub use state::{derive_state, Presence, StateSet, TaskState, LOST_AFTER_ROUNDS};
@@ -609,15 +609,14 @@ impl Index {
                     }
                     // Paths either runner derives from the name are not kept:
                     // `LogLocation` finds them again without memory per task.
-                    let derivable = |path: &str, stream| {
-                        is_derivable(path, &node_name, &task.name.text(), task.task_id(), stream)
+                    let kept = |path: &LogPath, stream| {
+                        path.unless_derivable(&node_name, &task.name.text(), task.task_id(), stream).cloned()
                     };
-                    if !derivable(&result.stdout, LogStream::Stdout)
-                        || !derivable(&result.stderr, LogStream::Stderr)
-                    {
+                    let (stdout, stderr) =
+                        (kept(&result.stdout, LogStream::Stdout), kept(&result.stderr, LogStream::Stderr));
+                    if stdout.is_some() || stderr.is_some() {
                         let extra = task.extra_mut();
-                        extra.stdout = Some(result.stdout);
-                        extra.stderr = Some(result.stderr);
+                        (extra.stdout, extra.stderr) = (stdout, stderr);
                     }
                     if let Some(error) = result.error {
                         task.extra_mut().error = Some(error);

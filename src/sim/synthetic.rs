@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::cache::{Facts, FactsCache};
-use crate::index::{ResultSummary, SpecSummary};
+use crate::index::{LogPath, ResultSummary, SpecSummary};
 use crate::model::{Heartbeat, ResultKind, TaskResult, TaskSpec};
 use crate::paths::{QueueDir, RunDir};
 use crate::runfs::{DirStamp, FileNames, ListError, RunFs};
@@ -79,14 +79,13 @@ impl SyntheticHistory {
     }
 
     fn result(&self, i: usize) -> ResultSummary {
-        let task_id = format!("T{:06x}", i & 0xff_ffff);
         ResultSummary {
             started_at: self.submitted(i) + 5,
             finished_at: self.submitted(i) + 50,
             exit_code: Self::exit_code(i),
             runtime_s: 45.0,
-            stdout: format!("logs/{task_id}.out").into(),
-            stderr: format!("logs/{task_id}.err").into(),
+            stdout: LogPath::Derived,
+            stderr: LogPath::Derived,
             command: None,
             gpus_assigned: None,
             error: None,
@@ -134,14 +133,15 @@ impl SyntheticHistory {
         let bytes = if is_result {
             let r = self.result(i);
             serde_json::to_vec(&TaskResult {
-                task_id,
+                task_id: task_id.clone(),
                 idempotency_key: key,
                 node,
                 started_at: r.started_at,
                 finished_at: r.finished_at,
                 exit_code: r.exit_code,
-                stdout: r.stdout.to_string(),
-                stderr: r.stderr.to_string(),
+                // The older runner's paths, which the cache keeps as derived.
+                stdout: format!("logs/{task_id}.out"),
+                stderr: format!("logs/{task_id}.err"),
                 runtime_s: r.runtime_s,
                 ..TaskResult::default()
             })
