@@ -190,6 +190,8 @@ enum NodePhase {
     BetweenParts,
     /// `done/` is being listed.
     Done,
+    /// `done/` is listed; its round waits in `held` for the cache to load.
+    Held,
 }
 
 struct NodeSlot {
@@ -207,6 +209,8 @@ struct NodeSlot {
     /// Settle mode: this node's last round must be checked for tasks
     /// unaccounted for once the index has it.
     check_after_round: bool,
+    /// A `done/` round listed while the cache loads (see `NodePhase::Held`).
+    held: Option<Round>,
 }
 
 pub struct EngineCore {
@@ -253,7 +257,7 @@ struct CacheState {
     recalling: bool,
 }
 
-/// The longest a dashboard's `done/` listings wait for the cache to load.
+/// The longest a dashboard's `done/` rounds wait for the cache to load.
 const HISTORY_WAITS_FOR_CACHE: Duration = Duration::from_secs(5);
 
 /// Loaded batches the fold may lag behind by: loading overlaps folding,
@@ -271,11 +275,12 @@ impl CacheState {
         self.load_done() && index.cache_batches() >= self.batches
     }
 
-    /// Whether `done/` listings may start: once the cache is loaded, so a
-    /// listed task is placed once, with its cached facts, instead of placed
-    /// as DONE and then moved in every view as its facts arrive (that
-    /// doubled the fold of a warm launch). Watching, not for longer than
-    /// [`HISTORY_WAITS_FOR_CACHE`]: a slow cache never holds history back.
+    /// Whether `done/` rounds may go to the index: once the cache is
+    /// loaded, so a listed task is placed once, with its cached facts,
+    /// instead of placed as DONE and then moved in every view as its facts
+    /// arrive (that doubled the fold of a warm launch). Watching, not for
+    /// longer than [`HISTORY_WAITS_FOR_CACHE`]: a slow cache never holds
+    /// history back.
     fn lets_history_list(&self, now: Duration, watching: bool) -> bool {
         self.cache.is_none() || self.load_done() || (watching && now >= HISTORY_WAITS_FOR_CACHE)
     }
@@ -390,6 +395,7 @@ impl EngineCore {
             }
             Input::Done(completion) => self.completed(completion, &mut out),
         }
+        self.release_held_rounds(&mut out);
         if !self.paused {
             self.start_listings(&mut out);
         }
@@ -510,13 +516,13 @@ impl EngineCore {
             force_next: false,
             changed: false,
             check_after_round: false,
+            held: None,
         });
     }
 
     fn listed(&mut self, part: Part, scanner: Box<NodeScanner>, round: Round, out: &mut Outputs) {
-        let now = self.now;
-        let watching = self.watching();
         let Some(&i) = self.by_name.get(scanner.node()) else { return };
+        let history = self.cache.lets_history_list(self.now, self.watching());
         let node = &mut self.nodes[i];
         node.scanner = Some(scanner);
         node.changed |= round.dirs.iter().any(|(_, o)| matches!(o, DirOutcome::Changed { .. }));
@@ -525,18 +531,40 @@ impl EngineCore {
                 node.phase = NodePhase::BetweenParts;
                 out.events.push(Event::PartialRound(round));
             }
+            Part::Done if history => self.end_round(i, round, out),
             Part::Done => {
-                node.phase = NodePhase::Idle;
-                out.events.push(Event::Round(round));
-                let wait = node.cadence.after_round(std::mem::take(&mut node.changed));
-                let refreshed = node.schedule.finished(now, watching.then_some(wait));
-                if refreshed {
-                    node.force_next = true;
-                    node.cadence.reset();
-                }
-                node.check_after_round = !watching && node.schedule.runs == 1;
+                node.phase = NodePhase::Held;
+                node.held = Some(round);
             }
         }
+    }
+
+    /// Rounds held for the cache go to the index once it is loaded (its
+    /// last facts are in the events before them) or the wait is over.
+    fn release_held_rounds(&mut self, out: &mut Outputs) {
+        if !self.cache.lets_history_list(self.now, self.watching()) {
+            return;
+        }
+        for i in 0..self.nodes.len() {
+            if let Some(round) = self.nodes[i].held.take() {
+                self.end_round(i, round, out);
+            }
+        }
+    }
+
+    /// A node's round is complete: to the index, and the next one planned.
+    fn end_round(&mut self, i: usize, round: Round, out: &mut Outputs) {
+        let (now, watching) = (self.now, self.watching());
+        let node = &mut self.nodes[i];
+        node.phase = NodePhase::Idle;
+        out.events.push(Event::Round(round));
+        let wait = node.cadence.after_round(std::mem::take(&mut node.changed));
+        let refreshed = node.schedule.finished(now, watching.then_some(wait));
+        if refreshed {
+            node.force_next = true;
+            node.cadence.reset();
+        }
+        node.check_after_round = !watching && node.schedule.runs == 1;
     }
 
     /// Settle mode: a node whose first round left a task unaccounted for
@@ -562,13 +590,13 @@ impl EngineCore {
         let now = self.now;
         let mut free = self.config.max_listings.saturating_sub(self.listings_in_flight());
         // Rounds already half done first: their live part is on screen and
-        // their done/ part completes them.
-        let history = self.cache.lets_history_list(now, self.watching());
+        // their done/ part completes them (listed even while the cache
+        // loads, on the other core; the round then waits for it).
         for node in &mut self.nodes {
             if free == 0 {
                 return;
             }
-            if node.phase == NodePhase::BetweenParts && history {
+            if node.phase == NodePhase::BetweenParts {
                 let Some(scanner) = node.scanner.take() else { continue };
                 node.phase = NodePhase::Done;
                 out.jobs.push(Job::List(ListJob::new(Part::Done, node.force, scanner)));
@@ -653,9 +681,9 @@ impl EngineCore {
             .chain(idle_nodes)
             .filter(|s| !s.busy)
             .filter_map(|s| s.due);
-        // History waiting for the cache is listed when the wait is over,
-        // whatever else wakes the core meanwhile.
-        let waiting = self.nodes.iter().any(|n| n.phase == NodePhase::BetweenParts)
+        // History held for the cache goes to the index when the wait is
+        // over, whatever else wakes the core meanwhile.
+        let waiting = self.nodes.iter().any(|n| n.phase == NodePhase::Held)
             && !self.cache.lets_history_list(self.now, self.watching());
         let history = (waiting && self.watching()).then_some(HISTORY_WAITS_FOR_CACHE);
         let earliest = dues.chain(history).min()?;
@@ -795,7 +823,7 @@ mod tests {
     }
 
     #[test]
-    fn history_listings_wait_for_the_cache_to_load_but_not_for_long() {
+    fn history_rounds_wait_for_the_cache_to_load_but_not_for_long() {
         let model = model();
         let tmp = tempfile::tempdir().unwrap();
         let cache = Arc::new(FactsCache::at(tmp.path().join("facts.bin"), "run".into()));
@@ -803,27 +831,31 @@ mod tests {
         let mut core =
             EngineCore::new(model.run_dir().clone(), CoreConfig::watch(2)).with_cache(Ok(Some(cache)));
         let is_history = |j: &Job| matches!(j, Job::List(l) if l.part() == Part::Done);
-        // Everything runs but the cache load: the live parts are listed,
-        // the done/ parts wait.
+        let rounds = |out: &Outputs| out.events.iter().filter(|e| matches!(e, Event::Round(_))).count();
+        // Everything runs but the cache load: the live parts are listed and
+        // go to the index; the done/ parts are listed and wait.
         let mut pending = core.on(Duration::ZERO, Input::Tick, &index).jobs;
-        let mut load = None;
+        let (mut load, mut history_listed) = (None, 0);
         for _ in 0..10 {
             let mut next = Vec::new();
             for job in pending.drain(..) {
-                assert!(!is_history(&job), "done/ listed before the cache was loaded");
                 if matches!(job, Job::LoadFacts { .. }) {
                     load = Some(job);
                     continue;
                 }
+                history_listed += usize::from(is_history(&job));
                 let done = job.execute(&model, model.run_dir(), 0);
-                next.extend(core.on(Duration::ZERO, Input::Done(done), &index).jobs);
+                let out = core.on(Duration::ZERO, Input::Done(done), &index);
+                assert_eq!(rounds(&out), 0, "a done/ round went to the index before the cache");
+                next.extend(out.jobs);
             }
             pending = next;
         }
+        assert_eq!(history_listed, 2, "done/ is listed while the cache loads");
         let load = load.expect("the cache is being loaded");
-        // Loaded (an empty file): the history is listed at once.
+        // Loaded (an empty file): the held rounds go to the index at once.
         let loaded = core.on(Duration::ZERO, Input::Done(load.execute(&model, model.run_dir(), 0)), &index);
-        assert!(loaded.jobs.iter().any(is_history), "done/ follows the cache");
+        assert_eq!(rounds(&loaded), 2, "done/ rounds follow the cache");
 
         // A cache that takes long does not hold the history back for long
         // (nothing else is due before then: the wait has its own timer).
@@ -841,8 +873,9 @@ mod tests {
             pending = next;
         }
         let idle = core.on(Duration::ZERO, Input::Tick, &index);
+        assert_eq!(rounds(&idle), 0);
         assert_eq!(idle.wake_at, Some(HISTORY_WAITS_FOR_CACHE), "a timer ends the wait");
         let later = core.on(HISTORY_WAITS_FOR_CACHE, Input::Tick, &index);
-        assert!(later.jobs.iter().any(is_history), "done/ listed after the wait");
+        assert_eq!(rounds(&later), 2, "done/ rounds go to the index after the wait");
     }
 }
