@@ -240,6 +240,66 @@ fn pages_are_anchored_and_filtered() {
 }
 
 #[test]
+fn the_default_view_across_nodes_is_every_task_in_state_then_newest_order() {
+    // Three nodes, their tasks' times interleaved, several states each.
+    let mut index = Index::new(60);
+    index.apply(Event::Tick(10_000));
+    for (n, node) in ["a", "b", "c"].iter().enumerate() {
+        let mine: Vec<u32> = (1..=60).filter(|seq| *seq as usize % 3 == n).collect();
+        let (mut done, mut inbox) = (vec![], vec![]);
+        for &seq in &mine {
+            if seq % 2 == 0 {
+                done.extend([spec(seq), result(seq)]);
+            } else {
+                inbox.push(spec(seq));
+            }
+        }
+        index.apply(round(
+            node,
+            vec![changed(QueueDir::Inbox, inbox, vec![]), changed(QueueDir::Done, done, vec![])],
+        ));
+        for seq in mine.into_iter().filter(|seq| seq % 2 == 0) {
+            // Some finish, some fail; their start times interleave across nodes.
+            let Event::ResultRead { name, kind, outcome, .. } = done_ok(seq, i32::from(seq % 4 == 0)) else {
+                unreachable!()
+            };
+            index.apply(Event::ResultRead { node: (*node).into(), name, kind, outcome });
+        }
+    }
+    let mut expected: Vec<TaskId> = (0..index.id_bound()).filter(|&id| index.task(id).is_some()).collect();
+    let key = |id: &TaskId| {
+        let t = index.task(*id).unwrap();
+        (t.state, Reverse(t.sort_time()), *id)
+    };
+    expected.sort_by_key(key);
+    assert_eq!(expected.len(), 60);
+    let view = ViewSpec::default();
+    assert_eq!(index.all_in_view(&view), expected);
+    // From every anchor, both ways, with and without it, in short pages.
+    for (i, &anchor) in expected.iter().enumerate() {
+        assert_eq!(
+            index.page(&view, Some(anchor), true, false, 7),
+            expected[i + 1..].iter().take(7).copied().collect::<Vec<_>>()
+        );
+        assert_eq!(
+            index.page(&view, Some(anchor), true, true, 7),
+            expected[i..].iter().take(7).copied().collect::<Vec<_>>()
+        );
+        let before: Vec<TaskId> = expected[..i].iter().rev().take(7).copied().collect();
+        assert_eq!(index.page(&view, Some(anchor), false, false, 7), before);
+    }
+    assert_eq!(
+        index.page(&view, None, false, true, 3),
+        expected.iter().rev().take(3).copied().collect::<Vec<_>>()
+    );
+    let failed = ViewSpec { states: StateSet::of(&[TaskState::Failed]), ..view };
+    let failed_rows: Vec<TaskId> =
+        expected.iter().copied().filter(|&id| index.task(id).unwrap().state == TaskState::Failed).collect();
+    assert_eq!((index.all_in_view(&failed), index.view_total(&failed)), (failed_rows.clone(), 15));
+    assert_counts_match_rows(&index);
+}
+
+#[test]
 fn snapshots_are_independent() {
     let mut index = small_index();
     let snapshot = index.clone();
