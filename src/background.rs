@@ -21,7 +21,7 @@ use futures_lite::FutureExt;
 use smol::{Executor, Timer};
 
 use crate::actions::{self, ActionContext};
-use crate::cache::{Facts, FactsCache};
+use crate::cache::FactsCache;
 use crate::control::find_spec;
 use crate::index::{Index, TaskId, TaskState, ViewSpec};
 use crate::io_pool::{IoPool, JobKey};
@@ -401,6 +401,7 @@ fn load_details(fs: &dyn RunFs, snapshot: &Index, id: TaskId, run: &RunDir) -> R
                     details.env = spec.env.into_iter().collect();
                     details.idempotency_key = spec.idempotency_key;
                     details.cwd = Some(spec.cwd);
+                    details.created_at = Some(spec.created_at);
                 }
                 Err(e) => details.problems.push(format!("spec: {e}")),
             }
@@ -471,7 +472,7 @@ async fn search(
 fn commands_let_go(cache: Option<&FactsCache>, index: &Index, ids: &[TaskId]) -> HashMap<TaskId, Arc<str>> {
     let wanted: Vec<(TaskId, u64)> = ids
         .iter()
-        .filter_map(|&id| index.task(id).filter(|t| t.details_dropped).map(|t| (id, t.spec_at)))
+        .filter_map(|&id| index.task(id).filter(|t| t.details_dropped).map(|t| (id, t.details_at)))
         .collect();
     let (Some(cache), false) = (cache, wanted.is_empty()) else { return HashMap::new() };
     let at: Vec<u64> = wanted.iter().map(|w| w.1).collect();
@@ -480,9 +481,10 @@ fn commands_let_go(cache: Option<&FactsCache>, index: &Index, ids: &[TaskId]) ->
     for ((id, _), facts) in wanted.into_iter().zip(found) {
         // The record must be this task's: a cache cut and written again by
         // another dashboard could have something else there.
-        let Some(Facts::Spec { name, spec, .. }) = facts else { continue };
-        if index.task(id).is_some_and(|t| t.name.is(&name)) {
-            out.insert(id, spec.command);
+        let Some(facts) = facts else { continue };
+        let Some((command, _)) = facts.details() else { continue };
+        if index.task(id).is_some_and(|t| t.name.is(facts.name())) {
+            out.insert(id, command.clone());
         }
     }
     out
@@ -582,6 +584,7 @@ pub fn contains_ignore_case(hay: &str, needle: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::Facts;
     use crate::index::{DirOutcome, Event, ResultSummary, Round, SpecSummary};
 
     fn stem(i: u32) -> String {
@@ -623,6 +626,8 @@ mod tests {
                     stderr: "y".into(),
                     command: None,
                     gpus_assigned: None,
+                    cwd: None,
+                    gpus_requested: None,
                     error: None,
                 }),
             });

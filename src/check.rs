@@ -390,7 +390,7 @@ pub fn encode(setup: Setup, ops: &[Op]) -> Vec<u8> {
 // ----- the NFS model check ---------------------------------------------------
 
 /// After settling: every task with files is in the index in its true
-/// state with its spec read, and the index has no task the model never made.
+/// state with its command known, and the index has no task the model never made.
 fn agrees_with_truth(model: &NfsModel, index: &Index) -> Result<(), String> {
     for stem in model.stems() {
         let truth = model.truth_state(&stem);
@@ -411,8 +411,11 @@ fn agrees_with_truth(model: &NfsModel, index: &Index) -> Result<(), String> {
                             model.result_of(&stem),
                         ));
                 }
-                if model.spec_location(&stem).is_some() && task.spec_read == ReadStatus::Unread {
-                    return Err(format!("{stem}: its spec is there and was never read"));
+                // The command comes from the spec, or from a result that
+                // repeats it (then the spec is not read).
+                let unknown = task.command.is_none() && task.spec_read != ReadStatus::Failed;
+                if model.spec_location(&stem).is_some() && (task.spec_owed() || unknown) {
+                    return Err(format!("{stem}: its spec is there and its command was never read {task:?}"));
                 }
             }
         }

@@ -90,6 +90,10 @@ struct ResultHead<'a> {
     #[serde(default, borrow)]
     command: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
+    cwd: Option<Cow<'a, str>>,
+    #[serde(default)]
+    gpus_requested: Option<u32>,
+    #[serde(default, borrow)]
     gpus_assigned: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     error: Option<Cow<'a, str>>,
@@ -105,6 +109,8 @@ pub fn parse_result_summary(bytes: &[u8]) -> Result<ResultSummary, serde_json::E
         stdout: head.stdout.as_ref().into(),
         stderr: head.stderr.as_ref().into(),
         command: head.command.map(|c| Arc::from(c.as_ref())),
+        cwd: head.cwd.map(|c| Arc::from(c.as_ref())),
+        gpus_requested: head.gpus_requested,
         gpus_assigned: head.gpus_assigned.map(|g| Arc::from(g.as_ref())),
         error: head.error.map(|e| Arc::from(e.as_ref())),
     })
@@ -166,7 +172,7 @@ pub struct ReadJob {
 pub fn jobs_for(index: &Index, run: &RunDir, id: TaskId, specs: bool, out: &mut Vec<ReadJob>) {
     let Some(task) = index.task(id) else { return };
     let node = index.node(task.node).map(|n| n.name.clone()).unwrap_or_else(|| Arc::from("?"));
-    if specs && task.spec_read == crate::index::ReadStatus::Unread {
+    if specs && task.spec_owed() {
         if let Some(path) = spec_location(run, &node, task) {
             out.push(ReadJob {
                 id,
@@ -207,6 +213,16 @@ impl ReadJob {
     pub fn key(&self) -> ReadKey {
         (self.id, self.result.is_some())
     }
+}
+
+/// What planning one task gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    Reads,
+    /// Nothing now: its result's read is done but not in the index yet.
+    AwaitingFold,
+    /// Nothing it owes can be read now.
+    Nothing,
 }
 
 /// Chooses what to read next: hinted rows first, then newest first, never
@@ -275,19 +291,29 @@ impl ReadPlanner {
         self.in_flight.len()
     }
 
-    /// The reads a task owes, less those backed off; false if none.
-    fn plan(&self, index: &Index, run: &RunDir, id: TaskId, specs: bool, jobs: &mut Vec<ReadJob>) -> bool {
+    /// The reads a task owes, less those backed off.
+    fn plan(&self, index: &Index, run: &RunDir, id: TaskId, specs: bool, jobs: &mut Vec<ReadJob>) -> Plan {
         let from = jobs.len();
         jobs_for(index, run, id, specs, jobs);
         let mut kept = from;
+        let mut result_awaits_fold = false;
         for at in from..jobs.len() {
             if !self.backoff.contains_key(&jobs[at].key()) {
                 jobs.swap(kept, at);
                 kept += 1;
+            } else {
+                result_awaits_fold |= jobs[at].result.is_some();
             }
         }
         jobs.truncate(kept);
-        kept > from
+        match (kept > from, result_awaits_fold) {
+            (true, _) => Plan::Reads,
+            // Its result was just read, and the index does not have it yet:
+            // once it does, the spec may be owed (a result naming no
+            // command), so the task is not set aside.
+            (false, true) => Plan::AwaitingFold,
+            (false, false) => Plan::Nothing,
+        }
     }
 
     /// Reads for up to `limit` tasks, specs only if `specs`.
@@ -309,7 +335,7 @@ impl ReadPlanner {
         let mut planned = 0;
         for id in std::mem::take(&mut self.hinted) {
             if !self.in_flight.contains_key(&id) && considered.insert(id) {
-                planned += usize::from(self.plan(index, run, id, specs, &mut jobs));
+                planned += usize::from(self.plan(index, run, id, specs, &mut jobs) == Plan::Reads);
             }
         }
         // Tasks owing reads in index order; one that owes nothing readable
@@ -339,10 +365,12 @@ impl ReadPlanner {
             let until = self.retry_after.map_or(Duration::MAX, |wait| now.saturating_add(wait));
             for id in candidates {
                 considered.insert(id);
-                if self.plan(index, run, id, specs, &mut jobs) {
-                    planned += 1;
-                } else {
-                    self.set_aside.insert(id, until);
+                match self.plan(index, run, id, specs, &mut jobs) {
+                    Plan::Reads => planned += 1,
+                    Plan::AwaitingFold => {}
+                    Plan::Nothing => {
+                        self.set_aside.insert(id, until);
+                    }
                 }
             }
         }

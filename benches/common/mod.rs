@@ -96,6 +96,8 @@ pub fn hydration_events(tasks: usize) -> Vec<Event> {
                 stderr: format!("logs/{task_id}.err").into(),
                 command: None,
                 gpus_assigned: Some("0".into()),
+                cwd: None,
+                gpus_requested: None,
                 error: None,
             }),
         });

@@ -14,7 +14,7 @@ use crate::task_logs::{is_derivable, LogStream};
 
 /// Bumped whenever a record's layout changes: a file of another version is
 /// ignored and replaced.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 const MAGIC: &[u8; 8] = b"LQFACTS\0";
 /// No record of ours comes near this; a length beyond it is corruption.
 pub const MAX_RECORD: usize = 1 << 20;
@@ -132,6 +132,14 @@ pub fn encode(facts: &Facts, out: &mut Vec<u8>) {
             put_opt(out, result.command.as_deref());
             put_opt(out, result.gpus_assigned.as_deref());
             put_opt(out, result.error.as_deref());
+            put_opt(out, result.cwd.as_deref());
+            match result.gpus_requested {
+                None => out.push(0),
+                Some(gpus) => {
+                    out.push(1);
+                    out.extend_from_slice(&gpus.to_le_bytes());
+                }
+            }
         }
     }
     let payload = &out[start + RECORD_HEAD..];
@@ -342,6 +350,16 @@ fn parse(payload: &[u8], last: &mut Last) -> Option<Facts> {
             let (exit_code, runtime_s) = (f.i32()?, f.f64()?);
             let (stdout, stderr) = (f.path()?, f.path()?);
             let (command, gpus_assigned, error) = (f.opt()?, f.opt()?, f.opt()?);
+            let cwd = match f.u8()? {
+                0 => None,
+                1 => Some(Last::share(&mut last.cwd, f.text()?)),
+                _ => return None,
+            };
+            let gpus_requested = match f.u8()? {
+                0 => None,
+                1 => Some(f.u32()?),
+                _ => return None,
+            };
             let result = ResultSummary {
                 started_at,
                 finished_at,
@@ -350,6 +368,8 @@ fn parse(payload: &[u8], last: &mut Last) -> Option<Facts> {
                 stdout,
                 stderr,
                 command,
+                cwd,
+                gpus_requested,
                 gpus_assigned,
                 error,
             };
@@ -391,6 +411,8 @@ mod tests {
                     stderr: "elsewhere/err.txt".into(),
                     command: None,
                     gpus_assigned: Some(Arc::from("0,1")),
+                    cwd: Some(Arc::from("/scratch/x")),
+                    gpus_requested: Some(2),
                     error: Some(Arc::from("exited 3")),
                 },
             },
@@ -444,10 +466,10 @@ mod tests {
         let mut other = h.clone();
         other[8] = 9;
         assert_eq!(check_header(&other, "/runs/1 dev 1 ino 2"), Err(HeaderError::Corrupt));
-        let mut v2 = h[..h.len() - 4].to_vec();
-        v2[8] = 2;
-        let sum = checksum(&v2);
-        v2.extend_from_slice(&sum.to_le_bytes());
-        assert_eq!(check_header(&v2, "/runs/1 dev 1 ino 2"), Err(HeaderError::Version(2)));
+        let mut v1 = h[..h.len() - 4].to_vec();
+        v1[8] = 1;
+        let sum = checksum(&v1);
+        v1.extend_from_slice(&sum.to_le_bytes());
+        assert_eq!(check_header(&v1, "/runs/1 dev 1 ino 2"), Err(HeaderError::Version(1)));
     }
 }

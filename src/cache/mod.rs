@@ -53,6 +53,15 @@ impl Facts {
             Facts::Spec { name, .. } | Facts::Result { name, .. } => name,
         }
     }
+
+    /// The command and cwd this record gives a task, if any: a spec's, or
+    /// a result's that repeats them.
+    pub fn details(&self) -> Option<(&Arc<str>, Option<&Arc<str>>)> {
+        match self {
+            Facts::Spec { spec, .. } => Some((&spec.command, Some(&spec.cwd))),
+            Facts::Result { result, .. } => result.command.as_ref().map(|c| (c, result.cwd.as_ref())),
+        }
+    }
 }
 
 /// Where loading stands: the next byte to read.

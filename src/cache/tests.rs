@@ -16,6 +16,8 @@ fn facts(n: usize) -> Vec<Facts> {
                 stderr: LogPath::Derived,
                 command: Some(Arc::from(format!("echo {i}"))),
                 gpus_assigned: None,
+                cwd: None,
+                gpus_requested: None,
                 error: None,
             },
         })

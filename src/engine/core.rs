@@ -305,7 +305,7 @@ impl CacheState {
             let dropped =
                 self.on_screen.iter().filter_map(|&id| index.task(id)).filter(|t| t.details_dropped);
             let at: Vec<u64> =
-                dropped.map(|t| t.spec_at).filter(|at| *at != 0 && !self.asked.contains(at)).collect();
+                dropped.map(|t| t.details_at).filter(|at| *at != 0 && !self.asked.contains(at)).collect();
             if !at.is_empty() {
                 self.asked.extend(&at);
                 self.recalling = true;

@@ -118,8 +118,8 @@ impl Job {
             },
             Job::LoadFacts { cache, from } => Completion::FactsLoaded(cache.load(from)),
             Job::SaveFacts { cache, facts } => Completion::FactsSaved(cache.append(&facts).map(|at| {
-                let specs = facts.iter().zip(at).filter(|(f, _)| matches!(f, Facts::Spec { .. }));
-                specs.map(|(f, at)| (Arc::from(f.name()), at)).collect()
+                let details = facts.iter().zip(at).filter(|(f, _)| f.details().is_some());
+                details.map(|(f, at)| (Arc::from(f.name()), at)).collect()
             })),
             Job::Recall { cache, at } => Completion::Recalled(
                 cache.read_records(&at).map(|found| found.into_iter().flatten().collect()),

@@ -133,7 +133,12 @@ pub struct ResultSummary {
     pub runtime_s: f64,
     pub stdout: LogPath,
     pub stderr: LogPath,
+    /// The task's command, cwd and GPUs as the result repeats them (the
+    /// older tool's runner does; its earliest versions did not): then the
+    /// spec need not be read for them.
     pub command: Option<Arc<str>>,
+    pub cwd: Option<Arc<str>>,
+    pub gpus_requested: Option<u32>,
     pub gpus_assigned: Option<Arc<str>>,
     /// What the runner said of why it did not run or end by itself.
     pub error: Option<Arc<str>>,

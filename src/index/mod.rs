@@ -146,7 +146,7 @@ impl Index {
             }
             Event::ResultRead { name, kind, outcome, .. } => {
                 if let Some(id) = self.by_name.get(&self.tasks, &name) {
-                    self.apply_result(id, kind, outcome);
+                    self.apply_result(id, kind, outcome, 0);
                 }
             }
             Event::NodePaused { node, paused } => {
@@ -160,7 +160,7 @@ impl Index {
             Event::CacheStored(stored) => {
                 for (name, at) in stored {
                     if let Some(id) = self.by_name.get(&self.tasks, &name) {
-                        self.spec_stored_at(id, at);
+                        self.details_stored_at(id, at);
                     }
                 }
             }
@@ -445,7 +445,7 @@ impl Index {
                         continue; // its listing shows no such result file
                     }
                     let unlisted = !task.listed;
-                    self.apply_result(id, kind, Ok(result));
+                    self.apply_result(id, kind, Ok(result), place);
                     if unlisted && self.tasks[id as usize].result_read == ReadStatus::Read {
                         self.tasks[id as usize].cached_result = Some(kind);
                     }
@@ -556,7 +556,7 @@ impl Index {
     fn apply_spec(&mut self, id: TaskId, outcome: Result<SpecSummary, String>, at: u64) {
         if self.tasks[id as usize].spec_read != ReadStatus::Unread {
             // Immutable: the first read stands; the cache may have it too.
-            self.spec_stored_at(id, at);
+            self.details_stored_at(id, at);
             return;
         }
         let cwd = outcome.as_ref().ok().map(|s| self.intern_cwd(&s.cwd));
@@ -567,7 +567,7 @@ impl Index {
                 task.gpus = spec.gpus;
                 task.command = Some(spec.command);
                 task.cwd = cwd;
-                task.spec_at = at;
+                task.details_at = at;
             }
             Err(reason) => {
                 task.spec_read = ReadStatus::Failed;
@@ -576,19 +576,31 @@ impl Index {
         });
     }
 
-    /// The cache holds this task's spec at `at` (0: it does not): its
-    /// details may be let go, since they can be fetched back.
-    fn spec_stored_at(&mut self, id: TaskId, at: u64) {
+    /// The cache holds a record with this task's command at `at` (0: it
+    /// does not): its details may be let go, since they can be fetched back.
+    fn details_stored_at(&mut self, id: TaskId, at: u64) {
         let task = &self.tasks[id as usize];
-        if at != 0 && task.spec_read == ReadStatus::Read && task.spec_at == 0 {
-            self.update_task(id, false, |task| task.spec_at = at);
+        if at != 0 && task.command.is_some() && task.details_at == 0 {
+            self.update_task(id, false, |task| task.details_at = at);
         }
     }
 
-    fn apply_result(&mut self, id: TaskId, kind: ResultKind, outcome: Result<ResultSummary, String>) {
+    /// `at`: where the result's record is in the cache (0: not known).
+    fn apply_result(
+        &mut self,
+        id: TaskId,
+        kind: ResultKind,
+        outcome: Result<ResultSummary, String>,
+        at: u64,
+    ) {
         if self.tasks[id as usize].result_read != ReadStatus::Unread {
+            // Immutable: the first read stands; the cache may have it too.
+            if outcome.is_ok_and(|r| r.command.is_some()) {
+                self.details_stored_at(id, at);
+            }
             return;
         }
+        let cwd = outcome.as_ref().ok().and_then(|r| r.cwd.as_ref()).map(|cwd| self.intern_cwd(cwd));
         let listed = self.tasks[id as usize].listed;
         let now = self.now;
         let mut finished_at = None;
@@ -604,8 +616,19 @@ impl Index {
                     task.finished_at = result.finished_at;
                     task.exit_code = Some(result.exit_code);
                     task.runtime_s = result.runtime_s as f32;
-                    if task.command.is_none() {
-                        task.command = result.command;
+                    // What the spec says stands; what the result repeats
+                    // of it serves until (or instead of) the spec's read.
+                    if task.command.is_none() && !task.details_dropped {
+                        if let Some(command) = result.command {
+                            task.command = Some(command);
+                            task.details_at = task.details_at.max(at);
+                        }
+                    }
+                    if task.cwd.is_none() && !task.details_dropped {
+                        task.cwd = cwd;
+                    }
+                    if task.spec_read != ReadStatus::Read {
+                        task.gpus = result.gpus_requested.unwrap_or(task.gpus);
                     }
                     // Paths either runner derives from the name are not kept:
                     // `LogLocation` finds them again without memory per task.
@@ -709,15 +732,15 @@ impl Index {
     /// Details fetched again: onto tasks that still lack them.
     fn apply_recalled(&mut self, facts: Vec<crate::cache::Facts>) {
         for fact in facts {
-            let crate::cache::Facts::Spec { name, spec, .. } = fact else { continue };
-            let Some(id) = self.by_name.get(&self.tasks, &name) else { continue };
+            let Some((command, cwd)) = fact.details() else { continue };
+            let Some(id) = self.by_name.get(&self.tasks, fact.name()) else { continue };
             if !self.tasks[id as usize].details_dropped {
                 continue;
             }
-            let cwd = self.intern_cwd(&spec.cwd);
+            let (command, cwd) = (command.clone(), cwd.map(|cwd| self.intern_cwd(cwd)));
             self.update_task(id, false, |task| {
-                task.command = Some(spec.command);
-                task.cwd = Some(cwd);
+                task.command = Some(command);
+                task.cwd = cwd;
                 task.details_dropped = false;
             });
             self.let_go -= 1;

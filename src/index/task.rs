@@ -50,9 +50,10 @@ pub struct Task {
     /// Its result facts came from the cache, for this kind of result file,
     /// and no listing has confirmed them yet.
     pub cached_result: Option<ResultKind>,
-    /// Where its spec's record is in the warm-start cache (0: not known
-    /// to be there). Details can only be let go when they can be fetched.
-    pub spec_at: u64,
+    /// Where the cache record holding its command and cwd is (its spec's,
+    /// or its result's when the result repeats them; 0: none known).
+    /// Details can only be let go when they can be fetched back.
+    pub details_at: u64,
     /// Its command and cwd were let go to bound memory (`--max-tasks`);
     /// fetched again from the cache when it comes on screen.
     pub details_dropped: bool,
@@ -106,7 +107,7 @@ impl Task {
             extra: None,
             listed: false,
             cached_result: None,
-            spec_at: 0,
+            details_at: 0,
             details_dropped: false,
         }
     }
@@ -138,14 +139,33 @@ impl Task {
 
     /// Finished, with details the cache can give back: may let them go.
     pub fn details_droppable(&self) -> bool {
-        self.listed && self.command.is_some() && self.spec_at != 0 && self.state.is_terminal()
+        self.listed && self.command.is_some() && self.details_at != 0 && self.state.is_terminal()
     }
 
     /// Whether a background read of its spec or result is still owed.
     pub fn needs_read(&self) -> bool {
-        let spec_located = self.presence.inbox || self.presence.claimed || self.presence.done_spec;
-        (self.spec_read == ReadStatus::Unread && spec_located)
-            || (self.presence.result.is_some() && self.result_read == ReadStatus::Unread)
+        self.spec_owed() || self.result_owed()
+    }
+
+    pub fn result_owed(&self) -> bool {
+        self.presence.result.is_some() && self.result_read == ReadStatus::Unread
+    }
+
+    /// Whether its spec is still to be read. A finished task's result is
+    /// read first: the older tool's runner repeats the command and cwd in
+    /// it, and then the spec is not read at all (half the files of a
+    /// history; its env and submit time are read when its details are
+    /// opened). Only a result that could not be read, or names no command,
+    /// sends the reader to the spec.
+    pub fn spec_owed(&self) -> bool {
+        let located = self.presence.inbox || self.presence.claimed || self.presence.done_spec;
+        let result_tells = self.presence.result.is_some()
+            && match self.result_read {
+                ReadStatus::Unread => true,
+                ReadStatus::Read => self.command.is_some() || self.details_dropped,
+                ReadStatus::Failed => false,
+            };
+        self.spec_read == ReadStatus::Unread && located && !result_tells
     }
 
     /// Forgets what a result said (cached facts the listing did not confirm).

@@ -57,6 +57,8 @@ fn done_ok(seq: u32, exit_code: i32) -> Event {
             stderr: format!("logs/T{seq:03}.err").into(),
             command: None,
             gpus_assigned: None,
+            cwd: None,
+            gpus_requested: None,
             error: None,
         }),
     }
@@ -503,4 +505,54 @@ fn without_a_limit_every_detail_is_held() {
         .apply(Event::Cached { facts: facts.iter().filter_map(crate::cache::Facts::of_event).collect(), at });
     (1..=4).for_each(|s| index.apply(done_ok(s, 0)));
     assert!((1..=4).all(|s| command(&index, s).is_some()));
+}
+
+/// A result as the older tool's runner writes it: naming the command.
+fn done_with_command(seq: u32) -> Event {
+    let Event::ResultRead { node, name, kind, outcome: Ok(mut result) } = done_ok(seq, 0) else {
+        unreachable!()
+    };
+    result.command = Some(format!("run {seq}").into());
+    result.cwd = Some("/exp".into());
+    result.gpus_requested = Some(2);
+    Event::ResultRead { node, name, kind, outcome: Ok(result) }
+}
+
+#[test]
+fn a_finished_tasks_result_is_read_first_and_its_spec_only_if_the_result_names_no_command() {
+    let mut index = fresh_with_heartbeat();
+    let names: Vec<String> = (1..=2).flat_map(|s| [spec(s), result(s)]).collect();
+    index.apply(round("a", vec![changed(QueueDir::Done, names, vec![])]));
+    let task = |index: &Index, seq| index.task(index.find(&stem(seq)).unwrap()).unwrap().clone();
+    // Both files unread: the result is owed, the spec waits for it.
+    assert!(task(&index, 1).result_owed() && !task(&index, 1).spec_owed());
+    index.apply(done_with_command(1));
+    index.apply(done_ok(2, 0));
+    let (one, two) = (task(&index, 1), task(&index, 2));
+    assert_eq!((one.command.as_deref(), one.cwd.as_deref(), one.gpus), (Some("run 1"), Some("/exp"), 2));
+    assert!(!one.needs_read(), "the result said it all: the spec is not read");
+    assert!(two.spec_owed(), "a result without the command sends the reader to the spec");
+    assert_eq!(index.unread_count(), 1);
+    index.apply(spec_ok(2));
+    assert_eq!((index.unread_count(), command(&index, 2).as_deref()), (0, Some("run 2")));
+    // A spec read anyway (not owed) stands over what the result repeated.
+    index.apply(spec_ok(1));
+    assert_eq!((task(&index, 1).cwd.as_deref(), task(&index, 1).gpus), (Some("/w"), 0));
+}
+
+#[test]
+fn details_from_a_results_record_are_let_go_and_recalled_from_it() {
+    let mut index = fresh_with_heartbeat().with_details_limit(1);
+    let names: Vec<String> = (1..=3).flat_map(|s| [spec(s), result(s)]).collect();
+    index.apply(round("a", vec![changed(QueueDir::Done, names, vec![])]));
+    let facts: Vec<crate::cache::Facts> =
+        (1..=3).map(done_with_command).filter_map(|e| crate::cache::Facts::of_event(&e)).collect();
+    index.apply(Event::Cached { facts: facts.clone(), at: vec![101, 102, 103] });
+    assert_eq!((index.details_held(), index.details_let_go()), (1, 2));
+    let one = index.task(index.find(&stem(1)).unwrap()).unwrap();
+    assert!(one.details_dropped && one.details_at == 101 && !one.needs_read(), "{one:?}");
+    index.apply(Event::OnScreen(vec![index.find(&stem(1)).unwrap()]));
+    index.apply(Event::Recalled(vec![facts[0].clone()]));
+    assert_eq!(command(&index, 1).as_deref(), Some("run 1"));
+    assert_counts_match_rows(&index);
 }

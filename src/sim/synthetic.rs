@@ -78,7 +78,10 @@ impl SyntheticHistory {
         }
     }
 
+    /// A result as the older tool's runner writes it: it repeats the
+    /// spec's command, cwd and GPUs.
     fn result(&self, i: usize) -> ResultSummary {
+        let spec = self.spec(i);
         ResultSummary {
             started_at: self.submitted(i) + 5,
             finished_at: self.submitted(i) + 50,
@@ -86,22 +89,24 @@ impl SyntheticHistory {
             runtime_s: 45.0,
             stdout: LogPath::Derived,
             stderr: LogPath::Derived,
-            command: None,
+            command: Some(spec.command),
             gpus_assigned: None,
+            cwd: Some(spec.cwd),
+            gpus_requested: Some(spec.gpus),
             error: None,
         }
     }
 
-    /// Writes what a launch over the whole history would have saved, in
-    /// chunks (memory stays bounded); `progress` hears the tasks done.
+    /// Writes what a launch over the whole history would have saved (the
+    /// results: they name the commands, so no spec was read), in chunks
+    /// (memory stays bounded); `progress` hears the tasks done.
     pub fn fill_cache(&self, cache: &FactsCache, progress: &mut dyn FnMut(usize)) -> Result<(), String> {
         const CHUNK: usize = 50_000;
         for start in (0..self.tasks).step_by(CHUNK) {
             let end = (start + CHUNK).min(self.tasks);
-            let mut facts = Vec::with_capacity(2 * (end - start));
+            let mut facts = Vec::with_capacity(end - start);
             for i in start..end {
                 let (node, name): (Arc<str>, Arc<str>) = (self.node_of(i).into(), self.stem(i).into());
-                facts.push(Facts::Spec { node: node.clone(), name: name.clone(), spec: self.spec(i) });
                 let result = self.result(i);
                 facts.push(Facts::Result { node, name, kind: ResultKind::Ran, result });
             }
@@ -143,6 +148,9 @@ impl SyntheticHistory {
                 stdout: format!("logs/{task_id}.out"),
                 stderr: format!("logs/{task_id}.err"),
                 runtime_s: r.runtime_s,
+                command: r.command.map(|c| c.to_string()),
+                cwd: r.cwd.map(|c| c.to_string()),
+                gpus_requested: r.gpus_requested,
                 ..TaskResult::default()
             })
         } else {
@@ -358,14 +366,17 @@ mod tests {
             facts.extend(loaded.facts);
             from = loaded.next;
         }
-        assert_eq!(facts.len(), 2000);
+        assert_eq!(facts.len(), 1000, "one result per task: results name the commands");
         let some = read.find(&history.stem(7)).unwrap();
         let task = read.task(some).unwrap();
         assert_eq!(task.command.as_deref(), Some(&*SyntheticHistory::command(7)));
-        assert!(facts.contains(&Facts::Spec {
+        assert_eq!(task.cwd.as_deref(), Some("/home/u/exp"));
+        assert_eq!(task.spec_read, crate::index::ReadStatus::Unread, "the result said it all");
+        assert!(facts.contains(&Facts::Result {
             node: "node03".into(),
             name: history.stem(7).into(),
-            spec: history.spec(7)
+            kind: ResultKind::Ran,
+            result: history.result(7)
         }));
     }
 }

@@ -184,7 +184,9 @@ pub struct TaskDetails {
     pub env: Vec<(String, String)>,
     pub idempotency_key: String,
     pub gpus_assigned: Option<String>,
+    /// From the spec (the index may have only what a result repeats).
     pub cwd: Option<String>,
+    pub created_at: Option<i64>,
     pub spec_path: Option<PathBuf>,
     pub result_path: Option<PathBuf>,
     pub stdout_path: PathBuf,

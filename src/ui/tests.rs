@@ -96,6 +96,8 @@ fn sample_index() -> Index {
                 stderr: format!("logs/T0{seq:03}.err").into(),
                 command: None,
                 gpus_assigned: None,
+                cwd: None,
+                gpus_requested: None,
                 error: None,
             }),
         });
@@ -489,6 +491,8 @@ fn extreme_timestamps_from_files_neither_overflow_nor_panic() {
             stderr: "".into(),
             command: None,
             gpus_assigned: None,
+            cwd: None,
+            gpus_requested: None,
             error: None,
         }),
     });

@@ -137,6 +137,7 @@ fn details_lines<'a>(
 ) -> Vec<Line<'a>> {
     let index = &app.snapshot;
     let Some(task) = index.task(id) else { return vec![Line::from("task not in this snapshot")] };
+    let spec_read = loaded.and_then(|l| l.as_ref().ok());
     let field = |name: &str, value: String| {
         Line::from(vec![Span::styled(format!("{name:<12}"), theme.dim()), Span::raw(clean_line(&value))])
     };
@@ -156,8 +157,20 @@ fn details_lines<'a>(
                 (None, _) => "(not read yet)".into(),
             },
         ),
-        field("cwd", task.cwd.as_deref().unwrap_or("-").to_string()),
-        field("created", timestamp(task.created_at)),
+        // A finished task's spec is read only when its details are opened
+        // (its result named the command): its cwd and submit time then.
+        field(
+            "cwd",
+            task.cwd.as_deref().or(spec_read.and_then(|d| d.cwd.as_deref())).unwrap_or("-").to_string(),
+        ),
+        field(
+            "created",
+            timestamp(if task.created_at != 0 {
+                task.created_at
+            } else {
+                spec_read.and_then(|d| d.created_at).unwrap_or(0)
+            }),
+        ),
         field("started", timestamp(task.started_at)),
         field("finished", timestamp(task.finished_at)),
         field(
