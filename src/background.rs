@@ -483,7 +483,7 @@ fn commands_let_go(cache: Option<&FactsCache>, index: &Index, ids: &[TaskId]) ->
         // another dashboard could have something else there.
         let Some(facts) = facts else { continue };
         let Some((command, _)) = facts.details() else { continue };
-        if index.task(id).is_some_and(|t| t.name.is(facts.name())) {
+        if index.task(id).is_some_and(|t| t.name == *facts.name()) {
             out.insert(id, command.clone());
         }
     }

@@ -22,7 +22,7 @@ pub enum StoredName {
     Text(Box<str>),
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Packed {
     seq: u64,
     uuid: [u8; 16],
@@ -87,6 +87,18 @@ impl StoredName {
             StoredName::Packed(p) => std::str::from_utf8(&p.id[..p.id_len()]).unwrap_or(""),
             StoredName::Text(text) => TaskName::parse(text).map_or(text, |n| n.task_id),
         }
+    }
+}
+
+impl From<&str> for StoredName {
+    fn from(stem: &str) -> StoredName {
+        StoredName::new(stem)
+    }
+}
+
+impl From<String> for StoredName {
+    fn from(stem: String) -> StoredName {
+        StoredName::new(&stem)
     }
 }
 
@@ -156,7 +168,43 @@ fn lower_hex_value(b: u8) -> Option<u8> {
     }
 }
 
+/// Bytes of a packed name in the cache file ([`Packed::to_bytes`]).
+pub const PACKED_BYTES: usize = 32;
+
 impl Packed {
+    /// The name's packed form as bytes: the cache keeps names so, and reads
+    /// them back without parsing text.
+    pub fn to_bytes(&self) -> [u8; PACKED_BYTES] {
+        let mut out = [0u8; PACKED_BYTES];
+        out[..8].copy_from_slice(&self.seq.to_le_bytes());
+        out[8..24].copy_from_slice(&self.uuid);
+        out[24..31].copy_from_slice(&self.id);
+        out[31] = self.lengths;
+        out
+    }
+
+    /// A packed name from [`to_bytes`](Self::to_bytes), if it is one
+    /// packing could have made: one form per name, so equal names stay
+    /// equal (an id of 1 to 7 printable ASCII characters but `/`, zeros
+    /// after it, the seq's width at least its digits and at most 20).
+    pub fn from_bytes(bytes: &[u8; PACKED_BYTES]) -> Option<Packed> {
+        let seq = u64::from_le_bytes(bytes[..8].try_into().ok()?);
+        let packed = Packed {
+            seq,
+            uuid: bytes[8..24].try_into().ok()?,
+            id: bytes[24..31].try_into().ok()?,
+            lengths: bytes[31],
+        };
+        let (id_len, width) = (packed.id_len(), packed.seq_width());
+        let id = &packed.id[..id_len.min(ID_MAX)];
+        let digits = seq.checked_ilog10().map_or(1, |d| d as usize + 1);
+        let valid = (1..=ID_MAX).contains(&id_len)
+            && id.iter().all(|b| b.is_ascii_graphic() && *b != b'/')
+            && packed.id[id_len..].iter().all(|b| *b == 0)
+            && (digits..=20).contains(&width);
+        valid.then_some(packed)
+    }
+
     fn id_len(&self) -> usize {
         (self.lengths & 7) as usize
     }
@@ -208,6 +256,29 @@ mod tests {
     use super::*;
 
     const UUID: &str = "2b7c9c9b-0000-4000-8000-00000000abcd";
+
+    #[test]
+    fn packed_bytes_come_back_and_only_canonical_ones_are_taken() {
+        for stem in
+            [format!("000012_T014_{UUID}"), format!("18446744073709551615_a_b_{UUID}"), format!("0_T_{UUID}")]
+        {
+            let StoredName::Packed(packed) = StoredName::new(&stem) else { panic!("{stem} packs") };
+            assert_eq!(Packed::from_bytes(&packed.to_bytes()), Some(packed));
+        }
+        let StoredName::Packed(packed) = StoredName::new(&format!("000012_T014_{UUID}")) else { panic!() };
+        let bytes = packed.to_bytes();
+        let with = |at: usize, value: u8| {
+            let mut b = bytes;
+            b[at] = value;
+            Packed::from_bytes(&b)
+        };
+        assert_eq!(with(31, (1 << 3) | 4), None, "a width below the seq's digits");
+        assert_eq!(with(31, (21 << 3) | 4), None, "a width beyond 20");
+        assert_eq!(with(31, 6 << 3), None, "an empty id");
+        assert_eq!(with(25, b'/'), None, "a slash in the id");
+        assert_eq!(with(28, b'x'), None, "bytes after the id");
+        assert!(with(31, (20 << 3) | 4).is_some(), "more zero padding is another name, and fine");
+    }
 
     #[test]
     fn real_names_pack_and_come_back_exactly() {

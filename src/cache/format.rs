@@ -10,6 +10,7 @@ use std::sync::Arc;
 use super::Facts;
 use crate::index::{LogPath, ResultSummary, SpecSummary};
 use crate::model::{ResultKind, TaskName};
+use crate::names::{Packed, StoredName, PACKED_BYTES};
 use crate::task_logs::{is_derivable, LogStream};
 
 /// Bumped whenever a record's layout changes: a file of another version is
@@ -23,6 +24,9 @@ pub const RECORD_HEAD: usize = 8;
 
 const TAG_SPEC: u8 = 1;
 const TAG_RESULT: u8 = 2;
+
+const NAME_PACKED: u8 = 0;
+const NAME_TEXT: u8 = 1;
 
 /// How a log path a result names is stored: most are one a runner derives
 /// from the task's name and node, found again from them (`LogPath::Derived`).
@@ -112,7 +116,7 @@ pub fn encode(facts: &Facts, out: &mut Vec<u8>) {
         Facts::Spec { node, name, spec } => {
             out.push(TAG_SPEC);
             put_str(out, node);
-            put_str(out, name);
+            put_name(out, name);
             out.extend_from_slice(&spec.created_at.to_le_bytes());
             out.extend_from_slice(&spec.gpus.to_le_bytes());
             put_str(out, &spec.command);
@@ -121,14 +125,15 @@ pub fn encode(facts: &Facts, out: &mut Vec<u8>) {
         Facts::Result { node, name, kind, result } => {
             out.push(TAG_RESULT);
             put_str(out, node);
-            put_str(out, name);
+            put_name(out, name);
             out.push(kind_code(*kind));
             out.extend_from_slice(&result.started_at.to_le_bytes());
             out.extend_from_slice(&result.finished_at.to_le_bytes());
             out.extend_from_slice(&result.exit_code.to_le_bytes());
             out.extend_from_slice(&result.runtime_s.to_le_bytes());
-            put_path(out, &result.stdout, node, name, LogStream::Stdout);
-            put_path(out, &result.stderr, node, name, LogStream::Stderr);
+            let name = name.text();
+            put_path(out, &result.stdout, node, &name, LogStream::Stdout);
+            put_path(out, &result.stderr, node, &name, LogStream::Stderr);
             put_opt(out, result.command.as_deref());
             put_opt(out, result.gpus_assigned.as_deref());
             put_opt(out, result.error.as_deref());
@@ -226,6 +231,21 @@ fn put_str(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(text.as_bytes());
 }
 
+/// A name as its packed bytes (no text to parse when read back), or as
+/// text when it does not pack.
+fn put_name(out: &mut Vec<u8>, name: &StoredName) {
+    match name {
+        StoredName::Packed(packed) => {
+            out.push(NAME_PACKED);
+            out.extend_from_slice(&packed.to_bytes());
+        }
+        StoredName::Text(text) => {
+            out.push(NAME_TEXT);
+            put_str(out, text);
+        }
+    }
+}
+
 fn put_opt(out: &mut Vec<u8>, text: Option<&str>) {
     match text {
         None => out.push(0),
@@ -258,15 +278,13 @@ struct Fields<'a> {
     bytes: &'a [u8],
 }
 
-/// The previous record's node and name: a node has thousands of records
-/// in a row and a task's spec and result are usually adjacent, so equal
-/// ones share one allocation (a relaunch at 10^6 tasks decodes 2 x 10^6
-/// records; the allocator was the largest cost).
+/// The previous record's node and cwd: a node has thousands of records in
+/// a row, and thousands of tasks share a few working directories, so equal
+/// ones share one allocation (a relaunch at 10^6 tasks decodes 10^6
+/// records or more; the allocator was the largest cost).
 #[derive(Default)]
 struct Last {
     node: Option<Arc<str>>,
-    name: Option<Arc<str>>,
-    /// Thousands of tasks share a few working directories.
     cwd: Option<Arc<str>>,
 }
 
@@ -310,6 +328,17 @@ impl<'a> Fields<'a> {
     fn str(&mut self) -> Option<Arc<str>> {
         self.text().map(Arc::from)
     }
+    fn name(&mut self) -> Option<StoredName> {
+        match self.u8()? {
+            NAME_PACKED => {
+                Packed::from_bytes(self.take(PACKED_BYTES)?.try_into().ok()?).map(StoredName::Packed)
+            }
+            // Text only for what does not pack: a packable one is corrupt
+            // (two forms of one name would not compare equal).
+            NAME_TEXT => Some(StoredName::new(self.text()?)).filter(|n| matches!(n, StoredName::Text(_))),
+            _ => None,
+        }
+    }
     fn opt(&mut self) -> Option<Option<Arc<str>>> {
         match self.u8()? {
             0 => Some(None),
@@ -330,7 +359,7 @@ fn parse(payload: &[u8], last: &mut Last) -> Option<Facts> {
     let mut f = Fields { bytes: payload };
     let tag = f.u8()?;
     let node = Last::share(&mut last.node, f.text()?);
-    let name = Last::share(&mut last.name, f.text()?);
+    let name = f.name()?;
     let facts = match tag {
         TAG_SPEC => {
             let created_at = f.i64()?;
@@ -385,7 +414,7 @@ mod tests {
     use super::*;
 
     pub fn sample() -> Vec<Facts> {
-        let name: Arc<str> = Arc::from("0001736381200123456_Tab12cd_2b7c9c9b-0000-4000-8000-000000000001");
+        let name = StoredName::new("0001736381200123456_Tab12cd_2b7c9c9b-0000-4000-8000-000000000001");
         let node: Arc<str> = Arc::from("nodeA");
         vec![
             Facts::Spec {
@@ -430,7 +459,7 @@ mod tests {
         // Either runner's path, as a result wrote it, is stored as derived.
         let Facts::Result { node, name, kind, result } = &facts[1] else { panic!("a result") };
         for written in [
-            crate::task_logs::runner_log_relative(node, name, LogStream::Stdout),
+            crate::task_logs::runner_log_relative(node, &name.text(), LogStream::Stdout),
             crate::task_logs::legacy_log_relative("Tab12cd", LogStream::Stdout),
         ] {
             let named = ResultSummary { stdout: written.into(), ..result.clone() };
@@ -439,6 +468,25 @@ mod tests {
             encode(&fact, &mut again);
             assert_eq!(decode(&again, 1).facts, [facts[1].clone()]);
         }
+    }
+
+    #[test]
+    fn names_are_packed_or_text_and_one_name_has_one_form() {
+        let spec = |name: StoredName| Facts::Spec {
+            node: Arc::from("n"),
+            name,
+            spec: SpecSummary { created_at: 1, command: Arc::from("x"), cwd: Arc::from("/"), gpus: 0 },
+        };
+        let odd = StoredName::new("000012_Long_task_id_2b7c9c9b-0000-4000-8000-000000000001");
+        assert!(matches!(odd, StoredName::Text(_)));
+        let mut bytes = Vec::new();
+        encode(&spec(odd.clone()), &mut bytes);
+        assert_eq!(decode(&bytes, 1).facts, [spec(odd)]);
+        // A name that packs, written as text (no writer does): refused.
+        let packable = "000012_T014_2b7c9c9b-0000-4000-8000-000000000001";
+        let mut forged = Vec::new();
+        encode(&spec(StoredName::Text(packable.into())), &mut forged);
+        assert!(decode(&forged, 1).corrupt.is_some());
     }
 
     #[test]

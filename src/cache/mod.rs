@@ -21,13 +21,14 @@ use std::sync::{Arc, Mutex};
 
 use crate::index::{Event, ResultSummary, SpecSummary};
 use crate::model::ResultKind;
+use crate::names::StoredName;
 use crate::paths::Env;
 
 /// One immutable file's facts.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Facts {
-    Spec { node: Arc<str>, name: Arc<str>, spec: SpecSummary },
-    Result { node: Arc<str>, name: Arc<str>, kind: ResultKind, result: ResultSummary },
+    Spec { node: Arc<str>, name: StoredName, spec: SpecSummary },
+    Result { node: Arc<str>, name: StoredName, kind: ResultKind, result: ResultSummary },
 }
 
 impl Facts {
@@ -36,11 +37,11 @@ impl Facts {
     pub fn of_event(event: &Event) -> Option<Facts> {
         match event {
             Event::SpecRead { node, name, outcome: Ok(spec) } => {
-                Some(Facts::Spec { node: node.clone(), name: name.clone(), spec: spec.clone() })
+                Some(Facts::Spec { node: node.clone(), name: StoredName::new(name), spec: spec.clone() })
             }
             Event::ResultRead { node, name, kind, outcome: Ok(result) } => Some(Facts::Result {
                 node: node.clone(),
-                name: name.clone(),
+                name: StoredName::new(name),
                 kind: *kind,
                 result: result.clone(),
             }),
@@ -48,7 +49,7 @@ impl Facts {
         }
     }
 
-    pub fn name(&self) -> &str {
+    pub fn name(&self) -> &StoredName {
         match self {
             Facts::Spec { name, .. } | Facts::Result { name, .. } => name,
         }

@@ -5,7 +5,7 @@ fn facts(n: usize) -> Vec<Facts> {
     (0..n)
         .map(|i| Facts::Result {
             node: Arc::from("nodeA"),
-            name: Arc::from(format!("{i:06}_T{i:06x}_2b7c9c9b-0000-4000-8000-{i:012}")),
+            name: format!("{i:06}_T{i:06x}_2b7c9c9b-0000-4000-8000-{i:012}").into(),
             kind: ResultKind::Ran,
             result: ResultSummary {
                 started_at: 1_736_000_000 + i as i64,

@@ -119,7 +119,7 @@ impl Job {
             Job::LoadFacts { cache, from } => Completion::FactsLoaded(cache.load(from)),
             Job::SaveFacts { cache, facts } => Completion::FactsSaved(cache.append(&facts).map(|at| {
                 let details = facts.iter().zip(at).filter(|(f, _)| f.details().is_some());
-                details.map(|(f, at)| (Arc::from(f.name()), at)).collect()
+                details.map(|(f, at)| (f.name().clone(), at)).collect()
             })),
             Job::Recall { cache, at } => Completion::Recalled(
                 cache.read_records(&at).map(|found| found.into_iter().flatten().collect()),
@@ -152,6 +152,6 @@ pub enum Completion {
     },
     FactsLoaded(Loaded),
     /// Where the specs saved went.
-    FactsSaved(Result<Vec<(Arc<str>, u64)>, String>),
+    FactsSaved(Result<Vec<(crate::names::StoredName, u64)>, String>),
     Recalled(Result<Vec<Facts>, String>),
 }

@@ -37,7 +37,7 @@ pub enum Event {
     Cached { facts: Vec<crate::cache::Facts>, at: Vec<u64> },
     /// Specs just saved to the cache, and where: their details can now be
     /// let go and fetched again.
-    CacheStored(Vec<(Arc<str>, u64)>),
+    CacheStored(Vec<(crate::names::StoredName, u64)>),
     /// Details fetched again from the cache for tasks that had let them go.
     Recalled(Vec<crate::cache::Facts>),
     /// The tasks on screen (and around): their details stay held.

@@ -159,7 +159,7 @@ impl Index {
             }
             Event::CacheStored(stored) => {
                 for (name, at) in stored {
-                    if let Some(id) = self.by_name.get(&self.tasks, &name) {
+                    if let Some(id) = self.by_name.get_stored(&self.tasks, &name) {
                         self.details_stored_at(id, at);
                     }
                 }
@@ -420,14 +420,13 @@ impl Index {
     fn apply_cached(&mut self, facts: Vec<crate::cache::Facts>, at: Vec<u64>) {
         use crate::cache::Facts;
         let mut places = at.into_iter();
-        // A spec and its result are often neighbours, sharing one name
-        // (the decoder shares equal names): one lookup for both.
-        let mut last: Option<(Arc<str>, TaskId)> = None;
-        let mut task_of = |index: &mut Index, node: &str, name: &Arc<str>| match &last {
-            Some((seen, id)) if Arc::ptr_eq(seen, name) => *id,
+        // A spec and its result are often neighbours: one lookup for both.
+        let mut last: Option<TaskId> = None;
+        let mut task_of = |index: &mut Index, node: &str, name: &StoredName| match last {
+            Some(id) if index.tasks[id as usize].name == *name => id,
             _ => {
                 let id = index.known_task(node, name);
-                last = Some((name.clone(), id));
+                last = Some(id);
                 id
             }
         };
@@ -455,12 +454,12 @@ impl Index {
     }
 
     /// The task of a name, made (unlisted, in no view) if new.
-    fn known_task(&mut self, node: &str, name: &str) -> TaskId {
-        if let Some(id) = self.by_name.get(&self.tasks, name) {
+    fn known_task(&mut self, node: &str, name: &StoredName) -> TaskId {
+        if let Some(id) = self.by_name.get_stored(&self.tasks, name) {
             return id;
         }
         let node = self.intern_node(node);
-        self.new_task(node, StoredName::new(name))
+        self.new_task(node, name.clone())
     }
 
     /// A new task, unlisted (in no view or count until `update_task`
@@ -733,7 +732,7 @@ impl Index {
     fn apply_recalled(&mut self, facts: Vec<crate::cache::Facts>) {
         for fact in facts {
             let Some((command, cwd)) = fact.details() else { continue };
-            let Some(id) = self.by_name.get(&self.tasks, fact.name()) else { continue };
+            let Some(id) = self.by_name.get_stored(&self.tasks, fact.name()) else { continue };
             if !self.tasks[id as usize].details_dropped {
                 continue;
             }

@@ -22,31 +22,23 @@ pub struct NameIndex {
     clashes: OrdMap<StoredName, TaskId>,
 }
 
-/// The seq a name starts with (0 if none), and a hash of the whole name.
+/// The seq a name starts with (0 if none), and a hash of the whole name
+/// (of its stored form: a name has one, and hashing it builds no text).
 type Key = (u64, u32);
 
-fn hash(name: &str) -> Key {
-    let digits = name.bytes().take_while(u8::is_ascii_digit).count();
-    let seq = name[..digits].parse().unwrap_or(0);
-    (seq, (BuildNameHasher.hash_one(name) >> 32) as u32)
+fn key(name: &StoredName) -> Key {
+    (name.seq(), (BuildNameHasher.hash_one(name) >> 32) as u32)
 }
 
 impl NameIndex {
     /// The id of `name`; `tasks` are the tasks the ids refer to.
     pub fn get(&self, tasks: &Vector<Task>, name: &str) -> Option<TaskId> {
-        let &id = self.by_hash.get(&hash(name))?;
-        if tasks[id as usize].name.is(name) {
-            return Some(id);
-        }
-        if self.clashes.is_empty() {
-            return None;
-        }
-        self.clashes.get(&StoredName::new(name)).copied()
+        self.get_stored(tasks, &StoredName::new(name))
     }
 
     /// As [`get`](Self::get), for a name already stored (from a listing).
     pub fn get_stored(&self, tasks: &Vector<Task>, name: &StoredName) -> Option<TaskId> {
-        let &id = self.by_hash.get(&hash(&name.text()))?;
+        let &id = self.by_hash.get(&key(name))?;
         if tasks[id as usize].name == *name {
             return Some(id);
         }
@@ -56,7 +48,7 @@ impl NameIndex {
     /// Records a name not in the index yet.
     pub fn insert(&mut self, tasks: &Vector<Task>, name: &StoredName, id: TaskId) {
         debug_assert!(self.get_stored(tasks, name).is_none());
-        let key = hash(&name.text());
+        let key = key(name);
         if self.by_hash.contains_key(&key) {
             self.clashes.insert(name.clone(), id);
         } else {
@@ -77,7 +69,7 @@ mod tests {
         tasks.push_back(Task::new(StoredName::new("a"), 0));
         index.insert(&tasks, &StoredName::new("a"), 0);
         tasks.push_back(Task::new(StoredName::new("b"), 0));
-        index.by_hash.insert(hash("b"), 0); // "b" now hashes to a's id
+        index.by_hash.insert(key(&StoredName::new("b")), 0); // "b" now hashes to a's id
         assert_eq!(index.get(&tasks, "b"), None, "a's id is not b's");
         index.clashes.insert(StoredName::new("b"), 1);
         assert_eq!(index.get(&tasks, "b"), Some(1));

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use crate::cache::{Facts, FactsCache};
 use crate::index::{LogPath, ResultSummary, SpecSummary};
 use crate::model::{Heartbeat, ResultKind, TaskResult, TaskSpec};
+use crate::names::StoredName;
 use crate::paths::{QueueDir, RunDir};
 use crate::runfs::{DirStamp, FileNames, ListError, RunFs};
 use crate::sim::generate::{write_lease_files, GenerateOptions};
@@ -106,7 +107,7 @@ impl SyntheticHistory {
             let end = (start + CHUNK).min(self.tasks);
             let mut facts = Vec::with_capacity(end - start);
             for i in start..end {
-                let (node, name): (Arc<str>, Arc<str>) = (self.node_of(i).into(), self.stem(i).into());
+                let (node, name): (Arc<str>, StoredName) = (self.node_of(i).into(), self.stem(i).into());
                 let result = self.result(i);
                 facts.push(Facts::Result { node, name, kind: ResultKind::Ran, result });
             }
