@@ -46,7 +46,7 @@ fn log_path_for(
         };
         path.unless_derivable(&task.node, &task.name, &task.task_id, stream).map(|p| &**p)
     });
-    let location = LogLocation::of_task(run, &task.node, &task.name, &task.task_id, named.as_deref(), stream);
+    let location = LogLocation::of_task(run, &task.node, &task.name, &task.task_id, named, stream);
     (!location.is_none()).then(|| location.resolve())
 }
 

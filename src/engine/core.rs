@@ -590,13 +590,23 @@ impl EngineCore {
         let now = self.now;
         let mut free = self.config.max_listings.saturating_sub(self.listings_in_flight());
         // Rounds already half done first: their live part is on screen and
-        // their done/ part completes them (listed even while the cache
-        // loads, on the other core; the round then waits for it).
+        // their done/ part completes them. While the cache loads, one
+        // `done/` at a time is listed, on the other core (its round then
+        // waits for the cache): all of them at once shared the core evenly
+        // and none finished early, so a history with no live task showed
+        // its first rows only when the last listing was done.
+        let loading = !self.cache.lets_history_list(now, self.watching());
+        let mut history_slots = if loading {
+            usize::from(!self.nodes.iter().any(|n| n.phase == NodePhase::Done))
+        } else {
+            usize::MAX
+        };
         for node in &mut self.nodes {
             if free == 0 {
                 return;
             }
-            if node.phase == NodePhase::BetweenParts {
+            if node.phase == NodePhase::BetweenParts && history_slots > 0 {
+                history_slots -= 1;
                 let Some(scanner) = node.scanner.take() else { continue };
                 node.phase = NodePhase::Done;
                 out.jobs.push(Job::List(ListJob::new(Part::Done, node.force, scanner)));
