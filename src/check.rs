@@ -31,8 +31,8 @@ use crate::index::{
     DirOutcome, Event, Index, Order, ReadStatus, Round, StateSet, TaskId, TaskState, ViewSpec,
 };
 use crate::model::{
-    parse_entry, result_file_name, spec_file_name, CancelRequest, EntryKind, Heartbeat, LeaseEntry,
-    LeaseMeta, LeaseRegistry, LocalLeaseMeta, RunnerEvent, SlurmLeaseMeta, TaskName, TaskResult, TaskSpec,
+    entry_file_name, parse_entry, CancelRequest, Heartbeat, LeaseEntry, LeaseMeta, LeaseRegistry,
+    LocalLeaseMeta, RunnerEvent, SlurmLeaseMeta, TaskName, TaskResult, TaskSpec,
 };
 use crate::paths::{parse_ui_config, QueueDir, UiConfig};
 use std::time::Duration;
@@ -729,7 +729,7 @@ impl NfsCheck {
         match &event {
             Event::PartialRound(round) | Event::Round(round) => self.note_seen(round),
             Event::ResultRead { name, kind, outcome: Ok(result), .. }
-                if self.model.result_of(name) != Some((*kind, result.exit_code)) =>
+                if self.model.result_of(&name.text()) != Some((*kind, result.exit_code)) =>
             {
                 self.fail(format!("{name}: result {kind:?} {} disagrees with the model", result.exit_code))
             }
@@ -1324,10 +1324,7 @@ fn names(text: &str) {
         assert!(!name.task_id.is_empty() && name.uuid.len() == 36, "{text:?} gave {name:?}");
     }
     if let Some((stem, kind)) = parse_entry(text) {
-        let rebuilt = match kind {
-            EntryKind::Spec => spec_file_name(stem),
-            EntryKind::Result(kind) => result_file_name(stem, kind),
-        };
+        let rebuilt = entry_file_name(stem, kind);
         assert_eq!(rebuilt, text, "parse_entry({text:?}) = ({stem:?}, {kind:?})");
         assert!(TaskName::parse(stem).is_some() && !text.starts_with('.'), "{text:?}");
     }

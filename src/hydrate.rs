@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::index::{Event, Index, ResultSummary, SpecSummary, Task, TaskId, UnreadCursor};
 use crate::model::{result_file_name, spec_file_name, ResultKind, TaskSpec};
+use crate::names::StoredName;
 use crate::paths::{QueueDir, RunDir};
 use crate::scan::{ListError, RunFs};
 use crate::store::MAX_RECORD_BYTES;
@@ -162,7 +163,7 @@ pub fn result_location(run: &RunDir, node: &str, task: &Task, kind: ResultKind) 
 pub struct ReadJob {
     pub id: TaskId,
     pub node: Arc<str>,
-    pub name: Arc<str>,
+    pub name: StoredName,
     pub path: PathBuf,
     pub result: Option<ResultKind>,
 }
@@ -174,18 +175,12 @@ pub fn jobs_for(index: &Index, run: &RunDir, id: TaskId, specs: bool, out: &mut 
     let node = index.node(task.node).map(|n| n.name.clone()).unwrap_or_else(|| Arc::from("?"));
     if specs && task.spec_owed() {
         if let Some(path) = spec_location(run, &node, task) {
-            out.push(ReadJob {
-                id,
-                node: node.clone(),
-                name: Arc::from(&*task.name.text()),
-                path,
-                result: None,
-            });
+            out.push(ReadJob { id, node: node.clone(), name: task.name.clone(), path, result: None });
         }
     }
     if let (Some(kind), crate::index::ReadStatus::Unread) = (task.presence.result, task.result_read) {
         let path = result_location(run, &node, task, kind);
-        out.push(ReadJob { id, node, name: Arc::from(&*task.name.text()), path, result: Some(kind) });
+        out.push(ReadJob { id, node, name: task.name.clone(), path, result: Some(kind) });
     }
 }
 

@@ -6,7 +6,7 @@
 //! a first listing of a million tasks is parsed once, not formatted back
 //! into names and parsed again.
 
-use crate::model::{parse_task_entry, result_file_name, spec_file_name, EntryKind, ResultKind};
+use crate::model::{entry_file_name, parse_task_entry, EntryKind, ResultKind};
 use crate::names::StoredName;
 
 /// Which files of one task a listing showed.
@@ -56,13 +56,6 @@ impl TaskFiles {
     }
     fn minus(self, other: TaskFiles) -> TaskFiles {
         TaskFiles(self.0 & !other.0)
-    }
-}
-
-fn file_name(stem: &str, kind: EntryKind) -> String {
-    match kind {
-        EntryKind::Spec => spec_file_name(stem),
-        EntryKind::Result(result) => result_file_name(stem, result),
     }
 }
 
@@ -127,7 +120,7 @@ impl Listing {
         let mut names = self.others.clone();
         for (name, files) in self.tasks() {
             let stem = name.text();
-            names.extend(files.kinds().map(|kind| file_name(&stem, kind)));
+            names.extend(files.kinds().map(|kind| entry_file_name(&stem, kind)));
         }
         names
     }

@@ -318,6 +318,14 @@ pub fn spec_file_name(stem: &str) -> String {
     format!("{stem}.json")
 }
 
+/// The file name of one of a task's files.
+pub fn entry_file_name(stem: &str, kind: EntryKind) -> String {
+    match kind {
+        EntryKind::Spec => spec_file_name(stem),
+        EntryKind::Result(result) => result_file_name(stem, result),
+    }
+}
+
 /// The file name of a task's result of the given kind.
 pub fn result_file_name(stem: &str, kind: ResultKind) -> String {
     format!("{stem}{}", kind.suffix())

@@ -106,12 +106,6 @@ impl<S: AsRef<str>> FromIterator<S> for FileNames {
     }
 }
 
-impl From<Vec<String>> for FileNames {
-    fn from(names: Vec<String>) -> FileNames {
-        names.into_iter().collect()
-    }
-}
-
 /// Heartbeats and markers are a few hundred bytes; 1 MiB is no heartbeat.
 pub const SMALL_FILE_BYTES: u64 = 1 << 20;
 

@@ -71,7 +71,8 @@ const CWDS: [&str; 4] = ["/home/u/exp", "/home/u/exp/sweep", "/scratch/u/runs", 
 pub fn hydration_events(tasks: usize) -> Vec<Event> {
     let mut events = Vec::with_capacity(2 * tasks);
     for i in 0..tasks {
-        let (node, name): (Arc<str>, Arc<str>) = (node_name(i % NODES).into(), stem(i).into());
+        let (node, name): (Arc<str>, leaseq::names::StoredName) =
+            (node_name(i % NODES).into(), stem(i).into());
         events.push(Event::SpecRead {
             node: node.clone(),
             name: name.clone(),

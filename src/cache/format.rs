@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use super::Facts;
 use crate::index::{LogPath, ResultSummary, SpecSummary};
-use crate::model::{ResultKind, TaskName};
+use crate::model::ResultKind;
 use crate::names::{Packed, StoredName, PACKED_BYTES};
-use crate::task_logs::{is_derivable, LogStream};
+use crate::task_logs::LogStream;
 
 /// Bumped whenever a record's layout changes: a file of another version is
 /// ignored and replaced.
@@ -30,8 +30,6 @@ const NAME_TEXT: u8 = 1;
 
 /// How a log path a result names is stored: most are one a runner derives
 /// from the task's name and node, found again from them (`LogPath::Derived`).
-/// Files written before the two derived kinds were one have both codes.
-const PATH_LEGACY: u8 = 0;
 const PATH_DERIVED: u8 = 1;
 const PATH_LITERAL: u8 = 2;
 
@@ -131,9 +129,8 @@ pub fn encode(facts: &Facts, out: &mut Vec<u8>) {
             out.extend_from_slice(&result.finished_at.to_le_bytes());
             out.extend_from_slice(&result.exit_code.to_le_bytes());
             out.extend_from_slice(&result.runtime_s.to_le_bytes());
-            let name = name.text();
-            put_path(out, &result.stdout, node, &name, LogStream::Stdout);
-            put_path(out, &result.stderr, node, &name, LogStream::Stderr);
+            put_path(out, &result.stdout, node, name, LogStream::Stdout);
+            put_path(out, &result.stderr, node, name, LogStream::Stderr);
             put_opt(out, result.command.as_deref());
             put_opt(out, result.gpus_assigned.as_deref());
             put_opt(out, result.error.as_deref());
@@ -256,20 +253,13 @@ fn put_opt(out: &mut Vec<u8>, text: Option<&str>) {
     }
 }
 
-fn task_id_of(name: &str) -> &str {
-    TaskName::parse(name).map_or(name, |n| n.task_id)
-}
-
-fn put_path(out: &mut Vec<u8>, path: &LogPath, node: &str, name: &str, stream: LogStream) {
-    match path {
-        LogPath::Named(path) if is_derivable(path, node, name, task_id_of(name), stream) => {
-            out.push(PATH_DERIVED)
-        }
-        LogPath::Named(path) => {
+fn put_path(out: &mut Vec<u8>, path: &LogPath, node: &str, name: &StoredName, stream: LogStream) {
+    match path.unless_derivable(node, &name.text(), name.task_id(), stream) {
+        Some(path) => {
             out.push(PATH_LITERAL);
             put_str(out, path);
         }
-        LogPath::Derived => out.push(PATH_DERIVED),
+        None => out.push(PATH_DERIVED),
     }
 }
 
@@ -348,7 +338,7 @@ impl<'a> Fields<'a> {
     }
     fn path(&mut self) -> Option<LogPath> {
         match self.u8()? {
-            PATH_LEGACY | PATH_DERIVED => Some(LogPath::Derived),
+            PATH_DERIVED => Some(LogPath::Derived),
             PATH_LITERAL => self.str().map(LogPath::Named),
             _ => None,
         }

@@ -37,11 +37,11 @@ impl Facts {
     pub fn of_event(event: &Event) -> Option<Facts> {
         match event {
             Event::SpecRead { node, name, outcome: Ok(spec) } => {
-                Some(Facts::Spec { node: node.clone(), name: StoredName::new(name), spec: spec.clone() })
+                Some(Facts::Spec { node: node.clone(), name: name.clone(), spec: spec.clone() })
             }
             Event::ResultRead { node, name, kind, outcome: Ok(result) } => Some(Facts::Result {
                 node: node.clone(),
-                name: StoredName::new(name),
+                name: name.clone(),
                 kind: *kind,
                 result: result.clone(),
             }),

@@ -281,7 +281,7 @@ impl CacheState {
     /// arrive (that doubled the fold of a warm launch). Watching, not for
     /// longer than [`HISTORY_WAITS_FOR_CACHE`]: a slow cache never holds
     /// history back.
-    fn lets_history_list(&self, now: Duration, watching: bool) -> bool {
+    fn lets_history_in(&self, now: Duration, watching: bool) -> bool {
         self.cache.is_none() || self.load_done() || (watching && now >= HISTORY_WAITS_FOR_CACHE)
     }
 
@@ -522,7 +522,7 @@ impl EngineCore {
 
     fn listed(&mut self, part: Part, scanner: Box<NodeScanner>, round: Round, out: &mut Outputs) {
         let Some(&i) = self.by_name.get(scanner.node()) else { return };
-        let history = self.cache.lets_history_list(self.now, self.watching());
+        let history = !self.history_waits();
         let node = &mut self.nodes[i];
         node.scanner = Some(scanner);
         node.changed |= round.dirs.iter().any(|(_, o)| matches!(o, DirOutcome::Changed { .. }));
@@ -542,7 +542,7 @@ impl EngineCore {
     /// Rounds held for the cache go to the index once it is loaded (its
     /// last facts are in the events before them) or the wait is over.
     fn release_held_rounds(&mut self, out: &mut Outputs) {
-        if !self.cache.lets_history_list(self.now, self.watching()) {
+        if self.history_waits() {
             return;
         }
         for i in 0..self.nodes.len() {
@@ -550,6 +550,11 @@ impl EngineCore {
                 self.end_round(i, round, out);
             }
         }
+    }
+
+    /// `done/` rounds wait for the cache now (see `CacheState::lets_history_in`).
+    fn history_waits(&self) -> bool {
+        !self.cache.lets_history_in(self.now, self.watching())
     }
 
     /// A node's round is complete: to the index, and the next one planned.
@@ -595,8 +600,7 @@ impl EngineCore {
         // waits for the cache): all of them at once shared the core evenly
         // and none finished early, so a history with no live task showed
         // its first rows only when the last listing was done.
-        let loading = !self.cache.lets_history_list(now, self.watching());
-        let mut history_slots = if loading {
+        let mut history_slots = if self.history_waits() {
             usize::from(!self.nodes.iter().any(|n| n.phase == NodePhase::Done))
         } else {
             usize::MAX
@@ -693,8 +697,7 @@ impl EngineCore {
             .filter_map(|s| s.due);
         // History held for the cache goes to the index when the wait is
         // over, whatever else wakes the core meanwhile.
-        let waiting = self.nodes.iter().any(|n| n.phase == NodePhase::Held)
-            && !self.cache.lets_history_list(self.now, self.watching());
+        let waiting = self.nodes.iter().any(|n| n.phase == NodePhase::Held) && self.history_waits();
         let history = (waiting && self.watching()).then_some(HISTORY_WAITS_FOR_CACHE);
         let earliest = dues.chain(history).min()?;
         // A source due already waits for a listing slot: a finishing job
@@ -845,7 +848,7 @@ mod tests {
         // Everything runs but the cache load: the live parts are listed and
         // go to the index; the done/ parts are listed and wait.
         let mut pending = core.on(Duration::ZERO, Input::Tick, &index).jobs;
-        let (mut load, mut history_listed) = (None, 0);
+        let (mut load, mut history_listed, mut history_outstanding) = (None, 0, 0);
         for _ in 0..10 {
             let mut next = Vec::new();
             for job in pending.drain(..) {
@@ -853,10 +856,15 @@ mod tests {
                     load = Some(job);
                     continue;
                 }
-                history_listed += usize::from(is_history(&job));
+                if is_history(&job) {
+                    history_listed += 1;
+                    history_outstanding -= 1;
+                }
                 let done = job.execute(&model, model.run_dir(), 0);
                 let out = core.on(Duration::ZERO, Input::Done(done), &index);
                 assert_eq!(rounds(&out), 0, "a done/ round went to the index before the cache");
+                history_outstanding += out.jobs.iter().filter(|j| is_history(j)).count();
+                assert!(history_outstanding <= 1, "one done/ at a time while the cache loads");
                 next.extend(out.jobs);
             }
             pending = next;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::listing::Listing;
 use crate::model::{Heartbeat, ResultKind};
+use crate::names::StoredName;
 use crate::paths::QueueDir;
 use crate::task_logs::{is_derivable, LogStream};
 
@@ -25,9 +26,9 @@ pub enum Event {
     /// recovered; `None` is healthy.
     LeaseScan(Option<String>),
     /// A spec was read (or could not be).
-    SpecRead { node: Arc<str>, name: Arc<str>, outcome: Result<SpecSummary, String> },
+    SpecRead { node: Arc<str>, name: StoredName, outcome: Result<SpecSummary, String> },
     /// A result was read (or could not be).
-    ResultRead { node: Arc<str>, name: Arc<str>, kind: ResultKind, outcome: Result<ResultSummary, String> },
+    ResultRead { node: Arc<str>, name: StoredName, kind: ResultKind, outcome: Result<ResultSummary, String> },
     /// `control/<node>/pause.json` is present or not.
     NodePaused { node: Arc<str>, paused: bool },
     /// Facts from the warm-start cache. They count only for names a
@@ -37,7 +38,7 @@ pub enum Event {
     Cached { facts: Vec<crate::cache::Facts>, at: Vec<u64> },
     /// Specs just saved to the cache, and where: their details can now be
     /// let go and fetched again.
-    CacheStored(Vec<(crate::names::StoredName, u64)>),
+    CacheStored(Vec<(StoredName, u64)>),
     /// Details fetched again from the cache for tasks that had let them go.
     Recalled(Vec<crate::cache::Facts>),
     /// The tasks on screen (and around): their details stay held.

@@ -140,12 +140,12 @@ impl Index {
             Event::Heartbeats(beats) => self.apply_heartbeats(beats),
             Event::LeaseScan(error) => self.lease_error = error.map(Arc::from),
             Event::SpecRead { name, outcome, .. } => {
-                if let Some(id) = self.by_name.get(&self.tasks, &name) {
+                if let Some(id) = self.by_name.get_stored(&self.tasks, &name) {
                     self.apply_spec(id, outcome, 0);
                 }
             }
             Event::ResultRead { name, kind, outcome, .. } => {
-                if let Some(id) = self.by_name.get(&self.tasks, &name) {
+                if let Some(id) = self.by_name.get_stored(&self.tasks, &name) {
                     self.apply_result(id, kind, outcome, 0);
                 }
             }
@@ -555,8 +555,7 @@ impl Index {
     fn apply_spec(&mut self, id: TaskId, outcome: Result<SpecSummary, String>, at: u64) {
         if self.tasks[id as usize].spec_read != ReadStatus::Unread {
             // Immutable: the first read stands; the cache may have it too.
-            self.details_stored_at(id, at);
-            return;
+            return self.details_stored_at(id, at);
         }
         let cwd = outcome.as_ref().ok().map(|s| self.intern_cwd(&s.cwd));
         self.update_task(id, true, |task| match outcome {
@@ -566,13 +565,13 @@ impl Index {
                 task.gpus = spec.gpus;
                 task.command = Some(spec.command);
                 task.cwd = cwd;
-                task.details_at = at;
             }
             Err(reason) => {
                 task.spec_read = ReadStatus::Failed;
                 task.extra_mut().add_problem(format!("spec: {reason}"));
             }
         });
+        self.details_stored_at(id, at);
     }
 
     /// The cache holds a record with this task's command at `at` (0: it
@@ -592,9 +591,11 @@ impl Index {
         outcome: Result<ResultSummary, String>,
         at: u64,
     ) {
+        // A result record that names the command can give the details back.
+        let holds_details = outcome.as_ref().is_ok_and(|r| r.command.is_some());
         if self.tasks[id as usize].result_read != ReadStatus::Unread {
             // Immutable: the first read stands; the cache may have it too.
-            if outcome.is_ok_and(|r| r.command.is_some()) {
+            if holds_details {
                 self.details_stored_at(id, at);
             }
             return;
@@ -618,10 +619,7 @@ impl Index {
                     // What the spec says stands; what the result repeats
                     // of it serves until (or instead of) the spec's read.
                     if task.command.is_none() && !task.details_dropped {
-                        if let Some(command) = result.command {
-                            task.command = Some(command);
-                            task.details_at = task.details_at.max(at);
-                        }
+                        task.command = result.command;
                     }
                     if task.cwd.is_none() && !task.details_dropped {
                         task.cwd = cwd;
@@ -655,6 +653,9 @@ impl Index {
         });
         if let Some(at) = finished_at.filter(|_| listed) {
             self.feed.count_completion(at, now);
+        }
+        if holds_details {
+            self.details_stored_at(id, at);
         }
     }
 

@@ -62,7 +62,7 @@ pub fn discover_nodes(source: &dyn RunFs, run: &RunDir) -> Discovery {
     }
     let hb = run.hb_dir();
     match source.list_files(&hb) {
-        Ok(listed) => heartbeat_nodes(listed).for_each(|n| take(n, &hb, &mut problems)),
+        Ok(listed) => heartbeat_nodes(&listed).for_each(|n| take(n, &hb, &mut problems)),
         Err(ListError::NotFound) => {}
         Err(error) => problems.push(error.describe(&hb)),
     }
@@ -70,12 +70,8 @@ pub fn discover_nodes(source: &dyn RunFs, run: &RunDir) -> Discovery {
     Discovery { names, problem: (!problems.is_empty()).then(|| problems.join("; ")) }
 }
 
-fn heartbeat_nodes(names: FileNames) -> impl Iterator<Item = String> {
-    names
-        .into_vec()
-        .into_iter()
-        .filter(|n| !n.starts_with('.'))
-        .filter_map(|n| n.strip_suffix(".json").map(str::to_string))
+fn heartbeat_nodes(names: &FileNames) -> impl Iterator<Item = String> + '_ {
+    names.iter().filter(|n| !n.starts_with('.')).filter_map(|n| n.strip_suffix(".json").map(str::to_string))
 }
 
 /// Reads every heartbeat file. A file that cannot be read or parsed is
@@ -89,7 +85,7 @@ pub fn read_heartbeats(source: &dyn RunFs, run: &RunDir) -> HeartbeatRound {
         }
     };
     // Names that are no node name are reported by discovery, never used.
-    let mut nodes: Vec<String> = heartbeat_nodes(names).filter(|n| is_valid_node_name(n)).collect();
+    let mut nodes: Vec<String> = heartbeat_nodes(&names).filter(|n| is_valid_node_name(n)).collect();
     nodes.sort_unstable();
     nodes.dedup();
     let beats = nodes

@@ -812,7 +812,7 @@ impl RunFs for NfsModel {
                 if p.reorder {
                     world.rng.shuffle(&mut names);
                 }
-                Ok(names.into())
+                Ok(names.into_iter().collect())
             }
             Some(Place::QueueRoot) => Ok(Default::default()),
             Some(Place::ControlDir) => Ok(world
