@@ -549,7 +549,7 @@ impl Walk {
 fn text_matches(index: &Index, id: TaskId, fetched: Option<&str>, text: &str) -> bool {
     let Some(task) = index.task(id) else { return false };
     let name = task.name.text();
-    let hay = task.command.as_deref().or(fetched).unwrap_or(&name);
+    let hay = task.command().or(fetched).unwrap_or(&name);
     contains_ignore_case(hay, text) || contains_ignore_case(task.task_id(), text)
 }
 
@@ -645,7 +645,7 @@ mod tests {
         let fetched = commands_let_go(Some(&cache), &index, &ids);
         assert_eq!(fetched.len(), 18, "every command let go comes back");
         let seed_3 = index.find(&stem(3)).unwrap();
-        assert!(index.task(seed_3).unwrap().command.is_none());
+        assert!(index.task(seed_3).unwrap().command().is_none());
         let matching: Vec<TaskId> = ids
             .iter()
             .copied()

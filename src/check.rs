@@ -413,7 +413,7 @@ fn agrees_with_truth(model: &NfsModel, index: &Index) -> Result<(), String> {
                 }
                 // The command comes from the spec, or from a result that
                 // repeats it (then the spec is not read).
-                let unknown = task.command.is_none() && task.spec_read != ReadStatus::Failed;
+                let unknown = task.command().is_none() && task.spec_read != ReadStatus::Failed;
                 if model.spec_location(&stem).is_some() && (task.spec_owed() || unknown) {
                     return Err(format!("{stem}: its spec is there and its command was never read {task:?}"));
                 }

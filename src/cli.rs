@@ -200,7 +200,7 @@ pub fn write_tasks_json(
             created_at: nonzero(task.created_at),
             started_at: nonzero(task.started_at),
             finished_at: nonzero(task.finished_at),
-            command: task.command.as_deref(),
+            command: task.command(),
             error: task.runner_error(),
             problem: task.problem(),
         };
@@ -225,7 +225,7 @@ pub fn write_tasks_text(
         let Some(task) = index.task(id) else { continue };
         let exit = task.exit_code.map_or("-".to_string(), |c| c.to_string());
         let name = task.name.text();
-        let what = task.problem().or(task.command.as_deref()).unwrap_or(&name);
+        let what = task.problem().or(task.command()).unwrap_or(&name);
         writeln!(
             out,
             "{:<9} {:<12} {:<10} {:>5}  {}",

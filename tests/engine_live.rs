@@ -111,7 +111,7 @@ fn follows_a_task_through_the_queue_on_a_real_tree() {
     });
     assert_eq!(state_of(&index, 1), Some(TaskState::Pending));
     let task = index.task(index.find(&name(1)).unwrap()).unwrap();
-    assert_eq!(task.command.as_deref(), Some("echo 1"), "specs are hydrated");
+    assert_eq!(task.command(), Some("echo 1"), "specs are hydrated");
 
     // Claim task 1, as a runner does: a rename.
     std::fs::create_dir_all(&claimed).unwrap();

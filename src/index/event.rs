@@ -103,6 +103,11 @@ pub enum LogPath {
 }
 
 impl LogPath {
+    /// Whether a result named this path (rather than it being derived).
+    pub fn is_named(&self) -> bool {
+        matches!(self, LogPath::Named(_))
+    }
+
     /// The path as named, unless a runner derives it from the task's name
     /// and node (then `None`: it is found again from them).
     pub fn unless_derivable(

@@ -9,6 +9,7 @@
 mod event;
 mod feed;
 mod hasher;
+mod layered;
 mod name_index;
 mod node;
 mod state;
@@ -19,13 +20,13 @@ use crate::task_logs::LogStream;
 use std::cmp::Reverse;
 use std::sync::Arc;
 
-use imbl::{OrdSet, Vector};
+use imbl::Vector;
 
 pub use event::{DirOutcome, Event, HeartbeatRound, LogPath, ResultSummary, Round, SpecSummary};
 pub use feed::{Transition, COMPLETION_MINUTES, FEED_LEN};
 pub use node::{health_at, HeartbeatSeen, Node, NodeHealth};
 pub use state::{derive_state, Presence, StateSet, TaskState, LOST_AFTER_ROUNDS};
-pub use task::{NodeId, ReadStatus, Task, TaskExtra, TaskId};
+pub use task::{Details, NodeId, ReadStatus, Task, TaskExtra, TaskId};
 pub use views::{Order, ViewSpec};
 
 use crate::listing::Listing;
@@ -34,6 +35,7 @@ use crate::names::StoredName;
 use crate::paths::QueueDir;
 use feed::Feed;
 use hasher::NameMap;
+use layered::LayeredSet;
 use name_index::NameIndex;
 use views::{Placement, Views};
 
@@ -55,9 +57,9 @@ pub struct Index {
     nodes: Vector<Node>,
     node_by_name: NameMap<Arc<str>, NodeId>,
     views: Views,
-    to_read: OrdSet<ReadKey>,
+    to_read: LayeredSet<ReadKey>,
     /// Tasks with no result that are in neither inbox nor claimed.
-    unaccounted: OrdSet<(NodeId, TaskId)>,
+    unaccounted: LayeredSet<(NodeId, TaskId)>,
     counts: [u64; TaskState::COUNT],
     feed: Feed,
     lease_error: Option<Arc<str>>,
@@ -75,7 +77,7 @@ pub struct Index {
     /// those on screen (`--max-tasks`); `None`: all are held.
     details_limit: Option<usize>,
     /// Finished tasks holding details the cache can give back, oldest first.
-    held: OrdSet<(i64, TaskId)>,
+    held: LayeredSet<(i64, TaskId)>,
     /// Tasks on screen and around, sorted: their details stay.
     on_screen: Arc<[TaskId]>,
     /// Tasks whose details are let go now.
@@ -102,8 +104,8 @@ impl Index {
             nodes: Vector::new(),
             node_by_name: NameMap::default(),
             views: Views::default(),
-            to_read: OrdSet::new(),
-            unaccounted: OrdSet::new(),
+            to_read: LayeredSet::default(),
+            unaccounted: LayeredSet::default(),
             counts: [0; TaskState::COUNT],
             feed: Feed::default(),
             lease_error: None,
@@ -112,7 +114,7 @@ impl Index {
             cache_problem: None,
             cache_batches: 0,
             details_limit: None,
-            held: OrdSet::new(),
+            held: LayeredSet::default(),
             on_screen: Arc::from([]),
             let_go: 0,
         }
@@ -172,6 +174,18 @@ impl Index {
             Event::CacheProblem(problem) => self.cache_problem = Some(Arc::from(problem)),
         }
         self.keep_details_within_limit();
+        self.settle();
+    }
+
+    /// Applies what the event changed to the views and sets: one merge for
+    /// the whole event (a listing of a history is tens of thousands of
+    /// tasks), and queries from here on see it.
+    fn settle(&mut self) {
+        self.views.settle();
+        self.by_name.settle();
+        self.to_read.settle();
+        self.unaccounted.settle();
+        self.held.settle();
     }
 
     /// Finished tasks holding details that may be let go.
@@ -256,7 +270,7 @@ impl Index {
     }
     /// Up to `limit` tasks owing a read, newest first, skipping `skip`.
     pub fn unread(&self, limit: usize, skip: impl Fn(TaskId) -> bool) -> Vec<TaskId> {
-        self.to_read.iter().map(|k| k.1 .0).filter(|&id| !skip(id)).take(limit).collect()
+        self.unread_after(None, limit, skip).0
     }
     /// As [`unread`](Self::unread), starting after `after` (where an
     /// earlier call stopped); also returns where this one stopped. For a
@@ -270,17 +284,14 @@ impl Index {
     ) -> (Vec<TaskId>, Option<UnreadCursor>) {
         let mut last = after;
         let mut ids = Vec::new();
-        let range = match after {
-            Some(UnreadCursor(key)) => {
-                self.to_read.range((std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded))
-            }
-            None => self.to_read.range::<_, ReadKey>(..),
-        };
+        use std::ops::Bound::{Excluded, Unbounded};
+        let from = after.map_or(Unbounded, |UnreadCursor(key)| Excluded(key));
+        let range = self.to_read.range(from, Unbounded, true);
         for key in range {
             if ids.len() >= limit {
                 break;
             }
-            last = Some(UnreadCursor(*key));
+            last = Some(UnreadCursor(key));
             if !skip(key.1 .0) {
                 ids.push(key.1 .0);
             }
@@ -293,7 +304,11 @@ impl Index {
     }
     /// Tasks of one node currently unaccounted for.
     pub fn unaccounted_on(&self, node: NodeId) -> usize {
-        self.unaccounted.range((node, 0)..=(node, TaskId::MAX)).count()
+        self.unaccounted_ids(node).count()
+    }
+    fn unaccounted_ids(&self, node: NodeId) -> impl Iterator<Item = TaskId> + '_ {
+        use std::ops::Bound::Included;
+        self.unaccounted.range(Included((node, 0)), Included((node, TaskId::MAX)), true).map(|k| k.1)
     }
     pub fn feed(&self) -> impl Iterator<Item = &Transition> {
         self.feed.recent()
@@ -481,8 +496,8 @@ impl Index {
     /// Counts a round for the node's unaccounted tasks; those unaccounted
     /// for long enough become LOST?.
     fn end_round(&mut self, node: NodeId) {
-        let range = (node, 0)..=(node, TaskId::MAX);
-        let missing: Vec<TaskId> = self.unaccounted.range(range).map(|k| k.1).collect();
+        self.unaccounted.settle();
+        let missing: Vec<TaskId> = self.unaccounted_ids(node).collect();
         let first_round = self.nodes[node as usize].rounds == 0;
         for id in missing {
             self.update_task(id, !first_round, |task| {
@@ -543,7 +558,9 @@ impl Index {
                 let node = id as NodeId;
                 let lo = (node, TaskState::Running, Reverse(i64::MAX), 0);
                 let hi = (node, TaskState::Stuck, Reverse(i64::MIN), TaskId::MAX);
-                let live: Vec<TaskId> = self.views.by_node.range(lo..=hi).map(|k| k.3).collect();
+                self.views.settle();
+                let (lo, hi) = (std::ops::Bound::Included(lo), std::ops::Bound::Included(hi));
+                let live: Vec<TaskId> = self.views.by_node.range(lo, hi, true).map(|k| k.3).collect();
                 for task in live {
                     self.update_task(task, true, |_| {});
                 }
@@ -563,8 +580,7 @@ impl Index {
                 task.spec_read = ReadStatus::Read;
                 task.created_at = spec.created_at;
                 task.gpus = spec.gpus;
-                task.command = Some(spec.command);
-                task.cwd = cwd;
+                task.set_details(Some(spec.command), cwd);
             }
             Err(reason) => {
                 task.spec_read = ReadStatus::Failed;
@@ -578,7 +594,7 @@ impl Index {
     /// does not): its details may be let go, since they can be fetched back.
     fn details_stored_at(&mut self, id: TaskId, at: u64) {
         let task = &self.tasks[id as usize];
-        if at != 0 && task.command.is_some() && task.details_at == 0 {
+        if at != 0 && task.command().is_some() && task.details_at == 0 {
             self.update_task(id, false, |task| task.details_at = at);
         }
     }
@@ -604,7 +620,14 @@ impl Index {
         let listed = self.tasks[id as usize].listed;
         let now = self.now;
         let mut finished_at = None;
-        let node_name = self.node_name(self.tasks[id as usize].node).to_string();
+        // A path a result names is compared with the ones either runner
+        // derives (from the node and name): only then are they built.
+        let names_paths = outcome.as_ref().is_ok_and(|r| r.stdout.is_named() || r.stderr.is_named());
+        let node_name = if names_paths {
+            self.node_name(self.tasks[id as usize].node).to_string()
+        } else {
+            String::new()
+        };
         self.update_task(id, true, |task| {
             if listed {
                 task.presence.result.get_or_insert(kind);
@@ -618,11 +641,9 @@ impl Index {
                     task.runtime_s = result.runtime_s as f32;
                     // What the spec says stands; what the result repeats
                     // of it serves until (or instead of) the spec's read.
-                    if task.command.is_none() && !task.details_dropped {
-                        task.command = result.command;
-                    }
-                    if task.cwd.is_none() && !task.details_dropped {
-                        task.cwd = cwd;
+                    if !task.details_dropped {
+                        let held = task.details.as_deref().cloned().unwrap_or_default();
+                        task.set_details(held.command.or(result.command), held.cwd.or(cwd));
                     }
                     if task.spec_read != ReadStatus::Read {
                         task.gpus = result.gpus_requested.unwrap_or(task.gpus);
@@ -630,7 +651,10 @@ impl Index {
                     // Paths either runner derives from the name are not kept:
                     // `LogLocation` finds them again without memory per task.
                     let kept = |path: &LogPath, stream| {
-                        path.unless_derivable(&node_name, &task.name.text(), task.task_id(), stream).cloned()
+                        let derivable = |p: &LogPath| {
+                            p.unless_derivable(&node_name, &task.name.text(), task.task_id(), stream).cloned()
+                        };
+                        path.is_named().then(|| derivable(path)).flatten()
                     };
                     let (stdout, stderr) =
                         (kept(&result.stdout, LogStream::Stdout), kept(&result.stderr, LogStream::Stderr));
@@ -716,13 +740,20 @@ impl Index {
     /// the cache cannot give back are never in `held`.
     fn keep_details_within_limit(&mut self) {
         let Some(limit) = self.details_limit else { return };
-        while self.held.len() > limit {
-            let on_screen = &self.on_screen;
-            let oldest = self.held.iter().find(|(_, id)| on_screen.binary_search(id).is_err()).copied();
-            let Some((_, id)) = oldest else { break };
+        self.held.settle();
+        let over = self.held.len().saturating_sub(limit);
+        if over == 0 {
+            return;
+        }
+        let on_screen = self.on_screen.clone();
+        let oldest: Vec<TaskId> = (self.held.iter(true))
+            .map(|(_, id)| id)
+            .filter(|id| on_screen.binary_search(id).is_err())
+            .take(over)
+            .collect();
+        for id in oldest {
             self.update_task(id, false, |task| {
-                task.command = None;
-                task.cwd = None;
+                task.details = None;
                 task.details_dropped = true;
             });
             self.let_go += 1;
@@ -739,8 +770,7 @@ impl Index {
             }
             let (command, cwd) = (command.clone(), cwd.map(|cwd| self.intern_cwd(cwd)));
             self.update_task(id, false, |task| {
-                task.command = Some(command);
-                task.cwd = cwd;
+                task.set_details(Some(command), cwd);
                 task.details_dropped = false;
             });
             self.let_go -= 1;
@@ -784,12 +814,12 @@ fn confirm_cached(task: &mut Task) {
 }
 
 /// Moves `key` in a side set: out under its old key, in under its new one.
-fn move_key<K: Ord + Clone>(set: &mut OrdSet<K>, before: Option<K>, after: Option<K>) {
+fn move_key<K: Ord + Copy>(set: &mut LayeredSet<K>, before: Option<K>, after: Option<K>) {
     if before == after {
         return;
     }
     if let Some(key) = before {
-        set.remove(&key);
+        set.remove(key);
     }
     if let Some(key) = after {
         set.insert(key);

@@ -1,33 +1,37 @@
-//! Name -> task id, keeping no second copy of any name: the map holds the
-//! name's seq and a 32-bit hash of it, and the id; the name itself is the
-//! task's. The rare second name with a key already taken goes to a small
-//! map keyed by the name. Ordered maps (B-trees), not hash maps: `imbl`'s
-//! hash map costs ~100 bytes an entry at a million, its B-tree ~27
-//! (benches/memory.rs). The seq first: listings and the cache come in
-//! about seq order, so lookups walk nodes just touched instead of a
-//! random leaf of a million-entry tree each.
-
+//! Name -> task id, keeping no second copy of any name: the index holds
+//! each name's seq, a 32-bit hash of it and the task id, sorted; the name
+//! itself is the task's. Names that share a seq and a hash are neighbours
+//! and told apart by the task's name. A layered set (a sorted array with
+//! small overlays, 16 bytes a name; `imbl`'s B-tree map cost ~59 at a
+//! million and its hash map ~100, benches/memory.rs), with the names of the
+//! event being folded in a small ordered set until it settles: a batch of
+//! cache facts or a listing of a history is one merge.
+use std::collections::BTreeSet;
 use std::hash::BuildHasher;
 
-use imbl::{OrdMap, Vector};
+use imbl::Vector;
 
 use super::hasher::BuildNameHasher;
+use super::layered::LayeredSet;
 use super::task::{Task, TaskId};
 use crate::names::StoredName;
 
 #[derive(Debug, Clone, Default)]
 pub struct NameIndex {
-    by_hash: OrdMap<Key, TaskId>,
-    /// Names whose hash an earlier name already had.
-    clashes: OrdMap<StoredName, TaskId>,
+    settled: LayeredSet<Entry>,
+    /// Names added since the last settle, found by lookups meanwhile.
+    fresh: BTreeSet<Entry>,
 }
 
-/// The seq a name starts with (0 if none), and a hash of the whole name
-/// (of its stored form: a name has one, and hashing it builds no text).
-type Key = (u64, u32);
+/// The seq a name starts with (0 if none), a hash of the whole name (of
+/// its stored form: a name has one, and hashing it builds no text), and
+/// the task's id.
+type Entry = (u64, u32, TaskId);
 
-fn key(name: &StoredName) -> Key {
-    (name.seq(), (BuildNameHasher.hash_one(name) >> 32) as u32)
+/// The first and last entry a name's seq and hash can have.
+fn entries_of(name: &StoredName) -> (Entry, Entry) {
+    let (seq, hash) = (name.seq(), (BuildNameHasher.hash_one(name) >> 32) as u32);
+    ((seq, hash, 0), (seq, hash, TaskId::MAX))
 }
 
 impl NameIndex {
@@ -38,22 +42,25 @@ impl NameIndex {
 
     /// As [`get`](Self::get), for a name already stored (from a listing).
     pub fn get_stored(&self, tasks: &Vector<Task>, name: &StoredName) -> Option<TaskId> {
-        let &id = self.by_hash.get(&key(name))?;
-        if tasks[id as usize].name == *name {
-            return Some(id);
-        }
-        self.clashes.get(name).copied()
+        let (lo, hi) = entries_of(name);
+        let is_it = |entry: Entry| tasks[entry.2 as usize].name == *name;
+        let fresh = || self.fresh.range(lo..=hi).copied().find(|&e| is_it(e));
+        fresh().or_else(|| self.settled.find(lo, hi, is_it)).map(|e| e.2)
     }
 
     /// Records a name not in the index yet.
     pub fn insert(&mut self, tasks: &Vector<Task>, name: &StoredName, id: TaskId) {
         debug_assert!(self.get_stored(tasks, name).is_none());
-        let key = key(name);
-        if self.by_hash.contains_key(&key) {
-            self.clashes.insert(name.clone(), id);
-        } else {
-            self.by_hash.insert(key, id);
+        let (lo, _) = entries_of(name);
+        self.fresh.insert((lo.0, lo.1, id));
+    }
+
+    /// Moves the names added since the last settle into the layered set.
+    pub fn settle(&mut self) {
+        for entry in std::mem::take(&mut self.fresh) {
+            self.settled.insert(entry);
         }
+        self.settled.settle();
     }
 }
 
@@ -69,13 +76,21 @@ mod tests {
         tasks.push_back(Task::new(StoredName::new("a"), 0));
         index.insert(&tasks, &StoredName::new("a"), 0);
         tasks.push_back(Task::new(StoredName::new("b"), 0));
-        index.by_hash.insert(key(&StoredName::new("b")), 0); // "b" now hashes to a's id
+        let (b, _) = entries_of(&StoredName::new("b"));
+        index.fresh.insert((b.0, b.1, 0)); // "b" now hashes to a's id
         assert_eq!(index.get(&tasks, "b"), None, "a's id is not b's");
-        index.clashes.insert(StoredName::new("b"), 1);
-        assert_eq!(index.get(&tasks, "b"), Some(1));
-        assert_eq!(index.get(&tasks, "a"), Some(0));
-        assert_eq!(index.get(&tasks, "c"), None);
-        assert_eq!(index.get_stored(&tasks, &StoredName::new("b")), Some(1));
-        assert_eq!(index.get_stored(&tasks, &StoredName::new("a")), Some(0));
+        index.fresh.insert((b.0, b.1, 1));
+        // The same before and after the names move to the layered set.
+        for settled in [false, true] {
+            if settled {
+                index.settle();
+                assert!(index.fresh.is_empty());
+            }
+            assert_eq!(index.get(&tasks, "b"), Some(1));
+            assert_eq!(index.get(&tasks, "a"), Some(0));
+            assert_eq!(index.get(&tasks, "c"), None);
+            assert_eq!(index.get_stored(&tasks, &StoredName::new("b")), Some(1));
+            assert_eq!(index.get_stored(&tasks, &StoredName::new("a")), Some(0));
+        }
     }
 }

@@ -40,8 +40,9 @@ pub struct Task {
     pub exit_code: Option<i32>,
     pub runtime_s: f32,
     pub gpus: u32,
-    pub command: Option<Arc<str>>,
-    pub cwd: Option<Arc<str>>,
+    /// Its command and cwd, apart: `--max-tasks` lets them go for most
+    /// finished tasks, and a task without them costs one pointer.
+    pub details: Option<Arc<Details>>,
     /// Rarely set fields, boxed so the common task stays small.
     pub extra: Option<Box<TaskExtra>>,
     /// A listing has shown it. A task known only from the cache is not in
@@ -57,6 +58,13 @@ pub struct Task {
     /// Its command and cwd were let go to bound memory (`--max-tasks`);
     /// fetched again from the cache when it comes on screen.
     pub details_dropped: bool,
+}
+
+/// What a task's spec (or the result repeating it) says it runs, and where.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Details {
+    pub command: Option<Arc<str>>,
+    pub cwd: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -102,14 +110,26 @@ impl Task {
             exit_code: None,
             runtime_s: 0.0,
             gpus: 0,
-            command: None,
-            cwd: None,
+            details: None,
             extra: None,
             listed: false,
             cached_result: None,
             details_at: 0,
             details_dropped: false,
         }
+    }
+
+    pub fn command(&self) -> Option<&str> {
+        self.details.as_ref()?.command.as_deref()
+    }
+
+    pub fn cwd(&self) -> Option<&str> {
+        self.details.as_ref()?.cwd.as_deref()
+    }
+
+    /// Sets the command and cwd (both `None`: holds none).
+    pub fn set_details(&mut self, command: Option<Arc<str>>, cwd: Option<Arc<str>>) {
+        self.details = (command.is_some() || cwd.is_some()).then(|| Arc::new(Details { command, cwd }));
     }
 
     /// The task id inside the name (not unique: see ON-DISK.md).
@@ -139,7 +159,7 @@ impl Task {
 
     /// Finished, with details the cache can give back: may let them go.
     pub fn details_droppable(&self) -> bool {
-        self.listed && self.command.is_some() && self.details_at != 0 && self.state.is_terminal()
+        self.listed && self.command().is_some() && self.details_at != 0 && self.state.is_terminal()
     }
 
     /// Whether a background read of its spec or result is still owed.
@@ -162,7 +182,7 @@ impl Task {
         let result_tells = self.presence.result.is_some()
             && match self.result_read {
                 ReadStatus::Unread => true,
-                ReadStatus::Read => self.command.is_some() || self.details_dropped,
+                ReadStatus::Read => self.command().is_some() || self.details_dropped,
                 ReadStatus::Failed => false,
             };
         self.spec_read == ReadStatus::Unread && located && !result_tells

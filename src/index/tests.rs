@@ -428,7 +428,7 @@ fn spec_ok(seq: u32) -> Event {
 }
 
 fn command(index: &Index, seq: u32) -> Option<String> {
-    index.task(index.find(&stem(seq)).unwrap()).unwrap().command.as_deref().map(str::to_string)
+    index.task(index.find(&stem(seq)).unwrap()).unwrap().command().map(str::to_string)
 }
 
 /// Ten finished tasks; the cache holds the specs of 1-8 (at 1000 + seq).
@@ -458,7 +458,7 @@ fn details_beyond_the_limit_are_let_go_oldest_first_and_only_when_the_cache_has_
     }
     for seq in 1..=5 {
         let task = index.task(index.find(&stem(seq)).unwrap()).unwrap();
-        assert!(task.details_dropped && task.command.is_none() && task.cwd.is_none(), "task {seq}");
+        assert!(task.details_dropped && task.command().is_none() && task.cwd().is_none(), "task {seq}");
         assert_eq!(task.state, TaskState::Finished, "state, times and exit code stay");
         assert_eq!(task.exit_code, Some(0));
     }
@@ -529,7 +529,7 @@ fn a_finished_tasks_result_is_read_first_and_its_spec_only_if_the_result_names_n
     index.apply(done_with_command(1));
     index.apply(done_ok(2, 0));
     let (one, two) = (task(&index, 1), task(&index, 2));
-    assert_eq!((one.command.as_deref(), one.cwd.as_deref(), one.gpus), (Some("run 1"), Some("/exp"), 2));
+    assert_eq!((one.command(), one.cwd(), one.gpus), (Some("run 1"), Some("/exp"), 2));
     assert!(!one.needs_read(), "the result said it all: the spec is not read");
     assert!(two.spec_owed(), "a result without the command sends the reader to the spec");
     assert_eq!(index.unread_count(), 1);
@@ -537,7 +537,7 @@ fn a_finished_tasks_result_is_read_first_and_its_spec_only_if_the_result_names_n
     assert_eq!((index.unread_count(), command(&index, 2).as_deref()), (0, Some("run 2")));
     // A spec read anyway (not owed) stands over what the result repeated.
     index.apply(spec_ok(1));
-    assert_eq!((task(&index, 1).cwd.as_deref(), task(&index, 1).gpus), (Some("/w"), 0));
+    assert_eq!((task(&index, 1).cwd(), task(&index, 1).gpus), (Some("/w"), 0));
 }
 
 #[test]

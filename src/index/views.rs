@@ -4,8 +4,7 @@
 
 use std::cmp::Reverse;
 
-use imbl::OrdSet;
-
+use super::layered::LayeredSet;
 use super::state::{StateSet, TaskState};
 use super::task::{NodeId, Task, TaskId};
 
@@ -43,11 +42,13 @@ impl Default for ViewSpec {
 /// nodes has no set of its own: it is the nodes' runs of each state merged
 /// at query time, which costs a page O(nodes x log n) and saves a third
 /// set (~32 B and an insert per task: at 10^6 tasks, 30 MB and a second of
-/// a warm launch's fold).
+/// a warm launch's fold). Both are layered sets: a listing of a history is
+/// one merge, not a tree insert per task. Changes take effect at
+/// [`Views::settle`].
 #[derive(Debug, Clone, Default)]
 pub struct Views {
-    pub by_node: OrdSet<NodeKey>,
-    pub by_seq: OrdSet<SeqKey>,
+    pub by_node: LayeredSet<NodeKey>,
+    pub by_seq: LayeredSet<SeqKey>,
 }
 
 /// Everything that decides where a task sits in the views and sets: two
@@ -97,8 +98,15 @@ impl Views {
 
     pub fn remove(&mut self, id: TaskId, at: &Placement) {
         let time = Reverse(at.time);
-        self.by_node.remove(&(at.node, at.state, time, id));
-        self.by_seq.remove(&(at.node, at.seq, id));
+        self.by_node.remove((at.node, at.state, time, id));
+        self.by_seq.remove((at.node, at.seq, id));
+    }
+
+    /// Applies the changes since the last settle (queries see only those
+    /// settled).
+    pub fn settle(&mut self) {
+        self.by_node.settle();
+        self.by_seq.settle();
     }
 
     /// Up to `limit` task ids of `view` strictly after (`forward`) or before
@@ -179,11 +187,12 @@ impl Views {
     fn nodes(&self) -> Vec<NodeId> {
         use std::ops::Bound::{Excluded, Unbounded};
         let mut nodes = Vec::new();
-        let mut next = self.by_node.get_min().map(|k| k.0);
+        let first = |from| self.by_node.range(from, Unbounded, true).next().map(|k: NodeKey| k.0);
+        let mut next = first(Unbounded);
         while let Some(node) = next {
             nodes.push(node);
             let past = (node, TaskState::ALL[TaskState::COUNT - 1], Reverse(i64::MIN), TaskId::MAX);
-            next = self.by_node.range((Excluded(past), Unbounded)).next().map(|k| k.0);
+            next = first(Excluded(past));
         }
         nodes
     }
@@ -199,14 +208,14 @@ fn ordered(states: StateSet, forward: bool) -> Vec<TaskState> {
 }
 
 /// Keys of `set` within `[lo, hi]`, after/before `anchor` when given.
-fn range_from<'a, K: Ord + Clone>(
-    set: &'a OrdSet<K>,
+fn range_from<K: Ord + Copy>(
+    set: &LayeredSet<K>,
     lo: K,
     hi: K,
     anchor: Option<K>,
     forward: bool,
     inclusive: bool,
-) -> Box<dyn Iterator<Item = &'a K> + 'a> {
+) -> Box<dyn Iterator<Item = K> + '_> {
     use std::ops::Bound::{Excluded, Included};
     let (start, end) = match (anchor, forward) {
         (None, _) => (Included(lo), Included(hi)),
@@ -215,34 +224,17 @@ fn range_from<'a, K: Ord + Clone>(
             (if inclusive { Included(a) } else { Excluded(a) }, Included(hi))
         }
         (Some(a), false) => {
-            let a = if a > hi { hi.clone() } else { a };
+            let a = if a > hi { hi } else { a };
             let end = if inclusive { Included(a) } else { Excluded(a) };
             (Included(lo), end)
         }
     };
-    if bound_is_empty(&start, &end) {
-        return Box::new(std::iter::empty());
-    }
-    let range = set.range((start, end));
-    if forward {
-        Box::new(range)
-    } else {
-        Box::new(range.rev())
-    }
-}
-
-fn bound_is_empty<K: Ord>(start: &std::ops::Bound<K>, end: &std::ops::Bound<K>) -> bool {
-    use std::ops::Bound::{Excluded, Included, Unbounded};
-    match (start, end) {
-        (Included(s), Included(e)) => s > e,
-        (Included(s), Excluded(e)) | (Excluded(s), Included(e)) | (Excluded(s), Excluded(e)) => s >= e,
-        (Unbounded, _) | (_, Unbounded) => false,
-    }
+    set.range(start, end, forward)
 }
 
 #[allow(clippy::too_many_arguments)]
-fn collect<K: Ord + Clone>(
-    set: &OrdSet<K>,
+fn collect<K: Ord + Copy>(
+    set: &LayeredSet<K>,
     lo: K,
     hi: K,
     anchor: Option<K>,
@@ -256,6 +248,6 @@ fn collect<K: Ord + Clone>(
         if out.len() >= limit {
             return;
         }
-        out.push(id_of(key));
+        out.push(id_of(&key));
     }
 }

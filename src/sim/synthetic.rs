@@ -370,8 +370,8 @@ mod tests {
         assert_eq!(facts.len(), 1000, "one result per task: results name the commands");
         let some = read.find(&history.stem(7)).unwrap();
         let task = read.task(some).unwrap();
-        assert_eq!(task.command.as_deref(), Some(&*SyntheticHistory::command(7)));
-        assert_eq!(task.cwd.as_deref(), Some("/home/u/exp"));
+        assert_eq!(task.command(), Some(&*SyntheticHistory::command(7)));
+        assert_eq!(task.cwd(), Some("/home/u/exp"));
         assert_eq!(task.spec_read, crate::index::ReadStatus::Unread, "the result said it all");
         assert!(facts.contains(&Facts::Result {
             node: "node03".into(),

@@ -835,8 +835,7 @@ impl App {
                     self.open_paged()
                 }
                 KeyCode::Char('c') => {
-                    let command =
-                        self.snapshot.task(task).and_then(|t| t.command.as_deref().map(str::to_string));
+                    let command = self.snapshot.task(task).and_then(|t| t.command().map(str::to_string));
                     self.modal = Some(Modal::Details { task, generation, loaded, show_env });
                     match command {
                         Some(command) => self.copy(command, "command"),

@@ -35,7 +35,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &mut App, theme: &Theme) {
             "[{stream}] {} {} {} — {mode}",
             clean_line(t.task_id()),
             clean_line(app.snapshot.node_name(t.node)),
-            t.command.as_deref().map(clean_line).unwrap_or_default()
+            t.command().map(clean_line).unwrap_or_default()
         ),
         None => "log viewer — F/E/A on a task, f: follow the running one".into(),
     };

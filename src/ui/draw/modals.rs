@@ -44,7 +44,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                     "{} {} {}",
                     clean_line(task.task_id()),
                     clean_line(app.snapshot.node_name(task.node)),
-                    task.command.as_deref().map(clean_line).unwrap_or_default()
+                    task.command().map(clean_line).unwrap_or_default()
                 );
                 let style = if i == *selected { theme.selected() } else { theme.base() };
                 lines.push(Line::from(Span::styled(text, style)));
@@ -150,7 +150,7 @@ fn details_lines<'a>(
         field("name", task.name.to_string()),
         field(
             "command",
-            match (&task.command, task.spec_read) {
+            match (task.command(), task.spec_read) {
                 (Some(command), _) => command.to_string(),
                 (None, _) if task.details_dropped => "(being fetched from the cache)".into(),
                 (None, crate::index::ReadStatus::Failed) => "(its spec could not be read: see below)".into(),
@@ -159,10 +159,7 @@ fn details_lines<'a>(
         ),
         // A finished task's spec is read only when its details are opened
         // (its result named the command): its cwd and submit time then.
-        field(
-            "cwd",
-            task.cwd.as_deref().or(spec_read.and_then(|d| d.cwd.as_deref())).unwrap_or("-").to_string(),
-        ),
+        field("cwd", task.cwd().or(spec_read.and_then(|d| d.cwd.as_deref())).unwrap_or("-").to_string()),
         field(
             "created",
             timestamp(if task.created_at != 0 {
