@@ -171,17 +171,35 @@ pub struct ReadJob {
 /// The reads a task still owes, per the snapshot (`specs`: its spec too,
 /// not only its result).
 pub fn jobs_for(index: &Index, run: &RunDir, id: TaskId, specs: bool, out: &mut Vec<ReadJob>) {
-    let Some(task) = index.task(id) else { return };
-    let node = index.node(task.node).map(|n| n.name.clone()).unwrap_or_else(|| Arc::from("?"));
-    if specs && task.spec_owed() {
+    wanted_jobs_for(index, run, id, specs, &|_| true, out);
+}
+
+/// As [`jobs_for`], only the reads `wanted` lets through (a path is built
+/// only for those); returns whether it held back a result the task owes.
+fn wanted_jobs_for(
+    index: &Index,
+    run: &RunDir,
+    id: TaskId,
+    specs: bool,
+    wanted: &dyn Fn(ReadKey) -> bool,
+    out: &mut Vec<ReadJob>,
+) -> bool {
+    let Some(task) = index.task(id) else { return false };
+    let node = || index.node(task.node).map(|n| n.name.clone()).unwrap_or_else(|| Arc::from("?"));
+    if specs && task.spec_owed() && wanted((id, false)) {
+        let node = node();
         if let Some(path) = spec_location(run, &node, task) {
-            out.push(ReadJob { id, node: node.clone(), name: task.name.clone(), path, result: None });
+            out.push(ReadJob { id, node, name: task.name.clone(), path, result: None });
         }
     }
-    if let (Some(kind), crate::index::ReadStatus::Unread) = (task.presence.result, task.result_read) {
-        let path = result_location(run, &node, task, kind);
-        out.push(ReadJob { id, node, name: task.name.clone(), path, result: Some(kind) });
+    let (Some(kind), true) = (task.presence.result, task.result_owed()) else { return false };
+    if !wanted((id, true)) {
+        return true;
     }
+    let node = node();
+    let path = result_location(run, &node, task, kind);
+    out.push(ReadJob { id, node, name: task.name.clone(), path, result: Some(kind) });
+    false
 }
 
 /// Performs a read; `None` when the file moved (try again later).
@@ -241,7 +259,15 @@ pub struct ReadPlanner {
     /// tasks listed meanwhile), so a long history is walked once, not once
     /// per batch.
     cursor: Option<UnreadCursor>,
+    /// When `backoff` and `set_aside` were last cleared of what expired.
+    pruned_at: Duration,
 }
+
+/// How often expired backoffs are cleared away (a lookup checks the expiry
+/// itself): a plan runs per batch of reads, a hundred a second while
+/// ingesting, and going through tens of thousands of backoffs each time
+/// would cost more than the reads.
+const PRUNE_EVERY: Duration = Duration::from_millis(250);
 
 impl ReadPlanner {
     pub fn new(retry_after: Option<Duration>) -> ReadPlanner {
@@ -287,21 +313,19 @@ impl ReadPlanner {
     }
 
     /// The reads a task owes, less those backed off.
-    fn plan(&self, index: &Index, run: &RunDir, id: TaskId, specs: bool, jobs: &mut Vec<ReadJob>) -> Plan {
+    fn plan(
+        &self,
+        index: &Index,
+        run: &RunDir,
+        id: TaskId,
+        specs: bool,
+        now: Duration,
+        jobs: &mut Vec<ReadJob>,
+    ) -> Plan {
         let from = jobs.len();
-        jobs_for(index, run, id, specs, jobs);
-        let mut kept = from;
-        let mut result_awaits_fold = false;
-        for at in from..jobs.len() {
-            if !self.backoff.contains_key(&jobs[at].key()) {
-                jobs.swap(kept, at);
-                kept += 1;
-            } else {
-                result_awaits_fold |= jobs[at].result.is_some();
-            }
-        }
-        jobs.truncate(kept);
-        match (kept > from, result_awaits_fold) {
+        let wanted = |key| !self.backoff.get(&key).is_some_and(|&until| until > now);
+        let result_awaits_fold = wanted_jobs_for(index, run, id, specs, &wanted, jobs);
+        match (jobs.len() > from, result_awaits_fold) {
             (true, _) => Plan::Reads,
             // Its result was just read, and the index does not have it yet:
             // once it does, the spec may be owed (a result naming no
@@ -320,7 +344,8 @@ impl ReadPlanner {
         specs: bool,
         now: Duration,
     ) -> Vec<ReadJob> {
-        if self.retry_after.is_some() {
+        if self.retry_after.is_some() && now.saturating_sub(self.pruned_at) >= PRUNE_EVERY {
+            self.pruned_at = now;
             self.backoff.retain(|_, until| *until > now);
             self.set_aside.retain(|_, until| *until > now);
         }
@@ -330,17 +355,18 @@ impl ReadPlanner {
         let mut planned = 0;
         for id in std::mem::take(&mut self.hinted) {
             if !self.in_flight.contains_key(&id) && considered.insert(id) {
-                planned += usize::from(self.plan(index, run, id, specs, &mut jobs) == Plan::Reads);
+                planned += usize::from(self.plan(index, run, id, specs, now, &mut jobs) == Plan::Reads);
             }
         }
         // Tasks owing reads in index order; one that owes nothing readable
         // now (backed off, no file listed) is passed over.
         let mut wrapped = false;
+        let mut walked = None;
         while planned < limit {
             let skip = |id| {
                 self.in_flight.contains_key(&id)
                     || considered.contains(&id)
-                    || self.set_aside.contains_key(&id)
+                    || self.set_aside.get(&id).is_some_and(|&until| until > now)
             };
             let candidates = if self.retry_after.is_none() {
                 let (ids, stopped) = index.unread_after(self.cursor, limit - planned, skip);
@@ -352,7 +378,11 @@ impl ReadPlanner {
                 self.cursor = stopped;
                 ids
             } else {
-                index.unread(limit - planned, skip)
+                // Newest first on every plan, from the top of the list;
+                // within one plan, on from where the last step stopped.
+                let (ids, stopped) = index.unread_after(walked, limit - planned, skip);
+                walked = stopped;
+                ids
             };
             if candidates.is_empty() {
                 break;
@@ -360,7 +390,7 @@ impl ReadPlanner {
             let until = self.retry_after.map_or(Duration::MAX, |wait| now.saturating_add(wait));
             for id in candidates {
                 considered.insert(id);
-                match self.plan(index, run, id, specs, &mut jobs) {
+                match self.plan(index, run, id, specs, now, &mut jobs) {
                     Plan::Reads => planned += 1,
                     Plan::AwaitingFold => {}
                     Plan::Nothing => {

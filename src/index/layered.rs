@@ -72,15 +72,31 @@ impl<K: Ord + Copy> LayeredSet<K> {
         self.queued.push((key, false));
     }
 
-    /// Applies the queued changes: a big batch, or overlays grown past an
-    /// eighth of the array, make a new array; anything else goes to the
-    /// overlays.
+    /// Moves a member from one key to another (`None`: not in the set
+    /// before, or after); nothing when the key stays.
+    pub fn replace(&mut self, before: Option<K>, after: Option<K>) {
+        if before == after {
+            return;
+        }
+        if let Some(key) = before {
+            self.remove(key);
+        }
+        if let Some(key) = after {
+            self.insert(key);
+        }
+    }
+
+    /// Applies the queued changes: a big batch, or overlays grown past a
+    /// sixteenth of the array, make a new array; anything else goes to the
+    /// overlays. (Every read walks past the removed keys in its range, and
+    /// every change waits in an overlay for the next array: a sixteenth
+    /// keeps both small and copies the array once per that many changes.)
     pub fn settle(&mut self) {
         if self.queued.is_empty() {
             return;
         }
         let overlay = self.added.len() + self.removed.len() + self.queued.len();
-        if self.queued.len() >= BULK || overlay > (self.base.len() / 8).max(BULK) {
+        if self.queued.len() >= BULK || overlay > (self.base.len() / 16).max(BULK) {
             self.rebuild();
             return;
         }
@@ -160,17 +176,19 @@ impl<K: Ord + Copy> LayeredSet<K> {
     /// Keys within the bounds, ascending (`forward`) or descending.
     pub fn range(&self, lo: Bound<K>, hi: Bound<K>, forward: bool) -> Box<dyn Iterator<Item = K> + '_> {
         debug_assert!(self.is_settled(), "query on an unsettled set");
-        let base = self.base_within(lo, hi);
-        let removed = &self.removed;
-        let kept = move |k: &K| removed.is_empty() || !removed.contains(k);
         if bound_is_empty(&lo, &hi) {
             return Box::new(std::iter::empty());
         }
-        let added = self.added.range((lo, hi));
+        let base = self.base_within(lo, hi);
+        // An overlay's range costs a descent even when empty: skipped then.
+        let added = (!self.added.is_empty()).then(|| self.added.range((lo, hi))).into_iter().flatten();
+        let removed = (!self.removed.is_empty()).then(|| self.removed.range((lo, hi))).into_iter().flatten();
         if forward {
-            Box::new(Merge::new(base.iter().copied().filter(kept), added.copied(), true))
+            let kept = Without::new(base.iter().copied(), removed.copied(), true);
+            Box::new(Merge::new(kept, added.copied(), true))
         } else {
-            Box::new(Merge::new(base.iter().rev().copied().filter(kept), added.rev().copied(), false))
+            let kept = Without::new(base.iter().rev().copied(), removed.rev().copied(), false);
+            Box::new(Merge::new(kept, added.rev().copied(), false))
         }
     }
 
@@ -261,6 +279,45 @@ pub fn bound_is_empty<K: Ord>(start: &Bound<K>, end: &Bound<K>) -> bool {
         (Included(s), Included(e)) => s > e,
         (Included(s), Excluded(e)) | (Excluded(s), Included(e)) | (Excluded(s), Excluded(e)) => s >= e,
         (Unbounded, _) | (_, Unbounded) => false,
+    }
+}
+
+/// A sorted run without the keys of another run sorted the same way (and
+/// within it): the two are walked side by side, so skipping a removed key
+/// costs a step, not a lookup (a reader that starts at the front of a set
+/// whose first thousands are removed walks past them at memory speed).
+struct Without<A: Iterator, R: Iterator<Item = A::Item>> {
+    keys: A,
+    removed: std::iter::Peekable<R>,
+    ascending: bool,
+}
+
+impl<A: Iterator, R: Iterator<Item = A::Item>> Without<A, R> {
+    fn new(keys: A, removed: R, ascending: bool) -> Self {
+        Without { keys, removed: removed.peekable(), ascending }
+    }
+}
+
+impl<K: Ord, A: Iterator<Item = K>, R: Iterator<Item = K>> Iterator for Without<A, R> {
+    type Item = K;
+    fn next(&mut self) -> Option<K> {
+        'keys: for key in self.keys.by_ref() {
+            while let Some(gone) = self.removed.peek() {
+                match gone.cmp(&key) {
+                    std::cmp::Ordering::Equal => {
+                        self.removed.next();
+                        continue 'keys;
+                    }
+                    // Behind the key in the direction of travel: passed.
+                    order if (order == std::cmp::Ordering::Less) == self.ascending => {
+                        self.removed.next();
+                    }
+                    _ => break,
+                }
+            }
+            return Some(key);
+        }
+        None
     }
 }
 

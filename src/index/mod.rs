@@ -715,24 +715,24 @@ impl Index {
     /// there did. Unlisted tasks are in none of them.
     fn move_task(&mut self, id: TaskId, before: &Placement, after: &Placement) {
         if before.moves_in_views(after) {
+            let listed = |at: &Placement| at.listed.then_some(*at);
+            self.views.relocate(id, listed(before), listed(after));
             if before.listed {
-                self.views.remove(id, before);
                 self.counts[before.state.index()] -= 1;
                 self.nodes[before.node as usize].counts[before.state.index()] -= 1;
             }
             if after.listed {
-                self.views.insert(id, after);
                 self.counts[after.state.index()] += 1;
                 self.nodes[after.node as usize].counts[after.state.index()] += 1;
             }
         }
         let to_read =
             |at: &Placement| (at.listed && at.needs_read).then_some((Reverse(at.time), Reverse(id)));
-        move_key(&mut self.to_read, to_read(before), to_read(after));
+        self.to_read.replace(to_read(before), to_read(after));
         let unaccounted = |at: &Placement| (at.listed && at.unaccounted).then_some((at.node, id));
-        move_key(&mut self.unaccounted, unaccounted(before), unaccounted(after));
+        self.unaccounted.replace(unaccounted(before), unaccounted(after));
         let held = |at: &Placement| (at.listed && at.droppable).then_some((at.time, id));
-        move_key(&mut self.held, held(before), held(after));
+        self.held.replace(held(before), held(after));
     }
 
     /// Lets the details of the oldest finished tasks go until no more than
@@ -810,19 +810,6 @@ fn confirm_cached(task: &mut Task) {
         if task.presence.result != Some(kind) {
             task.forget_result();
         }
-    }
-}
-
-/// Moves `key` in a side set: out under its old key, in under its new one.
-fn move_key<K: Ord + Copy>(set: &mut LayeredSet<K>, before: Option<K>, after: Option<K>) {
-    if before == after {
-        return;
-    }
-    if let Some(key) = before {
-        set.remove(key);
-    }
-    if let Some(key) = after {
-        set.insert(key);
     }
 }
 

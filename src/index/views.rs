@@ -90,16 +90,14 @@ impl Placement {
 }
 
 impl Views {
-    pub fn insert(&mut self, id: TaskId, at: &Placement) {
-        let time = Reverse(at.time);
-        self.by_node.insert((at.node, at.state, time, id));
-        self.by_seq.insert((at.node, at.seq, id));
-    }
-
-    pub fn remove(&mut self, id: TaskId, at: &Placement) {
-        let time = Reverse(at.time);
-        self.by_node.remove((at.node, at.state, time, id));
-        self.by_seq.remove((at.node, at.seq, id));
+    /// Moves a task from where `before` placed it to where `after` does
+    /// (`None`: in no view); a set whose key for it stays is not touched
+    /// (the seq order does not change with the state).
+    pub fn relocate(&mut self, id: TaskId, before: Option<Placement>, after: Option<Placement>) {
+        let node_key = |at: Placement| (at.node, at.state, Reverse(at.time), id);
+        let seq_key = |at: Placement| (at.node, at.seq, id);
+        self.by_node.replace(before.map(node_key), after.map(node_key));
+        self.by_seq.replace(before.map(seq_key), after.map(seq_key));
     }
 
     /// Applies the changes since the last settle (queries see only those
