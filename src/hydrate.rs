@@ -323,7 +323,7 @@ impl ReadPlanner {
         jobs: &mut Vec<ReadJob>,
     ) -> Plan {
         let from = jobs.len();
-        let wanted = |key| !self.backoff.get(&key).is_some_and(|&until| until > now);
+        let wanted = |key| self.backoff.get(&key).is_none_or(|&until| until <= now);
         let result_awaits_fold = wanted_jobs_for(index, run, id, specs, &wanted, jobs);
         match (jobs.len() > from, result_awaits_fold) {
             (true, _) => Plan::Reads,
