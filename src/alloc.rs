@@ -8,11 +8,20 @@
 /// folding) wait on each other's arena locks.
 const MALLOC_ARENAS: libc::c_int = 4;
 
+/// Blocks from this size up get their own mapping, given back whole when
+/// freed. glibc raises this bound (up to 32 MB) each time such a block is
+/// freed, and then the index's sorted arrays, remade as a history is folded
+/// (megabytes each, a little bigger each time), are carved from the arenas
+/// and leave holes there: a fixed bound keeps them out. At 10^6 tasks,
+/// resident memory after ingest 310 -> 298 MiB, peak 523 -> 443 MiB.
+const MMAP_FROM_BYTES: libc::c_int = 256 * 1024;
+
 /// Call before any thread is started.
-pub fn few_malloc_arenas() {
-    // SAFETY: mallopt only sets an allocator parameter.
+pub fn tune_malloc() {
+    // SAFETY: mallopt only sets allocator parameters.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_FROM_BYTES);
     }
 }
 

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use leaseq::cli::{status_json, status_text, view_for, write_tasks_json, write_tasks_text, TaskFilter};
 use leaseq::index::TaskState;
 use leaseq::leases::{discover_leases, resolve, LeaseChoice};
-use leaseq::oneshot::{build, Reads};
+use leaseq::oneshot::{build, build_counts, Reads};
 use leaseq::paths::{load_ui_config, Env, Roots, RunDir, UiConfig};
 use leaseq::runner::RunnerOptions;
 use leaseq::scan::FsSource;
@@ -387,7 +387,7 @@ struct LeaseArgs {
 
 fn main() -> ExitCode {
     let started = std::time::Instant::now();
-    leaseq::alloc::few_malloc_arenas();
+    leaseq::alloc::tune_malloc();
     let cli = Cli::parse();
     match run(cli, started) {
         Ok(code) => code,
@@ -611,7 +611,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<ExitCode, String> {
         Command::Status { lease, json, no_cache } => {
             let (id, run) = open_lease(&roots, &lease)?;
             let cache = cache_use(&id, no_cache);
-            let index = build(&FsSource, &run, &config(&roots), unix_now(), Reads::Results, &cache);
+            let index = build_counts(&FsSource, &run, &config(&roots), unix_now(), &cache);
             say_cache_problem(&index);
             let text = if json { status_json(&index, &id) + "\n" } else { status_text(&index, &id, &run.0) };
             print_out(text.as_bytes())

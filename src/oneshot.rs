@@ -25,7 +25,24 @@ pub fn build(
     reads: Reads,
     cache: &CacheUse,
 ) -> Index {
-    let mut index = Index::new(ui.hb_stale_s);
+    fold(Index::new(ui.hb_stale_s), source, run, now, reads, cache)
+}
+
+/// As [`build`] with every result read, for counts (`status`): commands
+/// and cwds the cache can give back are not held (at 10^6 tasks, a
+/// hundred megabytes no count needs).
+pub fn build_counts(source: &dyn RunFs, run: &RunDir, ui: &UiConfig, now: i64, cache: &CacheUse) -> Index {
+    fold(Index::new(ui.hb_stale_s).with_details_limit(0), source, run, now, Reads::Results, cache)
+}
+
+fn fold(
+    mut index: Index,
+    source: &dyn RunFs,
+    run: &RunDir,
+    now: i64,
+    reads: Reads,
+    cache: &CacheUse,
+) -> Index {
     index.apply(Event::Tick(now));
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     // Listings on all cores but one (this thread folds them as they come:

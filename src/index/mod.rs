@@ -616,7 +616,18 @@ impl Index {
             }
             return;
         }
-        let cwd = outcome.as_ref().ok().and_then(|r| r.cwd.as_ref()).map(|cwd| self.intern_cwd(cwd));
+        let task = &self.tasks[id as usize];
+        // Holding none of what the cache can give back (`--max-tasks 0`, and
+        // `status`): details that would be let go at once are not taken.
+        let live = task.presence.inbox || task.presence.claimed;
+        let born_let_go = holds_details
+            && at != 0
+            && self.details_limit == Some(0)
+            && task.details.is_none()
+            && !live
+            && self.on_screen.binary_search(&id).is_err();
+        let cwd = outcome.as_ref().ok().and_then(|r| r.cwd.as_ref());
+        let cwd = cwd.filter(|_| !born_let_go).map(|cwd| self.intern_cwd(cwd));
         let listed = self.tasks[id as usize].listed;
         let now = self.now;
         let mut finished_at = None;
@@ -641,7 +652,9 @@ impl Index {
                     task.runtime_s = result.runtime_s as f32;
                     // What the spec says stands; what the result repeats
                     // of it serves until (or instead of) the spec's read.
-                    if !task.details_dropped {
+                    if born_let_go {
+                        (task.details_dropped, task.details_at) = (true, at);
+                    } else if !task.details_dropped {
                         let held = task.details.as_deref().cloned().unwrap_or_default();
                         task.set_details(held.command.or(result.command), held.cwd.or(cwd));
                     }
@@ -677,6 +690,9 @@ impl Index {
         });
         if let Some(at) = finished_at.filter(|_| listed) {
             self.feed.count_completion(at, now);
+        }
+        if born_let_go && self.tasks[id as usize].details_dropped {
+            self.let_go += 1;
         }
         if holds_details {
             self.details_stored_at(id, at);

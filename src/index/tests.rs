@@ -556,3 +556,32 @@ fn details_from_a_results_record_are_let_go_and_recalled_from_it() {
     assert_eq!(command(&index, 1).as_deref(), Some("run 1"));
     assert_counts_match_rows(&index);
 }
+
+#[test]
+fn with_no_details_held_a_results_record_gives_none_and_the_row_can_fetch_them() {
+    // `status` and `--max-tasks 0`: what the cache can give back is not
+    // taken at all; a live task keeps its details, a row on screen gets them.
+    let mut index = fresh_with_heartbeat().with_details_limit(0);
+    let names: Vec<String> = (1..=3).flat_map(|s| [spec(s), result(s)]).collect();
+    index.apply(round("a", vec![changed(QueueDir::Done, names, vec![])]));
+    index.apply(round("a", vec![changed(QueueDir::Inbox, vec![spec(4)], vec![])]));
+    index.apply(Event::OnScreen(vec![index.find(&stem(3)).unwrap()]));
+    let facts: Vec<crate::cache::Facts> =
+        (1..=3).map(done_with_command).filter_map(|e| crate::cache::Facts::of_event(&e)).collect();
+    index.apply(Event::Cached { facts: facts.clone(), at: vec![101, 102, 103] });
+    index.apply(spec_ok(4));
+    let task = |seq| index.task(index.find(&stem(seq)).unwrap()).unwrap().clone();
+    for seq in [1, 2] {
+        let t = task(seq);
+        assert!(t.details.is_none() && t.details_dropped && t.details_at == 100 + u64::from(seq), "{t:?}");
+        assert!(!t.needs_read() && t.exit_code == Some(0) && t.state == TaskState::Finished);
+    }
+    assert_eq!(command(&index, 3).as_deref(), Some("run 3"), "on screen: held");
+    assert_eq!(command(&index, 4).as_deref(), Some("run 4"), "live: held");
+    // Task 3 holds its details while on screen (held, never let go then).
+    assert_eq!((index.details_held(), index.details_let_go()), (1, 2));
+    index.apply(Event::OnScreen(vec![index.find(&stem(1)).unwrap()]));
+    index.apply(Event::Recalled(vec![facts[0].clone()]));
+    assert_eq!(command(&index, 1).as_deref(), Some("run 1"));
+    assert_counts_match_rows(&index);
+}
