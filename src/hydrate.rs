@@ -269,6 +269,11 @@ pub struct ReadPlanner {
 /// would cost more than the reads.
 const PRUNE_EVERY: Duration = Duration::from_millis(250);
 
+/// Whether a backoff or a setting aside (until when, if any) still holds.
+fn waits(until: Option<&Duration>, now: Duration) -> bool {
+    until.is_some_and(|&until| until > now)
+}
+
 impl ReadPlanner {
     pub fn new(retry_after: Option<Duration>) -> ReadPlanner {
         ReadPlanner { retry_after, ..ReadPlanner::default() }
@@ -323,7 +328,7 @@ impl ReadPlanner {
         jobs: &mut Vec<ReadJob>,
     ) -> Plan {
         let from = jobs.len();
-        let wanted = |key| self.backoff.get(&key).is_none_or(|&until| until <= now);
+        let wanted = |key| !waits(self.backoff.get(&key), now);
         let result_awaits_fold = wanted_jobs_for(index, run, id, specs, &wanted, jobs);
         match (jobs.len() > from, result_awaits_fold) {
             (true, _) => Plan::Reads,
@@ -346,8 +351,8 @@ impl ReadPlanner {
     ) -> Vec<ReadJob> {
         if self.retry_after.is_some() && now.saturating_sub(self.pruned_at) >= PRUNE_EVERY {
             self.pruned_at = now;
-            self.backoff.retain(|_, until| *until > now);
-            self.set_aside.retain(|_, until| *until > now);
+            self.backoff.retain(|_, until| waits(Some(until), now));
+            self.set_aside.retain(|_, until| waits(Some(until), now));
         }
         let mut jobs = Vec::new();
         // Tasks looked at by this plan, and how many of them gave reads.
@@ -366,7 +371,7 @@ impl ReadPlanner {
             let skip = |id| {
                 self.in_flight.contains_key(&id)
                     || considered.contains(&id)
-                    || self.set_aside.get(&id).is_some_and(|&until| until > now)
+                    || waits(self.set_aside.get(&id), now)
             };
             let candidates = if self.retry_after.is_none() {
                 let (ids, stopped) = index.unread_after(self.cursor, limit - planned, skip);

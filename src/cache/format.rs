@@ -254,7 +254,7 @@ fn put_opt(out: &mut Vec<u8>, text: Option<&str>) {
 }
 
 fn put_path(out: &mut Vec<u8>, path: &LogPath, node: &str, name: &StoredName, stream: LogStream) {
-    match path.unless_derivable(node, &name.text(), name.task_id(), stream) {
+    match path.unless_derivable_for(node, name, stream) {
         Some(path) => {
             out.push(PATH_LITERAL);
             put_str(out, path);

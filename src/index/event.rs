@@ -103,11 +103,6 @@ pub enum LogPath {
 }
 
 impl LogPath {
-    /// Whether a result named this path (rather than it being derived).
-    pub fn is_named(&self) -> bool {
-        matches!(self, LogPath::Named(_))
-    }
-
     /// The path as named, unless a runner derives it from the task's name
     /// and node (then `None`: it is found again from them).
     pub fn unless_derivable(
@@ -120,6 +115,21 @@ impl LogPath {
         match self {
             LogPath::Named(path) if !is_derivable(path, node, stem, task_id, stream) => Some(path),
             _ => None,
+        }
+    }
+
+    /// As [`unless_derivable`](Self::unless_derivable) for a stored name,
+    /// whose text is built only when there is a named path to compare
+    /// (most results' paths are derived: a text per result was a cost).
+    pub fn unless_derivable_for(
+        &self,
+        node: &str,
+        name: &StoredName,
+        stream: LogStream,
+    ) -> Option<&Arc<str>> {
+        match self {
+            LogPath::Derived => None,
+            named => named.unless_derivable(node, &name.text(), name.task_id(), stream),
         }
     }
 }

@@ -559,8 +559,10 @@ fn details_from_a_results_record_are_let_go_and_recalled_from_it() {
 
 #[test]
 fn with_no_details_held_a_results_record_gives_none_and_the_row_can_fetch_them() {
-    // `status` and `--max-tasks 0`: what the cache can give back is not
-    // taken at all; a live task keeps its details, a row on screen gets them.
+    // `status` and `--max-tasks 0`: what the cache can give back is let go
+    // (the index does not even take it, which only costs less: the same
+    // holds either way); a live task keeps its details, a row on screen
+    // gets them.
     let mut index = fresh_with_heartbeat().with_details_limit(0);
     let names: Vec<String> = (1..=3).flat_map(|s| [spec(s), result(s)]).collect();
     index.apply(round("a", vec![changed(QueueDir::Done, names, vec![])]));
