@@ -40,7 +40,7 @@ pub fn give_back_freed_memory() {
         }
     };
     let _ = std::thread::Builder::new().name("trim".into()).spawn(move || {
-        crate::io_pool::yield_to_the_pump();
+        crate::io_pool::run_behind(crate::io_pool::Behind::Fold);
         trim();
         std::thread::sleep(std::time::Duration::from_secs(2));
         trim();
@@ -57,7 +57,7 @@ pub fn drop_elsewhere<T: Send + 'static>(value: T) {
     let bin = BIN.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel::<Garbage>();
         let spawned = std::thread::Builder::new().name("leaseq-drop".into()).spawn(move || {
-            crate::io_pool::yield_to_the_pump();
+            crate::io_pool::run_behind(crate::io_pool::Behind::Fold);
             rx.into_iter().for_each(drop);
         });
         spawned.ok().map(|_| tx)

@@ -24,7 +24,7 @@ use crate::actions::{self, ActionContext};
 use crate::cache::FactsCache;
 use crate::control::find_spec;
 use crate::index::{Index, TaskId, TaskState, ViewSpec};
-use crate::io_pool::{IoPool, JobKey};
+use crate::io_pool::{Behind, IoPool, JobKey};
 use crate::leases::{discover_leases, LeaseInfo, LeaseKind};
 use crate::logs::{self, FollowMode, FollowRequest, LogPaths, Stream};
 use crate::model::LeaseMeta;
@@ -105,8 +105,8 @@ impl Worker {
             listing_wake: async_channel::bounded(1),
             slurm_wake: async_channel::bounded(1),
             force_refresh: std::sync::atomic::AtomicBool::new(false),
-            io: IoPool::new("leaseq-bg-io", BACKGROUND_IO_THREADS),
-            slurm: IoPool::new("leaseq-slurm", 1),
+            io: IoPool::running_behind("leaseq-bg-io", BACKGROUND_IO_THREADS, Behind::Pump),
+            slurm: IoPool::running_behind("leaseq-slurm", 1, Behind::Pump),
             acting: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
     }

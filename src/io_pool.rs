@@ -44,6 +44,7 @@ struct State {
 struct Inner {
     name: String,
     cap: usize,
+    behind: Behind,
     state: Mutex<State>,
     ready: Condvar,
 }
@@ -55,11 +56,20 @@ pub struct IoPool {
 }
 
 impl IoPool {
-    /// Threads are started as work needs them, up to `cap`.
+    /// Threads are started as work needs them, up to `cap`, behind the
+    /// fold: for work that feeds the history in.
     pub fn new(name: &str, cap: usize) -> IoPool {
+        IoPool::running_behind(name, cap, Behind::Fold)
+    }
+
+    /// As [`new`](Self::new), with threads as far behind as `behind`: work
+    /// a user waits on (a log, a Slurm command, the cache's facts for the
+    /// fold) runs level with the fold, ahead of the history's listers.
+    pub fn running_behind(name: &str, cap: usize, behind: Behind) -> IoPool {
         let inner = Inner {
             name: name.to_string(),
             cap: cap.max(1),
+            behind,
             state: Mutex::new(State::default()),
             ready: Condvar::new(),
         };
@@ -106,7 +116,7 @@ impl IoPool {
             state.threads += 1;
             let inner = self.inner.clone();
             let spawned = std::thread::Builder::new().name(inner.name.clone()).spawn(move || {
-                yield_to_the_pump();
+                run_behind(inner.behind);
                 worker(&inner)
             });
             if spawned.is_err() {
@@ -170,18 +180,33 @@ fn worker(inner: &Inner) {
     }
 }
 
-/// Makes the calling thread yield the CPU to the dashboard's pump: nice
-/// +10 for this thread only (Linux applies `setpriority` with a thread id
-/// to that thread). Every thread that lists, reads, parses or folds calls
-/// this, so on a busy 2-core login node a key press still gets a core
-/// within the frame. Best effort: a failure leaves the thread as it was.
-pub fn yield_to_the_pump() {
-    const BACKGROUND_NICE: libc::c_int = 10;
+/// How far behind the dashboard's pump a background thread runs (Linux
+/// applies `setpriority` with a thread id to that thread only). Every
+/// thread that lists, reads, parses or folds takes one, so on a busy
+/// 2-core login node a key press still gets a core within the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behind {
+    /// The fold and the engine's driver: nice +10.
+    Pump,
+    /// Readers, listers and cleanup: nice +15, behind the fold too. The
+    /// fold is the one consumer of everything they produce; run level with
+    /// a dozen of them it gets a fraction of a core, a launch waits on it,
+    /// and what they read piles up in memory before it is folded.
+    Fold,
+}
+
+/// Lowers the calling thread's priority to `behind`. Best effort: a
+/// failure leaves the thread as it was.
+pub fn run_behind(behind: Behind) {
+    let nice: libc::c_int = match behind {
+        Behind::Pump => 10,
+        Behind::Fold => 15,
+    };
     // SAFETY: gettid has no preconditions; setpriority only reads its
     // arguments and fails cleanly for a bad id.
     unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        let _ = libc::setpriority(libc::PRIO_PROCESS, tid, BACKGROUND_NICE);
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid, nice);
     }
 }
 

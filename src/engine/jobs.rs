@@ -86,6 +86,12 @@ pub enum Job {
 }
 
 impl Job {
+    /// Loading, saving or fetching back from the cache (a local file,
+    /// not the run directory).
+    pub fn uses_the_cache(&self) -> bool {
+        matches!(self, Job::LoadFacts { .. } | Job::SaveFacts { .. } | Job::Recall { .. })
+    }
+
     /// A short name for traces and "stuck" reports.
     pub fn describe(&self) -> String {
         match self {

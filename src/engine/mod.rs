@@ -21,7 +21,7 @@ use self::core::{CoreConfig, EngineCore, Input};
 use self::jobs::{Completion, Job};
 use crate::cache::CacheUse;
 use crate::index::{Event, Index, TaskId};
-use crate::io_pool::{IoPool, PoolGuard};
+use crate::io_pool::{Behind, IoPool, PoolGuard};
 use crate::paths::{RunDir, UiConfig};
 use crate::scan::RunFs;
 
@@ -159,6 +159,7 @@ pub struct Engine {
     slot: SnapshotSlot,
     control: Sender<Control>,
     pool: PoolGuard,
+    _cache_pool: PoolGuard,
 }
 
 impl Engine {
@@ -171,7 +172,10 @@ impl Engine {
         let (control_tx, control_rx) = async_channel::unbounded::<Control>();
         // The core never has more jobs in flight than this.
         // (three more: loading, saving and fetching from the cache).
-        let pool = IoPool::new("leaseq-io", config.core.max_listings + config.core.reads_in_flight + 3);
+        let pool = IoPool::new("leaseq-io", config.core.max_listings + config.core.reads_in_flight);
+        // Loading, saving and fetching back from the cache: the fold's
+        // feeder and what the screen waits for run ahead of the listers.
+        let cache_pool = IoPool::running_behind("leaseq-cache", 3, Behind::Pump);
 
         let fold = {
             let slot = slot.clone();
@@ -183,17 +187,17 @@ impl Engine {
             std::thread::Builder::new()
                 .name("leaseq-index".into())
                 .spawn(move || {
-                    crate::io_pool::yield_to_the_pump();
+                    crate::io_pool::run_behind(crate::io_pool::Behind::Pump);
                     smol::block_on(fold_events(index, Inbound { events: events_rx, urgent: urgent_rx }, slot))
                 })
                 .expect("spawn index thread")
         };
         let driver = {
-            let (slot, pool) = (slot.clone(), pool.clone());
+            let (slot, pool, cache_pool) = (slot.clone(), pool.clone(), cache_pool.clone());
             std::thread::Builder::new()
                 .name("leaseq-engine".into())
                 .spawn(move || {
-                    crate::io_pool::yield_to_the_pump();
+                    crate::io_pool::run_behind(crate::io_pool::Behind::Pump);
                     let cache = config.cache.open(&config.run_dir.0);
                     if let Ok(Some(open)) = &cache {
                         let _ = slot.inner.cache.set(open.clone());
@@ -203,6 +207,7 @@ impl Engine {
                         fs: config.source,
                         slot,
                         pool,
+                        cache_pool,
                         events: events_tx,
                         urgent: urgent_tx,
                         next_job: 0,
@@ -213,7 +218,7 @@ impl Engine {
         };
         // Both threads are detached: they end when the channels close.
         drop((fold, driver));
-        Engine { slot, control: control_tx, pool: PoolGuard(pool) }
+        Engine { slot, control: control_tx, pool: PoolGuard(pool), _cache_pool: PoolGuard(cache_pool) }
     }
 
     pub fn snapshots(&self) -> SnapshotSlot {
@@ -252,7 +257,10 @@ enum Next {
 struct Runtime {
     fs: Arc<dyn RunFs>,
     slot: SnapshotSlot,
+    /// Listings and file reads.
     pool: IoPool,
+    /// The cache's jobs.
+    cache_pool: IoPool,
     events: Sender<Event>,
     /// For events the screen waits for (see [`is_urgent`]).
     urgent: Sender<Event>,
@@ -323,7 +331,8 @@ impl Runtime {
         self.next_job += 1;
         self.slot.job_started(id, job.describe());
         let (fs, run, done) = (self.fs.clone(), run.clone(), done.clone());
-        self.pool.execute(None, move || {
+        let pool = if job.uses_the_cache() { &self.cache_pool } else { &self.pool };
+        pool.execute(None, move || {
             let completion = job.execute(&*fs, &run, crate::clock::unix_now());
             let _ = done.send_blocking((id, completion));
         });

@@ -233,12 +233,15 @@ async fn pump(
             Wake::Snapshot(snapshot) => {
                 seen_revision = snapshot.revision();
                 let first_rows = app.snapshot.task_count() == 0;
+                // The moment the counts are whole is shown at once, not
+                // at the next quiet tick.
+                let completed = snapshot.is_complete() && !app.snapshot.is_complete();
                 let old = app.snapshot.clone();
                 pending = app.on_snapshot(snapshot);
                 // Last owner of what the fold copied since: not freed here.
                 crate::alloc::drop_elsewhere(old);
                 if !app.paused {
-                    let now = first_rows || last_key.elapsed() < QUIET_AFTER;
+                    let now = first_rows || completed || last_key.elapsed() < QUIET_AFTER;
                     dirty |= now;
                     held_back |= !now;
                 }
