@@ -226,6 +226,10 @@ pub struct TaskName<'a> {
     pub seq: u64,
     pub task_id: &'a str,
     pub uuid: &'a str,
+    /// The uuid's 16 bytes when its hex is all lower case (the form names
+    /// pack in, `names::Packed`), found by the same pass that checks its
+    /// shape: a listing of a million names decodes each uuid once.
+    pub lower_uuid: Option<[u8; 16]>,
 }
 
 const UUID_LEN: usize = 36;
@@ -249,20 +253,70 @@ impl<'a> TaskName<'a> {
         // U+FFFD is what a name that is not UTF-8 becomes when listed: such
         // a file cannot be opened by that name, so it is not taken as a task
         // (it is counted as an unrecognised file instead).
-        let unusable = task_id.chars().any(|c| c == '\u{FFFD}' || c.is_control() || c == '/');
-        if task_id.is_empty() || unusable || !is_uuid_shaped(uuid) {
+        let unusable = if task_id.is_ascii() {
+            task_id.bytes().any(|b| b.is_ascii_control() || b == b'/')
+        } else {
+            task_id.chars().any(|c| c == '\u{FFFD}' || c.is_control() || c == '/')
+        };
+        if task_id.is_empty() || unusable {
             return None;
         }
-        Some(TaskName { seq, task_id, uuid })
+        let (bytes, lower) = uuid_bytes(uuid.as_bytes())?;
+        Some(TaskName { seq, task_id, uuid, lower_uuid: lower.then_some(bytes) })
     }
 }
 
-fn is_uuid_shaped(text: &str) -> bool {
-    text.len() == UUID_LEN
-        && text.bytes().enumerate().all(|(i, b)| match i {
-            8 | 13 | 18 | 23 => b == b'-',
-            _ => b.is_ascii_hexdigit(),
-        })
+/// Where a uuid's 32 hex digits are, around its dashes at 8, 13, 18, 23.
+const UUID_DIGITS: [usize; 32] = {
+    let mut at = [0; 32];
+    let (mut i, mut pos) = (0, 0);
+    while pos < UUID_LEN {
+        if !matches!(pos, 8 | 13 | 18 | 23) {
+            at[i] = pos;
+            i += 1;
+        }
+        pos += 1;
+    }
+    at
+};
+
+/// A byte's hex value; upper-case digits are marked with `UPPER`, anything
+/// else is `NOT_HEX`.
+const HEX: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = match b as u8 {
+            c @ b'0'..=b'9' => c - b'0',
+            c @ b'a'..=b'f' => c - b'a' + 10,
+            c @ b'A'..=b'F' => (c - b'A' + 10) | UPPER,
+            _ => NOT_HEX,
+        };
+        b += 1;
+    }
+    table
+};
+const UPPER: u8 = 0x10;
+const NOT_HEX: u8 = 0xff;
+
+/// A uuid-shaped text's 16 bytes, and whether its hex is all lower case;
+/// `None` for anything not uuid-shaped (36 bytes, hex with dashes at 8,
+/// 13, 18 and 23, either case).
+pub fn uuid_bytes(text: &[u8]) -> Option<([u8; 16], bool)> {
+    if text.len() != UUID_LEN || [8, 13, 18, 23].iter().any(|&at| text[at] != b'-') {
+        return None;
+    }
+    let (mut out, mut flags) = ([0u8; 16], 0u8);
+    for (i, byte) in out.iter_mut().enumerate() {
+        let hi = HEX[usize::from(text[UUID_DIGITS[2 * i]])];
+        let lo = HEX[usize::from(text[UUID_DIGITS[2 * i + 1]])];
+        flags |= hi | lo;
+        *byte = (hi & 0x0f) << 4 | (lo & 0x0f);
+    }
+    if flags & !(UPPER | 0x0f) != 0 {
+        return None;
+    }
+    Some((out, flags & UPPER == 0))
 }
 
 /// Which of the three result files a name in `done/` is.
@@ -336,6 +390,51 @@ mod tests {
     use super::*;
 
     const UUID: &str = "2b7c9c9b-1234-4cde-8f00-0123456789ab";
+
+    /// The plain reading of the rule `uuid_bytes` implements with tables.
+    fn uuid_by_the_rule(text: &[u8]) -> Option<([u8; 16], bool)> {
+        let shaped = text.len() == 36
+            && text.iter().enumerate().all(|(i, b)| match i {
+                8 | 13 | 18 | 23 => *b == b'-',
+                _ => b.is_ascii_hexdigit(),
+            });
+        if !shaped {
+            return None;
+        }
+        let digits: Vec<u8> = text.iter().copied().filter(|&b| b != b'-').collect();
+        let value = |b: u8| (b as char).to_digit(16).unwrap() as u8;
+        let mut out = [0u8; 16];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = value(digits[2 * i]) << 4 | value(digits[2 * i + 1]);
+        }
+        Some((out, !text.iter().any(|b| b.is_ascii_uppercase())))
+    }
+
+    #[test]
+    fn uuid_bytes_follow_the_rule_for_any_text() {
+        let alphabet: Vec<u8> =
+            b"0123456789abcdefABCDEFgG-_ z/".iter().copied().chain([0x00, 0x7f, 0xc3, 0xff]).collect();
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut shaped = 0;
+        for round in 0..200_000 {
+            let mut text: Vec<u8> = UUID.as_bytes().to_vec();
+            // Mostly near-uuids (a few bytes changed), some other lengths.
+            for _ in 0..rng.usize(0..4) {
+                let at = rng.usize(0..text.len());
+                text[at] = alphabet[rng.usize(0..alphabet.len())];
+            }
+            if round % 10 == 0 {
+                text.truncate(rng.usize(0..=36));
+            }
+            if round % 3 == 0 {
+                text.make_ascii_uppercase();
+            }
+            let expected = uuid_by_the_rule(&text);
+            shaped += usize::from(expected.is_some());
+            assert_eq!(uuid_bytes(&text), expected, "{:?}", String::from_utf8_lossy(&text));
+        }
+        assert!(shaped > 10_000, "the cases must include uuids ({shaped})");
+    }
 
     #[test]
     fn parses_both_seq_forms() {

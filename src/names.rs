@@ -141,13 +141,8 @@ fn pack_parsed(stem: &str, name: &TaskName) -> Option<Packed> {
     if id.len() > ID_MAX || !id.iter().all(|b| b.is_ascii_graphic()) {
         return None;
     }
-    let mut uuid = [0u8; 16];
-    let mut digits = name.uuid.bytes().filter(|&b| b != b'-');
-    for byte in &mut uuid {
-        let hi = lower_hex_value(digits.next()?)?;
-        let lo = lower_hex_value(digits.next()?)?;
-        *byte = hi << 4 | lo;
-    }
+    // Only lower-case hex packs: upper case would not come back the same.
+    let uuid = name.lower_uuid?;
     let mut id_bytes = [0u8; ID_MAX];
     id_bytes[..id.len()].copy_from_slice(id);
     let lengths = (seq_text.len() as u8) << 3 | id.len() as u8;
@@ -162,15 +157,6 @@ fn pack_parsed(stem: &str, name: &TaskName) -> Option<Packed> {
         &buf[..len] == stem.as_bytes()
     });
     Some(packed)
-}
-
-/// Only lower-case hex packs: upper case would not come back the same.
-fn lower_hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        _ => None,
-    }
 }
 
 /// Bytes of a packed name in the cache file ([`Packed::to_bytes`]).

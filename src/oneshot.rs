@@ -11,6 +11,7 @@ pub use crate::engine::core::Reads;
 use crate::engine::core::{CoreConfig, EngineCore, Input};
 use crate::engine::jobs::Job;
 use crate::index::{Event, Index};
+use crate::io_pool::{run_behind, Behind};
 use crate::paths::{RunDir, UiConfig};
 use crate::scan::RunFs;
 
@@ -45,9 +46,11 @@ fn fold(
 ) -> Index {
     index.apply(Event::Tick(now));
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    // Listings on all cores but one (this thread folds them as they come:
-    // the fold is the serial part); reads, after the listings, on all.
-    let listers = cores.saturating_sub(1).max(1);
+    // Listings and reads on every core, behind this thread, which folds
+    // what they give as it comes (the fold is the serial part): the
+    // listers run behind the readers, which load the cache the fold waits
+    // for first, and both behind the fold (see `io_pool::Behind`).
+    let listers = cores;
     let mut core =
         EngineCore::new(run.clone(), CoreConfig::settle(reads, cores)).with_cache(cache.open(&run.0));
     let started = Instant::now();
@@ -56,14 +59,18 @@ fn fold(
     let (list_rx, read_rx) = (Mutex::new(list_rx), Mutex::new(read_rx));
     std::thread::scope(|scope| {
         let (done_tx, done_rx) = mpsc::channel();
-        let queues = std::iter::repeat_n(&list_rx, listers).chain(std::iter::repeat_n(&read_rx, cores));
-        for jobs in queues {
+        let queues = std::iter::repeat_n((&list_rx, Behind::Fold), listers)
+            .chain(std::iter::repeat_n((&read_rx, Behind::Pump), cores));
+        for (jobs, behind) in queues {
             let done_tx = done_tx.clone();
-            scope.spawn(move || loop {
-                let job = jobs.lock().map(|rx| rx.recv());
-                let Ok(Ok(job)) = job else { return };
-                if done_tx.send(job.execute(source, run, now)).is_err() {
-                    return;
+            scope.spawn(move || {
+                run_behind(behind);
+                loop {
+                    let job = jobs.lock().map(|rx| rx.recv());
+                    let Ok(Ok(job)) = job else { return };
+                    if done_tx.send(job.execute(source, run, now)).is_err() {
+                        return;
+                    }
                 }
             });
         }
