@@ -215,6 +215,37 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// The calling thread's nice value.
+    fn own_nice() -> i32 {
+        // SAFETY: as in `run_behind`; getpriority only reads.
+        unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::getpriority(libc::PRIO_PROCESS, tid)
+        }
+    }
+
+    #[test]
+    fn listers_run_behind_the_fold_and_the_fold_behind_the_pump() {
+        let before = std::thread::spawn(own_nice).join().unwrap();
+        let nice_in = |pool: IoPool| {
+            let guard = PoolGuard(pool.clone());
+            let (tx, rx) = std::sync::mpsc::channel();
+            pool.execute(None, move || {
+                let _ = tx.send(own_nice());
+            });
+            let nice = rx.recv_timeout(Duration::from_secs(10)).expect("the work ran");
+            drop(guard);
+            nice
+        };
+        // Niceness only rises without privileges: a test run already
+        // niced past these levels keeps its own.
+        let fold = nice_in(IoPool::running_behind("test-fold", 1, Behind::Pump));
+        let listers = nice_in(IoPool::new("test-listers", 1));
+        assert_eq!(fold, before.max(10), "the fold's level");
+        assert_eq!(listers, before.max(15), "the listers' level");
+        assert_eq!(own_nice(), before, "the caller's own priority is left alone");
+    }
+
     #[test]
     fn hung_work_never_takes_more_than_the_cap_and_newer_work_replaces_queued_work() {
         let pool = IoPool::new("test-pool", 2);
