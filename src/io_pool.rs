@@ -186,13 +186,22 @@ fn worker(inner: &Inner) {
 /// 2-core login node a key press still gets a core within the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Behind {
-    /// The fold and the engine's driver: nice +10.
+    /// Nice +10: the fold, the engine's driver, the cache's jobs (the
+    /// fold's feeder, and what the screen fetches back), and what a user
+    /// asked for (logs, Slurm commands).
     Pump,
-    /// Readers, listers and cleanup: nice +15, behind the fold too. The
+    /// Nice +15, behind the fold too: listers, readers and cleanup. The
     /// fold is the one consumer of everything they produce; run level with
-    /// a dozen of them it gets a fraction of a core, a launch waits on it,
-    /// and what they read piles up in memory before it is folded.
+    /// them it got about half a core, a launch waited on it, and what they
+    /// read piled up in memory before it was folded.
     Fold,
+}
+
+/// The calling thread's id, which `setpriority` and `getpriority` take to
+/// mean that thread alone.
+fn own_tid() -> libc::id_t {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::syscall(libc::SYS_gettid) as libc::id_t }
 }
 
 /// Lowers the calling thread's priority to `behind`. Best effort: a
@@ -202,11 +211,10 @@ pub fn run_behind(behind: Behind) {
         Behind::Pump => 10,
         Behind::Fold => 15,
     };
-    // SAFETY: gettid has no preconditions; setpriority only reads its
-    // arguments and fails cleanly for a bad id.
+    // SAFETY: setpriority only reads its arguments and fails cleanly for
+    // a bad id.
     unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        let _ = libc::setpriority(libc::PRIO_PROCESS, tid, nice);
+        let _ = libc::setpriority(libc::PRIO_PROCESS, own_tid(), nice);
     }
 }
 
@@ -217,11 +225,8 @@ mod tests {
 
     /// The calling thread's nice value.
     fn own_nice() -> i32 {
-        // SAFETY: as in `run_behind`; getpriority only reads.
-        unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::getpriority(libc::PRIO_PROCESS, tid)
-        }
+        // SAFETY: getpriority only reads its arguments.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, own_tid()) }
     }
 
     #[test]

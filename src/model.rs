@@ -302,7 +302,7 @@ const NOT_HEX: u8 = 0xff;
 /// A uuid-shaped text's 16 bytes, and whether its hex is all lower case;
 /// `None` for anything not uuid-shaped (36 bytes, hex with dashes at 8,
 /// 13, 18 and 23, either case).
-pub fn uuid_bytes(text: &[u8]) -> Option<([u8; 16], bool)> {
+fn uuid_bytes(text: &[u8]) -> Option<([u8; 16], bool)> {
     if text.len() != UUID_LEN || [8, 13, 18, 23].iter().any(|&at| text[at] != b'-') {
         return None;
     }

@@ -47,10 +47,9 @@ fn fold(
     index.apply(Event::Tick(now));
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     // Listings and reads on every core, behind this thread, which folds
-    // what they give as it comes (the fold is the serial part): the
-    // listers run behind the readers, which load the cache the fold waits
-    // for first, and both behind the fold (see `io_pool::Behind`).
-    let listers = cores;
+    // what they give as it comes (the fold is the serial part). The
+    // readers also load the cache, which the fold waits for: the listers
+    // run behind them (see `io_pool::Behind`).
     let mut core =
         EngineCore::new(run.clone(), CoreConfig::settle(reads, cores)).with_cache(cache.open(&run.0));
     let started = Instant::now();
@@ -59,7 +58,7 @@ fn fold(
     let (list_rx, read_rx) = (Mutex::new(list_rx), Mutex::new(read_rx));
     std::thread::scope(|scope| {
         let (done_tx, done_rx) = mpsc::channel();
-        let queues = std::iter::repeat_n((&list_rx, Behind::Fold), listers)
+        let queues = std::iter::repeat_n((&list_rx, Behind::Fold), cores)
             .chain(std::iter::repeat_n((&read_rx, Behind::Pump), cores));
         for (jobs, behind) in queues {
             let done_tx = done_tx.clone();

@@ -264,7 +264,8 @@ const HISTORY_WAITS_FOR_CACHE: Duration = Duration::from_secs(5);
 /// and memory holds at most this many batches at once. The core sees the
 /// fold's progress only as often as it publishes (every 50 ms), so two
 /// left the fold waiting for its next batch most of the time (a warm
-/// launch at 10^6 loaded 62 batches in 3.4 s, of which 1.2 s folding).
+/// launch at 10^6 took 3.2-3.8 s for 62 batches that the phases bench
+/// folds in 1.2 s).
 const BATCHES_AHEAD: u64 = 8;
 
 impl CacheState {

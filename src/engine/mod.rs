@@ -21,7 +21,7 @@ use self::core::{CoreConfig, EngineCore, Input};
 use self::jobs::{Completion, Job};
 use crate::cache::CacheUse;
 use crate::index::{Event, Index, TaskId};
-use crate::io_pool::{Behind, IoPool, PoolGuard};
+use crate::io_pool::{run_behind, Behind, IoPool, PoolGuard};
 use crate::paths::{RunDir, UiConfig};
 use crate::scan::RunFs;
 
@@ -170,11 +170,11 @@ impl Engine {
         // shown) passes the history still queued for the fold.
         let (urgent_tx, urgent_rx) = async_channel::unbounded::<Event>();
         let (control_tx, control_rx) = async_channel::unbounded::<Control>();
-        // The core never has more jobs in flight than this.
-        // (three more: loading, saving and fetching from the cache).
+        // The core never has more listings and reads in flight than this.
         let pool = IoPool::new("leaseq-io", config.core.max_listings + config.core.reads_in_flight);
-        // Loading, saving and fetching back from the cache: the fold's
-        // feeder and what the screen waits for run ahead of the listers.
+        // Loading, saving and fetching back from the cache (one job of each
+        // at a time): the fold's feeder and what the screen waits for run
+        // ahead of the listers.
         let cache_pool = IoPool::running_behind("leaseq-cache", 3, Behind::Pump);
 
         let fold = {
@@ -187,7 +187,7 @@ impl Engine {
             std::thread::Builder::new()
                 .name("leaseq-index".into())
                 .spawn(move || {
-                    crate::io_pool::run_behind(crate::io_pool::Behind::Pump);
+                    run_behind(Behind::Pump);
                     smol::block_on(fold_events(index, Inbound { events: events_rx, urgent: urgent_rx }, slot))
                 })
                 .expect("spawn index thread")
@@ -197,7 +197,7 @@ impl Engine {
             std::thread::Builder::new()
                 .name("leaseq-engine".into())
                 .spawn(move || {
-                    crate::io_pool::run_behind(crate::io_pool::Behind::Pump);
+                    run_behind(Behind::Pump);
                     let cache = config.cache.open(&config.run_dir.0);
                     if let Ok(Some(open)) = &cache {
                         let _ = slot.inner.cache.set(open.clone());
