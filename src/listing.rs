@@ -57,6 +57,15 @@ impl TaskFiles {
     fn minus(self, other: TaskFiles) -> TaskFiles {
         TaskFiles(self.0 & !other.0)
     }
+    /// The files as one byte (for the cache's copy of a listing).
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+    /// The files a [`bits`](Self::bits) byte names; `None` for a byte no
+    /// listing gives (no file, or a kind that does not exist).
+    pub fn from_bits(bits: u8) -> Option<TaskFiles> {
+        (bits != 0 && bits >> KINDS.len() == 0).then_some(TaskFiles(bits))
+    }
 }
 
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -96,6 +105,15 @@ impl Listing {
         Listing { tasks, others }
     }
 
+    /// A listing made of its parts (the cache's copy of one); `None`
+    /// unless both are sorted and free of duplicates, as [`of`](Self::of)
+    /// makes them: every merge and diff relies on it.
+    pub fn from_parts(tasks: Vec<(StoredName, TaskFiles)>, others: Vec<String>) -> Option<Listing> {
+        let sorted_tasks = tasks.windows(2).all(|w| w[0].0 < w[1].0);
+        let sorted_others = others.windows(2).all(|w| w[0] < w[1]);
+        (sorted_tasks && sorted_others).then_some(Listing { tasks, others })
+    }
+
     /// Number of files listed.
     pub fn len(&self) -> usize {
         self.tasks.iter().map(|(_, files)| files.count()).sum::<usize>() + self.others.len()
@@ -108,6 +126,11 @@ impl Listing {
     /// Each task's name and files, in name order.
     pub fn tasks(&self) -> impl Iterator<Item = (&StoredName, TaskFiles)> {
         self.tasks.iter().map(|(name, files)| (name, *files))
+    }
+
+    /// Number of tasks listed.
+    pub fn task_count(&self) -> usize {
+        self.tasks.len()
     }
 
     /// Names that are not task files, sorted.

@@ -45,6 +45,13 @@ impl ListError {
 /// must not stat entries beyond what the directory read itself returns.
 pub trait RunFs: Send + Sync {
     fn stamp(&self, dir: &Path) -> Result<DirStamp, ListError>;
+    /// A stamp as fresh as a listing would be. On NFS a `stat` may answer
+    /// from the client's attribute cache (up to a minute old), where
+    /// opening the directory asks the server (close-to-open consistency);
+    /// a saved listing is trusted only on this one.
+    fn open_stamp(&self, dir: &Path) -> Result<DirStamp, ListError> {
+        self.stamp(dir)
+    }
     /// Names of the regular files (and anything not a directory) in `dir`,
     /// in any order, possibly with duplicates: callers sort and dedupe.
     fn list_files(&self, dir: &Path) -> Result<FileNames, ListError>;
@@ -224,6 +231,17 @@ impl Drop for Stream {
     }
 }
 
+/// A directory's stamp from its metadata.
+fn stamp_of(dir: &Path, meta: &std::fs::Metadata) -> Result<DirStamp, ListError> {
+    let modified = meta.modified().map_err(|e| ListError::from_io(dir, &e))?;
+    let mtime_ns = match modified.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
+    };
+    let age = SystemTime::now().duration_since(modified).unwrap_or(Duration::ZERO);
+    Ok(DirStamp { mtime_ns, racy: age < RACY_WINDOW })
+}
+
 /// Files and directories this process opened through [`FsSource`]: on
 /// NFS each open is a round trip, so this is the figure a launch costs.
 static OPENS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -240,13 +258,18 @@ fn count_open() {
 impl RunFs for FsSource {
     fn stamp(&self, dir: &Path) -> Result<DirStamp, ListError> {
         let meta = std::fs::metadata(dir).map_err(|e| ListError::from_io(dir, &e))?;
-        let modified = meta.modified().map_err(|e| ListError::from_io(dir, &e))?;
-        let mtime_ns = match modified.duration_since(SystemTime::UNIX_EPOCH) {
-            Ok(d) => d.as_nanos() as i128,
-            Err(e) => -(e.duration().as_nanos() as i128),
-        };
-        let age = SystemTime::now().duration_since(modified).unwrap_or(Duration::ZERO);
-        Ok(DirStamp { mtime_ns, racy: age < RACY_WINDOW })
+        stamp_of(dir, &meta)
+    }
+
+    fn open_stamp(&self, dir: &Path) -> Result<DirStamp, ListError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        count_open();
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(dir);
+        let meta = opened.and_then(|dir| dir.metadata()).map_err(|e| ListError::from_io(dir, &e))?;
+        stamp_of(dir, &meta)
     }
 
     fn list_files(&self, dir: &Path) -> Result<FileNames, ListError> {

@@ -2,7 +2,8 @@
 //! warm run prints is what reading every file prints; two processes
 //! filling one cache at once leave it whole; a cache that is cut short,
 //! flipped, or from a run dir made again costs time and says so once,
-//! never changes an answer.
+//! never changes an answer; a saved `done/` listing stands in for one only
+//! while that directory has not changed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -85,6 +86,8 @@ fn cache_file(cache: &Path) -> PathBuf {
 fn a_warm_run_prints_what_reading_every_file_prints_and_two_writers_leave_the_cache_whole() {
     let home = tempfile::tempdir().unwrap();
     tree(home.path(), 3000);
+    // Aged, so both also save their done/ listings, each over the other's.
+    age_done_dirs(home.path());
     let cache = home.path().join("cache");
     let (truth, _) = tasks_json(home.path(), &cache, &["--no-cache"]);
     assert!(!cache.exists(), "--no-cache writes no cache");
@@ -170,4 +173,63 @@ fn a_run_dir_made_again_with_the_same_lease_id_does_not_see_the_old_facts() {
     let (rows, stderr) = tasks_json(home.path(), &cache, &[]);
     assert_same_rows(&rows, &truth);
     assert!(stderr.contains("another run directory"), "{stderr}");
+}
+
+/// Every node's `done/`, aged an hour, as a finished lease's history is.
+fn age_done_dirs(home: &Path) -> Vec<PathBuf> {
+    let done = home.join("runs").join(LEASE).join("done");
+    let dirs: Vec<PathBuf> = std::fs::read_dir(&done).unwrap().map(|e| e.unwrap().path()).collect();
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for dir in &dirs {
+        std::fs::File::open(dir).unwrap().set_modified(hour_ago).unwrap();
+    }
+    dirs
+}
+
+#[test]
+fn saved_done_listings_are_used_until_done_changes_and_a_task_that_leaves_and_comes_back_is_shown() {
+    let home = tempfile::tempdir().unwrap();
+    tree(home.path(), 1200);
+    let dirs = age_done_dirs(home.path());
+    let cache = home.path().join("cache");
+    let (truth, _) = tasks_json(home.path(), &cache, &["--no-cache"]);
+    tasks_json(home.path(), &cache, &[]);
+    let saved = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".done-"));
+    assert_eq!(saved.count(), dirs.len(), "one saved listing per node");
+    let (warm, stderr) = tasks_json(home.path(), &cache, &[]);
+    assert_eq!(stderr, "");
+    assert_same_rows(&warm, &truth);
+
+    // A task's files leave one done/ (its mtime moves on): the saved
+    // listing no longer stands in, and the task is not shown as if there.
+    let aside = home.path().join("aside");
+    std::fs::create_dir(&aside).unwrap();
+    let moved: Vec<PathBuf> = {
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(&dirs[0]).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        let stem = files[0].file_name().unwrap().to_string_lossy().split('.').next().unwrap().to_string();
+        files.into_iter().filter(|f| f.file_name().unwrap().to_string_lossy().starts_with(&stem)).collect()
+    };
+    assert!(!moved.is_empty());
+    for file in &moved {
+        std::fs::rename(file, aside.join(file.file_name().unwrap())).unwrap();
+    }
+    let (truth_without, _) = tasks_json(home.path(), &cache, &["--no-cache"]);
+    assert_ne!(truth_without, truth);
+    let (warm, _) = tasks_json(home.path(), &cache, &[]);
+    assert_same_rows(&warm, &truth_without);
+
+    // ...and comes back: shown again, as the files say.
+    for file in &moved {
+        std::fs::rename(aside.join(file.file_name().unwrap()), file).unwrap();
+    }
+    let (warm, _) = tasks_json(home.path(), &cache, &[]);
+    assert_same_rows(&warm, &truth);
+    let (again, stderr) = tasks_json(home.path(), &cache, &[]);
+    assert_same_rows(&again, &truth);
+    assert_eq!(stderr, "");
 }

@@ -223,14 +223,14 @@ fn kind_code(kind: ResultKind) -> u8 {
     }
 }
 
-fn put_str(out: &mut Vec<u8>, text: &str) {
+pub(super) fn put_str(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(&(text.len() as u32).to_le_bytes());
     out.extend_from_slice(text.as_bytes());
 }
 
 /// A name as its packed bytes (no text to parse when read back), or as
 /// text when it does not pack.
-fn put_name(out: &mut Vec<u8>, name: &StoredName) {
+pub(super) fn put_name(out: &mut Vec<u8>, name: &StoredName) {
     match name {
         StoredName::Packed(packed) => {
             out.push(NAME_PACKED);
@@ -264,7 +264,7 @@ fn put_path(out: &mut Vec<u8>, path: &LogPath, node: &str, name: &StoredName, st
 }
 
 /// A cursor over one payload; every read is bounds-checked.
-struct Fields<'a> {
+pub(super) struct Fields<'a> {
     bytes: &'a [u8],
 }
 
@@ -288,6 +288,13 @@ impl Last {
 }
 
 impl<'a> Fields<'a> {
+    pub(super) fn new(bytes: &'a [u8]) -> Fields<'a> {
+        Fields { bytes }
+    }
+    /// Every byte was read.
+    pub(super) fn is_done(&self) -> bool {
+        self.bytes.is_empty()
+    }
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if self.bytes.len() < n {
             return None;
@@ -296,29 +303,32 @@ impl<'a> Fields<'a> {
         self.bytes = rest;
         Some(head)
     }
-    fn u8(&mut self) -> Option<u8> {
+    pub(super) fn u8(&mut self) -> Option<u8> {
         self.take(1).map(|b| b[0])
     }
-    fn u32(&mut self) -> Option<u32> {
+    pub(super) fn u32(&mut self) -> Option<u32> {
         Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
     }
     fn i32(&mut self) -> Option<i32> {
         Some(i32::from_le_bytes(self.take(4)?.try_into().ok()?))
     }
-    fn i64(&mut self) -> Option<i64> {
+    pub(super) fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    pub(super) fn i64(&mut self) -> Option<i64> {
         Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
     fn f64(&mut self) -> Option<f64> {
         Some(f64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
-    fn text(&mut self) -> Option<&'a str> {
+    pub(super) fn text(&mut self) -> Option<&'a str> {
         let len = self.u32()? as usize;
         std::str::from_utf8(self.take(len)?).ok()
     }
     fn str(&mut self) -> Option<Arc<str>> {
         self.text().map(Arc::from)
     }
-    fn name(&mut self) -> Option<StoredName> {
+    pub(super) fn name(&mut self) -> Option<StoredName> {
         match self.u8()? {
             NAME_PACKED => {
                 Packed::from_bytes(self.take(PACKED_BYTES)?.try_into().ok()?).map(StoredName::Packed)

@@ -12,6 +12,9 @@
 //! facts only to names a listing confirms.
 
 pub mod format;
+mod listings;
+
+pub use listings::SavedListing;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};

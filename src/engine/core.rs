@@ -255,6 +255,8 @@ struct CacheState {
     /// Records asked for since the screen last changed.
     asked: Vec<u64>,
     recalling: bool,
+    /// A saved `done/` listing was damaged: said for the first node only.
+    listing_problem_said: bool,
 }
 
 /// The longest a dashboard's `done/` rounds wait for the cache to load.
@@ -511,7 +513,9 @@ impl EngineCore {
         let c = &self.config;
         self.by_name.insert(name.clone(), self.nodes.len());
         self.nodes.push(NodeSlot {
-            scanner: Some(Box::new(NodeScanner::new(&self.run, &name))),
+            scanner: Some(Box::new(
+                NodeScanner::new(&self.run, &name).with_saved_listings(self.cache.cache.clone()),
+            )),
             name,
             cadence: Cadence::new(c.base, c.idle_max, c.full_rescan_every),
             phase: NodePhase::Idle,
@@ -524,7 +528,11 @@ impl EngineCore {
         });
     }
 
-    fn listed(&mut self, part: Part, scanner: Box<NodeScanner>, round: Round, out: &mut Outputs) {
+    fn listed(&mut self, part: Part, mut scanner: Box<NodeScanner>, round: Round, out: &mut Outputs) {
+        if let Some(problem) = scanner.take_problem().filter(|_| !self.cache.listing_problem_said) {
+            self.cache.listing_problem_said = true;
+            out.events.push(Event::CacheProblem(problem));
+        }
         let Some(&i) = self.by_name.get(scanner.node()) else { return };
         let history = !self.history_waits();
         let node = &mut self.nodes[i];

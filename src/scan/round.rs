@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::cache::FactsCache;
 use crate::index::{DirOutcome, Round};
 use crate::listing::Listing;
 use crate::paths::{QueueDir, RunDir};
@@ -50,7 +51,29 @@ pub struct NodeScanner {
     /// repeated listings of it within a round.
     dirs: [DirState; 3],
     rounds: u64,
+    saved: SavedDone,
 }
+
+/// This node's `done/` listing as the cache keeps it between launches.
+#[derive(Debug, Default)]
+struct SavedDone {
+    /// `None`: no cache, or saving failed (said once).
+    cache: Option<Arc<FactsCache>>,
+    /// The saved listing was looked at (once, before the first listing).
+    tried: bool,
+    /// The stamp and fingerprint of what the cache has now, when this
+    /// process knows them.
+    kept: Option<(DirStamp, Fingerprint)>,
+    /// The round it was saved in.
+    at_round: u64,
+    /// Why the saved listing could not be used or saved, to say once.
+    problem: Option<String>,
+}
+
+/// Rounds between two saves of a `done/` that keeps changing (2-10 s each):
+/// each save writes the node's whole listing, so a busy node is not saved
+/// every round; one saved a little stale costs the next launch one listing.
+const SAVE_EVERY_ROUNDS: u64 = 30;
 
 fn slot(dir: QueueDir) -> usize {
     QueueDir::ALL.iter().position(|d| *d == dir).unwrap_or(0)
@@ -60,7 +83,20 @@ impl NodeScanner {
     pub fn new(run_dir: &RunDir, node: &str) -> NodeScanner {
         let dirs =
             QueueDir::ALL.map(|dir| DirState { path: run_dir.queue(dir, node), ..DirState::default() });
-        NodeScanner { node: Arc::from(node), dirs, rounds: 0 }
+        NodeScanner { node: Arc::from(node), dirs, rounds: 0, saved: SavedDone::default() }
+    }
+
+    /// Keeps `done/`'s listing in `cache` between launches: a relaunch
+    /// takes it instead of listing while the directory's stamp says it has
+    /// not changed since.
+    pub fn with_saved_listings(mut self, cache: Option<Arc<FactsCache>>) -> NodeScanner {
+        self.saved.cache = cache;
+        self
+    }
+
+    /// Why the saved listing could not be used or saved, once.
+    pub fn take_problem(&mut self) -> Option<String> {
+        self.saved.problem.take()
     }
 
     pub fn node(&self) -> &Arc<str> {
@@ -139,9 +175,85 @@ impl NodeScanner {
             // A repeated listing in the same round may use the stamp even
             // in a forced round: the first listing just refreshed it.
             let repeated = order[..i].contains(&dir);
-            outcomes.push((dir, list_one(source, &mut self.dirs[slot(dir)], force && !repeated, repeated)));
+            let outcome = match self.saved_listing_stands_in(source, dir) {
+                Some(outcome) => outcome,
+                None => list_one(source, &mut self.dirs[slot(dir)], force && !repeated, repeated),
+            };
+            if dir == QueueDir::Done {
+                self.save_done();
+            }
+            outcomes.push((dir, outcome));
         }
         outcomes
+    }
+
+    /// The first listing of `done/` in this process, taken from the cache
+    /// when the directory's stamp is still the one it was saved with: a
+    /// finished lease's history is not listed again on every launch. In
+    /// any round, forced or not: a forced round distrusts stamps this
+    /// process kept, which a `stat` may have answered from the attribute
+    /// cache; this stamp is taken by opening the directory, as fresh as a
+    /// listing (see `RunFs::open_stamp`). A racy stamp never matches: a
+    /// change within the filesystem's timestamp granularity of the save
+    /// would leave it the same.
+    fn saved_listing_stands_in(&mut self, source: &dyn RunFs, dir: QueueDir) -> Option<DirOutcome> {
+        if dir != QueueDir::Done || std::mem::replace(&mut self.saved.tried, true) {
+            return None;
+        }
+        let state = &mut self.dirs[slot(dir)];
+        let cache = self.saved.cache.as_ref().filter(|_| !state.listed_once)?;
+        let saved = match cache.load_listing(&self.node) {
+            Ok(saved) => saved?,
+            Err(problem) => {
+                self.saved.problem = Some(problem);
+                return None;
+            }
+        };
+        let stamp = source.open_stamp(&state.path).ok()?;
+        if stamp.racy || stamp.mtime_ns != saved.stamp_ns {
+            return None;
+        }
+        let fingerprint = Fingerprint::from_words(saved.fingerprint);
+        state.listing = saved.listing;
+        state.fingerprint = Some(fingerprint);
+        state.stamp = Some(stamp);
+        state.listed_once = true;
+        self.saved.kept = Some((stamp, fingerprint));
+        self.saved.at_round = self.rounds;
+        Some(if state.listing.is_empty() {
+            DirOutcome::Unchanged
+        } else {
+            DirOutcome::Changed { added: state.listing.clone(), removed: Listing::default() }
+        })
+    }
+
+    /// Saves `done/`'s listing when a stamp that can vouch for it is newer
+    /// than what the cache has (at most every [`SAVE_EVERY_ROUNDS`]).
+    fn save_done(&mut self) {
+        let Some(cache) = &self.saved.cache else { return };
+        let state = &self.dirs[slot(QueueDir::Done)];
+        let (Some(stamp), Some(fingerprint)) = (state.stamp, state.fingerprint) else { return };
+        let due = match self.saved.kept {
+            None => true,
+            // Other names under the same stamp: what was saved came from a
+            // listing that lagged behind its stamp (NFS can serve one);
+            // replaced at once.
+            Some(kept) if kept.0 == stamp => kept.1 != fingerprint,
+            Some(_) => self.rounds >= self.saved.at_round + SAVE_EVERY_ROUNDS,
+        };
+        if !due {
+            return;
+        }
+        match cache.save_listing(&self.node, stamp.mtime_ns, fingerprint.words(), &state.listing) {
+            Ok(()) => {
+                self.saved.kept = Some((stamp, fingerprint));
+                self.saved.at_round = self.rounds;
+            }
+            Err(problem) => {
+                self.saved.problem = Some(format!("done/ listings are not saved: {problem}"));
+                self.saved.cache = None;
+            }
+        }
     }
 }
 
@@ -156,6 +268,14 @@ struct Fingerprint {
 }
 
 impl Fingerprint {
+    fn words(self) -> [u64; 3] {
+        [self.names as u64, self.sum, self.mixed]
+    }
+
+    fn from_words([names, sum, mixed]: [u64; 3]) -> Fingerprint {
+        Fingerprint { names: names as usize, sum, mixed }
+    }
+
     fn of<'a>(names: impl Iterator<Item = &'a str>) -> Fingerprint {
         use std::hash::Hasher;
         // `DefaultHasher::new()` has fixed keys: the same name hashes the
@@ -350,6 +470,83 @@ mod tests {
         assert_eq!(round.dirs[2].1, DirOutcome::changed(vec!["2.json".into()], vec![]));
         let next = scanner.round(&FsSource, false);
         assert_eq!(next.dirs[0].1, DirOutcome::changed(vec![], vec!["1.json".into()]));
+    }
+
+    /// Sets a directory's mtime (to one well past, as a finished lease's
+    /// `done/` has it).
+    fn set_mtime(dir: &std::path::Path, when: std::time::SystemTime) {
+        std::fs::File::open(dir).unwrap().set_modified(when).unwrap();
+    }
+
+    fn done_of(round: &Round) -> &DirOutcome {
+        &round.dirs.iter().find(|(dir, _)| *dir == QueueDir::Done).unwrap().1
+    }
+
+    const NAME: &str = "000001_T1_00000000-0000-4000-8000-000000000001";
+
+    #[test]
+    fn a_saved_done_listing_stands_in_while_the_directory_stamp_holds() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir(tmp.path().join("run"));
+        let done = run.queue(QueueDir::Done, "a");
+        touch(&done.join(format!("{NAME}.json")));
+        touch(&done.join(format!("{NAME}.result.json")));
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        set_mtime(&done, hour_ago);
+        let cache = Some(Arc::new(FactsCache::at(tmp.path().join("facts.bin"), "run".into())));
+        let scanner = || NodeScanner::new(&run, "a").with_saved_listings(cache.clone());
+        let first = scanner().round(&FsSource, true);
+        assert!(matches!(done_of(&first), DirOutcome::Changed { added, .. } if added.len() == 2));
+
+        // A file slipped in and the stamp put back as it was: a relaunch
+        // takes the saved listing, even in a forced round, so the file is
+        // not seen. Nothing was listed.
+        touch(&done.join("000002_T2_00000000-0000-4000-8000-000000000002.json"));
+        set_mtime(&done, hour_ago);
+        let mut relaunched = scanner();
+        let warm = relaunched.round(&FsSource, true);
+        assert_eq!(done_of(&warm), done_of(&first), "the saved listing, not a new one");
+        assert_eq!(relaunched.take_problem(), None);
+        // The process's own forced rescan lists it.
+        let rescan = relaunched.round(&FsSource, true);
+        assert!(matches!(done_of(&rescan), DirOutcome::Changed { added, .. } if added.len() == 1));
+
+        // Any other stamp and the directory is listed.
+        set_mtime(&done, hour_ago - std::time::Duration::from_secs(1));
+        let listed = scanner().round(&FsSource, false);
+        assert!(matches!(done_of(&listed), DirOutcome::Changed { added, .. } if added.len() == 3));
+    }
+
+    #[test]
+    fn a_racy_done_is_not_saved_and_a_damaged_save_is_said_once_and_listed_past() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir(tmp.path().join("run"));
+        let done = run.queue(QueueDir::Done, "a");
+        touch(&done.join(format!("{NAME}.json")));
+        let cache_dir = tmp.path().join("cache");
+        std::fs::create_dir(&cache_dir).unwrap();
+        let cache = Some(Arc::new(FactsCache::at(cache_dir.join("facts.bin"), "run".into())));
+        let saved = || std::fs::read_dir(&cache_dir).unwrap().flatten().map(|e| e.path()).collect::<Vec<_>>();
+        let mut scanner = NodeScanner::new(&run, "a").with_saved_listings(cache.clone());
+        scanner.round(&FsSource, false);
+        assert_eq!(saved(), Vec::<PathBuf>::new(), "a stamp of just now cannot vouch for the listing");
+        set_mtime(&done, std::time::SystemTime::now() - std::time::Duration::from_secs(60));
+        scanner.round(&FsSource, false);
+        let files = saved();
+        assert_eq!(files.len(), 1, "saved once the stamp can vouch for it");
+
+        let mut bytes = std::fs::read(&files[0]).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&files[0], &bytes).unwrap();
+        let mut relaunched = NodeScanner::new(&run, "a").with_saved_listings(cache);
+        let round = relaunched.round(&FsSource, false);
+        assert!(matches!(done_of(&round), DirOutcome::Changed { added, .. } if added.len() == 1));
+        let problem = relaunched.take_problem().expect("the damage is said");
+        assert!(problem.contains("not used") && problem.contains("done/ is listed"), "{problem}");
+        assert_eq!(relaunched.take_problem(), None, "once");
+        relaunched.round(&FsSource, true);
+        assert_eq!(relaunched.take_problem(), None, "and not again");
     }
 
     #[test]
