@@ -24,6 +24,10 @@ use imbl::OrdSet;
 /// walk and copy tree nodes).
 const BULK: usize = 4096;
 
+/// The most queued changes whose allocation a set keeps between batches
+/// (the cache's batches are 16 Ki facts).
+const KEEP_QUEUED: usize = 16 * 1024;
+
 #[derive(Debug)]
 pub struct LayeredSet<K: Ord + Copy> {
     /// Sorted, without duplicates.
@@ -124,11 +128,15 @@ impl<K: Ord + Copy> LayeredSet<K> {
         self.keep_allocation(queued);
     }
 
-    /// Gives `queued` back its emptied allocation: a new one per batch was
-    /// a new mapping for the kernel to fault in.
+    /// Gives `queued` back its emptied allocation, up to the size of a
+    /// cache batch: a new one per batch was a new mapping for the kernel to
+    /// fault in. A bigger one (a node's history listed at once) is let go:
+    /// kept by every set, it would hold megabytes for good.
     fn keep_allocation(&mut self, mut queued: Vec<(K, bool)>) {
-        queued.clear();
-        self.queued = queued;
+        if queued.capacity() <= KEEP_QUEUED {
+            queued.clear();
+            self.queued = queued;
+        }
     }
 
     /// One array of what the set holds, with the overlays and the queued
