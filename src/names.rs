@@ -1,11 +1,12 @@
 //! Task names held compactly. A name `<seq>_<task_id>_<uuid>` as both
 //! runners write it is a number, a short id and 16 bytes: packed, it takes
-//! 40 bytes in place instead of a pointer plus a 60-70 byte heap string,
+//! 32 bytes in place instead of a pointer plus a 60-70 byte heap string,
 //! and a million of them make no million allocations. Any other name (a
 //! long task id, upper-case hex) is kept as text, so every name round-trips
 //! exactly.
 
 use std::fmt;
+use std::num::NonZeroU8;
 use std::ops::Deref;
 
 use crate::model::TaskName;
@@ -29,7 +30,9 @@ pub struct Packed {
     id: [u8; ID_MAX],
     /// The id's length (low 3 bits) and the digits the seq is written
     /// with, zero-padded (the other 5): one byte keeps the whole in 32.
-    lengths: u8,
+    /// Never zero (an id has a character): the zero tells a `Text` name
+    /// apart, so a [`StoredName`] takes 32 bytes, not 40.
+    lengths: NonZeroU8,
 }
 
 impl StoredName {
@@ -145,7 +148,7 @@ fn pack_parsed(stem: &str, name: &TaskName) -> Option<Packed> {
     let uuid = name.lower_uuid?;
     let mut id_bytes = [0u8; ID_MAX];
     id_bytes[..id.len()].copy_from_slice(id);
-    let lengths = (seq_text.len() as u8) << 3 | id.len() as u8;
+    let lengths = NonZeroU8::new((seq_text.len() as u8) << 3 | id.len() as u8)?;
     let packed = Packed { seq: name.seq, uuid, id: id_bytes, lengths };
     // It comes back the same by construction: the seq's digits with their
     // width (zero padding kept), the id's bytes, the uuid's lower-case hex
@@ -170,7 +173,7 @@ impl Packed {
         out[..8].copy_from_slice(&self.seq.to_le_bytes());
         out[8..24].copy_from_slice(&self.uuid);
         out[24..31].copy_from_slice(&self.id);
-        out[31] = self.lengths;
+        out[31] = self.lengths.get();
         out
     }
 
@@ -184,7 +187,7 @@ impl Packed {
             seq,
             uuid: bytes[8..24].try_into().ok()?,
             id: bytes[24..31].try_into().ok()?,
-            lengths: bytes[31],
+            lengths: NonZeroU8::new(bytes[31])?,
         };
         let (id_len, width) = (packed.id_len(), packed.seq_width());
         let id = &packed.id[..id_len.min(ID_MAX)];
@@ -197,11 +200,11 @@ impl Packed {
     }
 
     fn id_len(&self) -> usize {
-        (self.lengths & 7) as usize
+        (self.lengths.get() & 7) as usize
     }
 
     fn seq_width(&self) -> usize {
-        (self.lengths >> 3) as usize
+        (self.lengths.get() >> 3) as usize
     }
 
     /// Writes the name into `buf`; returns its length.
@@ -342,6 +345,8 @@ mod tests {
         let c = StoredName::new(&format!("000012_T015_{UUID}"));
         assert!(a != b && a != c && b != c);
         assert!(!a.is(&format!("00012_T014_{UUID}")));
-        assert!(std::mem::size_of::<StoredName>() <= 40);
+        // The packed form's zero-free length byte holds the enum's tag.
+        assert_eq!(std::mem::size_of::<StoredName>(), 32);
+        assert_eq!(Packed::from_bytes(&[0; PACKED_BYTES]), None, "a zero length byte is no packed name");
     }
 }

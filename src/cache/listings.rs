@@ -146,10 +146,11 @@ fn decode(body: &[u8]) -> Option<SavedListing> {
         return None;
     }
     // Each entry is at least two bytes: no allocation beyond what is there.
-    let mut tasks = Vec::with_capacity((count as usize).min(body.len() / 2));
+    let capacity = (count as usize).min(body.len() / 2);
+    let (mut names, mut files) = (Vec::with_capacity(capacity), Vec::with_capacity(capacity));
     for _ in 0..count {
-        let name = f.name()?;
-        tasks.push((name, TaskFiles::from_bits(f.u8()?)?));
+        names.push(f.name()?);
+        files.push(TaskFiles::from_bits(f.u8()?)?);
     }
     let count = f.u64()?;
     let mut others = Vec::with_capacity((count.min(MAX_ENTRIES) as usize).min(body.len() / 4));
@@ -159,7 +160,7 @@ fn decode(body: &[u8]) -> Option<SavedListing> {
     if !f.is_done() {
         return None;
     }
-    let listing = Listing::from_parts(tasks, others)?;
+    let listing = Listing::from_parts(names, files, others)?;
     Some(SavedListing { stamp_ns, fingerprint, listing })
 }
 
@@ -229,8 +230,10 @@ mod tests {
         let mut bytes = Vec::new();
         encode(saved.stamp_ns, saved.fingerprint, &saved.listing, &mut bytes);
         assert_eq!(decode(&bytes), Some(saved.clone()));
-        let mut tasks: Vec<_> = saved.listing.tasks().map(|(n, f)| (n.clone(), f)).collect();
-        tasks.reverse();
-        assert!(Listing::from_parts(tasks, Vec::new()).is_none());
+        let (mut names, files): (Vec<_>, Vec<_>) = saved.listing.tasks().map(|(n, f)| (n.clone(), f)).unzip();
+        assert!(Listing::from_parts(names.clone(), files.clone(), Vec::new()).is_some());
+        assert!(Listing::from_parts(names.clone(), files[1..].to_vec(), Vec::new()).is_none());
+        names.reverse();
+        assert!(Listing::from_parts(names, files, Vec::new()).is_none());
     }
 }

@@ -362,6 +362,10 @@ fn merge_in_place<K: Ord + Copy>(base: &mut Vec<K>, changes: &[(K, bool)]) {
     let inserts = changes.iter().filter(|c| c.1).count();
     let Some(filler) = changes.iter().find(|c| c.1).map(|c| c.0) else { return };
     let old = base.len();
+    // Exactly what is needed: the doubling growth would leave up to half
+    // of an array of a million keys unused for good (it is one mapping,
+    // grown by remapping, not by copying).
+    base.reserve_exact(inserts);
     base.resize(old + inserts, filler);
     // Invariant: write >= read + left, so a write never lands on an
     // element not yet read. `next` walks the changes from the back.
