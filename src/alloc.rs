@@ -1,12 +1,17 @@
 //! What the process asks of the C allocator (glibc malloc) to keep its
 //! resident memory near what it really holds.
 
-/// glibc gives each thread that allocates its own arena (up to 8 per
-/// core), and strings parsed on reader threads but kept by the index's
-/// fold thread then pin whole arenas: at 10^5 tasks that is a quarter
-/// more resident memory. Too few, and the busy threads (listing, reading,
-/// folding) wait on each other's arena locks.
-const MALLOC_ARENAS: libc::c_int = 4;
+/// glibc gives each thread that allocates its own arena, up to 8 per
+/// core: on a 64-core login node, hundreds of arenas, each keeping freed
+/// memory of its own. Too few, and the threads share arenas and wait on
+/// each other's arena locks: the pump behind a background thread that the
+/// scheduler preempted (it runs niced) while holding one. Sixteen is about
+/// the threads a dashboard runs, glibc's own figure on two cores. At 10^6
+/// tasks, against four arenas (`cargo bench --bench tui`, warm, three
+/// runs each way alternated, six launches): key to frame inside p99
+/// 4.3-6.0 ms (once 12.7) against 5.0-14.0 ms, RSS 259-269 against 265-280
+/// MiB.
+const MALLOC_ARENAS: libc::c_int = 16;
 
 /// Blocks from this size up get their own mapping, given back whole when
 /// freed. glibc raises this bound (up to 32 MB) each time such a block is
