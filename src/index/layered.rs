@@ -18,11 +18,17 @@ use std::sync::Arc;
 
 use imbl::OrdSet;
 
-/// A batch of at least this many changes is merged into a new array at
-/// once; smaller ones go to the overlays. Merging copies the array (24 MB
-/// for 10^6 keys of 24 bytes: a memory copy, where 4096 tree inserts each
-/// walk and copy tree nodes).
+/// A batch of at least this many changes, and at least a [`BULK_SHARE`]th
+/// of the array, is merged into the array at once; smaller ones go to the
+/// overlays. Merging copies the array (16 MB for 10^6 keys of 16 bytes: a
+/// memory copy, where 4096 tree inserts each walk and copy tree nodes).
 const BULK: usize = 4096;
+
+/// A batch merged at once is at least this share of the array: a merge
+/// per batch, whatever the array's size, made ingesting quadratic (at
+/// 10^7 tasks, 610 batches of 16 Ki facts, each a pass over arrays of
+/// 160 MB). So each change costs at most this many keys moved.
+const BULK_SHARE: usize = 64;
 
 /// The most queued changes whose allocation a set keeps between batches
 /// (the cache's batches are 16 Ki facts).
@@ -103,7 +109,8 @@ impl<K: Ord + Copy> LayeredSet<K> {
             return;
         }
         let overlay = self.added.len() + self.removed.len() + self.queued.len();
-        if self.queued.len() >= BULK || overlay > (self.base.len() / 16).max(BULK) {
+        let bulk = BULK.max(self.base.len() / BULK_SHARE);
+        if self.queued.len() >= bulk || overlay > (self.base.len() / 16).max(BULK) {
             self.rebuild();
             return;
         }
@@ -144,8 +151,8 @@ impl<K: Ord + Copy> LayeredSet<K> {
     /// no snapshot shares the array: a fresh array per batch was a fresh
     /// mapping of megabytes for the kernel to fault in and zero, page by
     /// page (at 10^6 tasks, two fifths of a warm launch's fold thread was
-    /// in the kernel). A shared array is copied once, and the copy is
-    /// merged into in place by the batches until the next snapshot.
+    /// in the kernel). A shared array is merged into a new one, which the
+    /// batches until the next snapshot merge into in place.
     fn rebuild(&mut self) {
         let queued = std::mem::take(&mut self.queued);
         // The overlays first: a stable sort keeps a queued change after
@@ -161,7 +168,14 @@ impl<K: Ord + Copy> LayeredSet<K> {
             }
             same
         });
-        merge_in_place(Arc::make_mut(&mut self.base), &changes);
+        match Arc::get_mut(&mut self.base) {
+            Some(base) => merge_in_place(base, &changes),
+            // A snapshot shares it: one pass into a new array, not a copy
+            // and then two passes over the copy (at 10^7 tasks, arrays of
+            // 160 MB after nearly every batch: the copy, its page faults
+            // and the removals' pass were half of the fold's time).
+            None => self.base = Arc::new(merge_into_new(&self.base, &changes)),
+        }
         self.added = OrdSet::new();
         self.removed = OrdSet::new();
     }
@@ -397,6 +411,26 @@ fn merge_in_place<K: Ord + Copy>(base: &mut Vec<K>, changes: &[(K, bool)]) {
     base.drain(read..write);
 }
 
+/// `base` with sorted, distinct `changes` applied, as a new array, in one
+/// pass.
+fn merge_into_new<K: Ord + Copy>(base: &[K], changes: &[(K, bool)]) -> Vec<K> {
+    let inserts = changes.iter().filter(|c| c.1).count();
+    let mut out = Vec::with_capacity(base.len() + inserts);
+    let mut keys = base.iter().copied().peekable();
+    for &(key, present) in changes {
+        while let Some(kept) = keys.next_if(|k| *k < key) {
+            out.push(kept);
+        }
+        // The key itself, if there, is replaced by what the change says.
+        keys.next_if_eq(&key);
+        if present {
+            out.push(key);
+        }
+    }
+    out.extend(keys);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,7 +501,7 @@ mod tests {
     }
 
     #[test]
-    fn merging_in_place_matches_a_merge_into_a_new_array() {
+    fn merges_in_place_and_into_a_new_array_agree_with_a_btree() {
         let mut rng = Lcg(3);
         for _ in 0..300 {
             let base: BTreeSet<u32> = (0..rng.next(60)).map(|_| rng.next(100) as u32).collect();
@@ -483,9 +517,12 @@ mod tests {
                     want.remove(&key);
                 }
             }
-            let mut got: Vec<u32> = base.iter().copied().collect();
+            let base: Vec<u32> = base.into_iter().collect();
+            let want: Vec<u32> = want.into_iter().collect();
+            assert_eq!(merge_into_new(&base, &changes), want, "{base:?} + {changes:?}");
+            let mut got = base.clone();
             merge_in_place(&mut got, &changes);
-            assert_eq!(got, want.into_iter().collect::<Vec<_>>(), "{base:?} + {changes:?}");
+            assert_eq!(got, want, "{base:?} + {changes:?}");
         }
     }
 
