@@ -4,8 +4,8 @@
 /// glibc gives each thread that allocates its own arena, up to 8 per
 /// core: on a 64-core login node, hundreds of arenas, each keeping freed
 /// memory of its own. Too few, and the threads share arenas and wait on
-/// each other's arena locks: the pump behind a background thread that the
-/// scheduler preempted (it runs niced) while holding one. Sixteen is about
+/// each other's arena locks: the pump can wait behind a background thread
+/// preempted (it runs niced) while holding one. Sixteen is about
 /// the threads a dashboard runs, glibc's own figure on two cores. At 10^6
 /// tasks, against four arenas (`cargo bench --bench tui`, warm, three
 /// runs each way alternated, six launches): key to frame inside p99
