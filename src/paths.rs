@@ -224,8 +224,11 @@ impl RunDir {
     pub fn heartbeat(&self, node: &str) -> PathBuf {
         self.hb_dir().join(format!("{node}.json"))
     }
+    pub fn control_root(&self) -> PathBuf {
+        self.0.join("control")
+    }
     pub fn control(&self, node: &str) -> PathBuf {
-        self.0.join("control").join(node)
+        self.control_root().join(node)
     }
     pub fn logs(&self) -> PathBuf {
         self.0.join("logs")

@@ -57,6 +57,12 @@ pub trait RunFs: Send + Sync {
     fn list_files(&self, dir: &Path) -> Result<FileNames, ListError>;
     /// Names of the subdirectories of `dir`.
     fn list_dirs(&self, dir: &Path) -> Result<Vec<String>, ListError>;
+    /// Both of the above from one read of `dir`: a directory that holds
+    /// node directories and, by mistake, files is read once, not twice
+    /// (on NFS each read of a directory is a round trip).
+    fn list_entries(&self, dir: &Path) -> Result<Entries, ListError> {
+        Ok(Entries { files: self.list_files(dir)?, dirs: self.list_dirs(dir)? })
+    }
     /// Reads a regular file whole, refusing more than `max_bytes` (and
     /// FIFOs, devices, symlinks: see `store::read_record`).
     fn read_file(&self, path: &Path, max_bytes: u64) -> Result<Vec<u8>, ListError>;
@@ -113,6 +119,14 @@ impl<S: AsRef<str>> FromIterator<S> for FileNames {
     }
 }
 
+/// A directory's entries, files and subdirectories apart.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Entries {
+    /// Everything that is not a directory (as [`RunFs::list_files`]).
+    pub files: FileNames,
+    pub dirs: Vec<String>,
+}
+
 /// Heartbeats and markers are a few hundred bytes; 1 MiB is no heartbeat.
 pub const SMALL_FILE_BYTES: u64 = 1 << 20;
 
@@ -125,26 +139,12 @@ pub struct FsSource;
 const RACY_WINDOW: Duration = Duration::from_secs(2);
 
 impl FsSource {
-    fn dir_names(dir: &Path) -> Result<Vec<String>, ListError> {
-        let reader = std::fs::read_dir(dir).map_err(|e| ListError::from_io(dir, &e))?;
-        let mut names = Vec::new();
-        for entry in reader {
-            // An error mid-listing (a vanishing directory, ESTALE) fails the
-            // whole listing: a partial one would look like deletions.
-            let entry = entry.map_err(|e| ListError::from_io(dir, &e))?;
-            // d_type from the directory read itself; no stat on most filesystems.
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                names.push(entry.file_name().to_string_lossy().into_owned());
-            }
-        }
-        Ok(names)
-    }
-
-    /// Everything in `dir` that is not a directory, read with `readdir`
-    /// straight into one buffer: the standard library's reader makes two
-    /// allocations per entry, four million for a `done/` of a million tasks.
+    /// Everything in `dir`, read with `readdir`: names that are no
+    /// directory straight into one buffer (the standard library's reader
+    /// makes two allocations per entry, four million for a `done/` of a
+    /// million tasks), and subdirectories' names apart.
     #[cfg(target_os = "linux")]
-    fn file_names(dir: &Path) -> Result<FileNames, ListError> {
+    fn entries(dir: &Path) -> Result<Entries, ListError> {
         use std::ffi::{CStr, CString};
         use std::os::unix::ffi::OsStrExt;
         let failed = |error: std::io::Error| ListError::from_io(dir, &error);
@@ -155,7 +155,7 @@ impl FsSource {
         if stream.0.is_null() {
             return Err(failed(std::io::Error::last_os_error()));
         }
-        let mut names = FileNames::default();
+        let mut out = Entries::default();
         loop {
             // readdir says "end" and "error" both with NULL; errno tells them apart.
             // SAFETY: errno is this thread's; the stream is open.
@@ -166,7 +166,7 @@ impl FsSource {
             if entry.is_null() {
                 let error = std::io::Error::last_os_error();
                 if error.raw_os_error() == Some(0) {
-                    return Ok(names);
+                    return Ok(out);
                 }
                 // An error mid-listing (a vanishing directory, ESTALE) fails the
                 // whole listing: a partial one would look like deletions.
@@ -175,28 +175,37 @@ impl FsSource {
             // SAFETY: readdir returned an entry valid until the next call.
             let (name, kind) = unsafe { (CStr::from_ptr((*entry).d_name.as_ptr()), (*entry).d_type) };
             let name = name.to_bytes();
-            if name == b"." || name == b".." || stream.is_dir(name, kind) {
+            if name == b"." || name == b".." {
+                continue;
+            }
+            if stream.is_dir(name, kind) {
+                out.dirs.push(String::from_utf8_lossy(name).into_owned());
                 continue;
             }
             match std::str::from_utf8(name) {
-                Ok(name) => names.push(name),
+                Ok(name) => out.files.push(name),
                 // Only names that are no task file pay for a lossy copy.
-                Err(_) => names.push(&String::from_utf8_lossy(name)),
+                Err(_) => out.files.push(&String::from_utf8_lossy(name)),
             }
         }
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn file_names(dir: &Path) -> Result<FileNames, ListError> {
+    fn entries(dir: &Path) -> Result<Entries, ListError> {
         let reader = std::fs::read_dir(dir).map_err(|e| ListError::from_io(dir, &e))?;
-        let mut names = FileNames::default();
+        let mut out = Entries::default();
         for entry in reader {
+            // An error mid-listing (a vanishing directory, ESTALE) fails the
+            // whole listing: a partial one would look like deletions.
             let entry = entry.map_err(|e| ListError::from_io(dir, &e))?;
-            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
-                names.push(&entry.file_name().to_string_lossy());
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                out.dirs.push(name);
+            } else {
+                out.files.push(&name);
             }
         }
-        Ok(names)
+        Ok(out)
     }
 }
 
@@ -273,13 +282,16 @@ impl RunFs for FsSource {
     }
 
     fn list_files(&self, dir: &Path) -> Result<FileNames, ListError> {
-        count_open();
-        FsSource::file_names(dir)
+        self.list_entries(dir).map(|entries| entries.files)
     }
 
     fn list_dirs(&self, dir: &Path) -> Result<Vec<String>, ListError> {
+        self.list_entries(dir).map(|entries| entries.dirs)
+    }
+
+    fn list_entries(&self, dir: &Path) -> Result<Entries, ListError> {
         count_open();
-        FsSource::dir_names(dir)
+        FsSource::entries(dir)
     }
 
     fn read_file(&self, path: &Path, max_bytes: u64) -> Result<Vec<u8>, ListError> {

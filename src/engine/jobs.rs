@@ -8,7 +8,7 @@ use crate::cache::{Facts, FactsCache, LoadFrom, Loaded};
 use crate::hydrate::{perform, ReadJob, ReadKey};
 use crate::index::{Event, HeartbeatRound, Round};
 use crate::paths::{QueueDir, RunDir};
-use crate::scan::{discover_nodes, read_heartbeats, read_paused, Discovery, NodeScanner, RunFs};
+use crate::scan::{discover_nodes, read_heartbeats, read_paused_nodes, Discovery, NodeScanner, RunFs};
 
 /// The two halves of a node's round, listed as two jobs so that running
 /// and pending tasks reach the screen before a large `done/` is listed.
@@ -114,7 +114,7 @@ impl Job {
         match self {
             Job::Discover => {
                 let nodes = discover_nodes(fs, run);
-                let paused = nodes.names.iter().map(|n| (n.clone(), read_paused(fs, run, n))).collect();
+                let paused = read_paused_nodes(fs, run, &nodes.names);
                 Completion::Discovered { nodes, paused }
             }
             Job::Heartbeats => Completion::Heartbeats { beats: read_heartbeats(fs, run), unix_now },

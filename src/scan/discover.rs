@@ -39,25 +39,27 @@ pub fn discover_nodes(source: &dyn RunFs, run: &RunDir) -> Discovery {
     };
     for dir in QueueDir::ALL {
         let path = run.queue_root(dir);
-        match source.list_dirs(&path) {
-            Ok(listed) => listed.into_iter().for_each(|n| take(n, &path, &mut problems)),
-            Err(ListError::NotFound) => {}
-            Err(error) => problems.push(error.describe(&path)),
-        }
+        let entries = match source.list_entries(&path) {
+            Ok(entries) => entries,
+            Err(ListError::NotFound) => continue,
+            Err(error) => {
+                problems.push(error.describe(&path));
+                continue;
+            }
+        };
+        entries.dirs.into_iter().for_each(|n| take(n, &path, &mut problems));
         // What is no directory at a queue root (a task file one level too
         // high, a symlinked node directory) is not scanned: said, not lost.
-        if let Ok(strays) = source.list_files(&path) {
-            let strays: Vec<&str> = strays.iter().filter(|n| !n.starts_with('.')).collect();
-            if let Some(first) = strays.first() {
-                problems.push(format!(
-                    "{}: {} entr{} that {} not a node directory (e.g. {}: a file or a symlink); not scanned",
-                    path.display(),
-                    strays.len(),
-                    if strays.len() == 1 { "y" } else { "ies" },
-                    if strays.len() == 1 { "is" } else { "are" },
-                    crate::sanitize::clean_line(first)
-                ));
-            }
+        let strays: Vec<&str> = entries.files.iter().filter(|n| !n.starts_with('.')).collect();
+        if let Some(first) = strays.first() {
+            problems.push(format!(
+                "{}: {} entr{} that {} not a node directory (e.g. {}: a file or a symlink); not scanned",
+                path.display(),
+                strays.len(),
+                if strays.len() == 1 { "y" } else { "ies" },
+                if strays.len() == 1 { "is" } else { "are" },
+                crate::sanitize::clean_line(first)
+            ));
         }
     }
     let hb = run.hb_dir();
@@ -106,6 +108,26 @@ pub fn read_heartbeat(source: &dyn RunFs, run: &RunDir, node: &str) -> Result<He
         .map_err(|e| format!("{}: malformed heartbeat: {e}", path.display()))
 }
 
+/// Which of `nodes` have a lane pause marker: `control/<node>/pause.json`
+/// present and no later `resume.json`. `control/` is listed first and only
+/// the nodes with a directory there are listed themselves: a tree of the
+/// older tool has no `control/` at all, and costs one read, not one per
+/// node. If `control/` cannot be listed, every node is tried.
+pub fn read_paused_nodes(source: &dyn RunFs, run: &RunDir, nodes: &BTreeSet<String>) -> Vec<(String, bool)> {
+    let with_markers: Option<BTreeSet<String>> = match source.list_dirs(&run.control_root()) {
+        Ok(dirs) => Some(dirs.into_iter().collect()),
+        Err(ListError::NotFound) => Some(BTreeSet::new()),
+        Err(_) => None,
+    };
+    nodes
+        .iter()
+        .map(|node| {
+            let listed = with_markers.as_ref().is_none_or(|dirs| dirs.contains(node));
+            (node.clone(), listed && read_paused(source, run, node))
+        })
+        .collect()
+}
+
 /// Whether `control/<node>/pause.json` is present (and no later resume).
 pub fn read_paused(source: &dyn RunFs, run: &RunDir, node: &str) -> bool {
     source
@@ -133,6 +155,101 @@ mod tests {
         assert_eq!(beats.beats.len(), 2);
         assert_eq!(beats.beats[0].1.as_ref().unwrap().ts, 7);
         assert!(beats.beats[1].1.as_ref().unwrap_err().contains("malformed heartbeat"));
+    }
+
+    /// The real filesystem, with every directory read written down.
+    #[derive(Default)]
+    struct ReadLog(std::sync::Mutex<Vec<std::path::PathBuf>>);
+
+    impl ReadLog {
+        fn noted(&self, dir: &std::path::Path) {
+            self.0.lock().unwrap().push(dir.to_path_buf());
+        }
+        fn reads(&self) -> Vec<std::path::PathBuf> {
+            std::mem::take(&mut self.0.lock().unwrap())
+        }
+    }
+
+    impl RunFs for ReadLog {
+        fn stamp(&self, dir: &std::path::Path) -> Result<crate::runfs::DirStamp, ListError> {
+            FsSource.stamp(dir)
+        }
+        fn list_files(&self, dir: &std::path::Path) -> Result<FileNames, ListError> {
+            self.noted(dir);
+            FsSource.list_files(dir)
+        }
+        fn list_dirs(&self, dir: &std::path::Path) -> Result<Vec<String>, ListError> {
+            self.noted(dir);
+            FsSource.list_dirs(dir)
+        }
+        fn list_entries(&self, dir: &std::path::Path) -> Result<crate::runfs::Entries, ListError> {
+            self.noted(dir);
+            FsSource.list_entries(dir)
+        }
+        fn read_file(&self, path: &std::path::Path, max: u64) -> Result<Vec<u8>, ListError> {
+            FsSource.read_file(path, max)
+        }
+        fn write_atomic(&self, path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+            FsSource.write_atomic(path, bytes)
+        }
+        fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+            FsSource.rename(from, to)
+        }
+        fn create_dir_all(&self, dir: &std::path::Path) -> std::io::Result<()> {
+            FsSource.create_dir_all(dir)
+        }
+        fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+            FsSource.remove_file(path)
+        }
+        fn probe(&self, path: &std::path::Path) -> std::io::Result<Option<bool>> {
+            FsSource.probe(path)
+        }
+    }
+
+    #[test]
+    fn each_queue_root_is_read_once_for_its_nodes_and_its_strays() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir(tmp.path().to_path_buf());
+        for dir in QueueDir::ALL {
+            std::fs::create_dir_all(run.queue(dir, "a")).unwrap();
+        }
+        std::fs::write(run.queue_root(QueueDir::Done).join("1_T1_x.json"), b"{}").unwrap();
+        let log = ReadLog::default();
+        let found = discover_nodes(&log, &run);
+        assert_eq!(found.names.into_iter().collect::<Vec<_>>(), vec!["a"]);
+        assert!(found.problem.unwrap().contains("1 entry that is not a node directory"));
+        let mut expected: Vec<_> = QueueDir::ALL.iter().map(|&d| run.queue_root(d)).collect();
+        expected.push(run.hb_dir());
+        assert_eq!(log.reads(), expected, "one read per queue root, and hb/");
+    }
+
+    #[test]
+    fn pause_markers_are_read_only_where_control_has_a_node_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir(tmp.path().to_path_buf());
+        let nodes: BTreeSet<String> = ["a", "b", "c"].map(String::from).into();
+        let log = ReadLog::default();
+        // The older tool writes no control/: one read for all the nodes.
+        let none = read_paused_nodes(&log, &run, &nodes);
+        assert_eq!(none, vec![("a".into(), false), ("b".into(), false), ("c".into(), false)]);
+        assert_eq!(log.reads(), vec![run.control_root()]);
+
+        std::fs::create_dir_all(run.control("a")).unwrap();
+        std::fs::write(run.control("a").join("pause.json"), b"{}").unwrap();
+        std::fs::create_dir_all(run.control("b")).unwrap();
+        std::fs::write(run.control("b").join("pause.json"), b"{}").unwrap();
+        std::fs::write(run.control("b").join("resume.json"), b"{}").unwrap();
+        let paused = read_paused_nodes(&log, &run, &nodes);
+        assert_eq!(paused, vec![("a".into(), true), ("b".into(), false), ("c".into(), false)]);
+        assert_eq!(log.reads(), vec![run.control_root(), run.control("a"), run.control("b")]);
+
+        // control/ unreadable as a directory: every node is tried, none is
+        // taken for paused.
+        std::fs::remove_dir_all(run.control_root()).unwrap();
+        std::fs::write(run.control_root(), b"not a directory").unwrap();
+        let tried = read_paused_nodes(&log, &run, &nodes);
+        assert!(tried.iter().all(|(_, paused)| !paused));
+        assert_eq!(log.reads().len(), 1 + nodes.len());
     }
 
     #[test]

@@ -11,5 +11,7 @@ mod round;
 
 pub use crate::runfs::{DirStamp, FsSource, ListError, RunFs, SMALL_FILE_BYTES};
 pub use cadence::Cadence;
-pub use discover::{discover_nodes, read_heartbeat, read_heartbeats, read_paused, Discovery};
+pub use discover::{
+    discover_nodes, read_heartbeat, read_heartbeats, read_paused, read_paused_nodes, Discovery,
+};
 pub use round::{NodeScanner, ROUND_ORDER};

@@ -193,6 +193,8 @@ enum Place {
     HbDir,
     /// `hb/<node>.json`.
     Heartbeat(usize),
+    /// `control/`.
+    ControlRoot,
     /// `control/<node>/`.
     ControlDir,
 }
@@ -356,6 +358,7 @@ impl World {
         match parts.as_slice() {
             ["hb"] => Some(Place::HbDir),
             ["hb", file] => node_of(file.strip_suffix(".json")?).map(Place::Heartbeat),
+            ["control"] => Some(Place::ControlRoot),
             ["control", node] => node_of(node).map(|_| Place::ControlDir),
             [dir] => queue(dir).map(|_| Place::QueueRoot),
             [dir, node] => Some(Place::Queue(queue(dir)?, node_of(node)?)),
@@ -840,6 +843,18 @@ impl RunFs for NfsModel {
                 Ok(world.nodes.iter().filter(|n| !n.heartbeats.is_empty()).map(|n| n.name.clone()).collect())
             }
             Some(Place::Queue(..)) => Ok(Vec::new()),
+            // A node's control directory exists once something was written
+            // in it (the writer makes it).
+            Some(Place::ControlRoot) => {
+                let mut dirs: Vec<String> = world
+                    .written
+                    .keys()
+                    .filter_map(|p| p.parent().filter(|d| d.parent() == Some(dir)))
+                    .filter_map(|d| d.file_name()?.to_str().map(str::to_string))
+                    .collect();
+                dirs.dedup();
+                Ok(dirs)
+            }
             _ => Err(ListError::NotFound),
         }
     }
