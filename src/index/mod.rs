@@ -12,6 +12,7 @@ mod hasher;
 mod layered;
 mod name_index;
 mod node;
+mod page_memo;
 mod state;
 mod task;
 mod views;
@@ -37,6 +38,7 @@ use feed::Feed;
 use hasher::NameMap;
 use layered::LayeredSet;
 use name_index::NameIndex;
+use page_memo::{PageMemo, PageQuery};
 use views::{Placement, Views};
 
 /// Tasks waiting for a background read, newest first.
@@ -82,6 +84,9 @@ pub struct Index {
     on_screen: Arc<[TaskId]>,
     /// Tasks whose details are let go now.
     let_go: usize,
+    /// Pages asked for since the views last changed, shared by every
+    /// snapshot of this index.
+    pages: Arc<PageMemo>,
 }
 
 /// One change to a task's presence, from one directory of one round.
@@ -117,6 +122,7 @@ impl Index {
             held: LayeredSet::default(),
             on_screen: Arc::from([]),
             let_go: 0,
+            pages: Arc::default(),
         }
     }
 
@@ -327,9 +333,12 @@ impl Index {
         inclusive: bool,
         limit: usize,
     ) -> Vec<TaskId> {
-        let anchor = anchor.and_then(|id| self.task(id).map(|t| (id, t)));
-        let state_of = |id: TaskId| self.tasks[id as usize].state;
-        self.views.page(view, anchor, forward, inclusive, limit, &state_of)
+        let query = PageQuery { view: *view, anchor, forward, inclusive, limit };
+        self.pages.page(self.views.generation(), query, || {
+            let anchor = anchor.and_then(|id| self.task(id).map(|t| (id, t)));
+            let state_of = |id: TaskId| self.tasks[id as usize].state;
+            self.views.page(view, anchor, forward, inclusive, limit, &state_of)
+        })
     }
 
     /// Ids of every task in view order (for one-shot commands; O(n)).

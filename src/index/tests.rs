@@ -587,3 +587,60 @@ fn with_no_details_held_a_results_record_gives_none_and_the_row_can_fetch_them()
     assert_eq!(command(&index, 1).as_deref(), Some("run 1"));
     assert_counts_match_rows(&index);
 }
+
+/// A page computed from the views themselves, past the remembered ones.
+fn fresh_page(
+    index: &Index,
+    view: &ViewSpec,
+    anchor: Option<TaskId>,
+    forward: bool,
+    limit: usize,
+) -> Vec<TaskId> {
+    let anchor = anchor.and_then(|id| index.task(id).map(|t| (id, t)));
+    let state_of = |id: TaskId| index.tasks[id as usize].state;
+    index.views.page(view, anchor, forward, true, limit, &state_of)
+}
+
+#[test]
+fn remembered_pages_follow_every_change_and_every_copy() {
+    let mut index = Index::new(60);
+    let names: Vec<String> = (1..=40).map(spec).collect();
+    index.apply(round("a", vec![changed(QueueDir::Inbox, names, vec![])]));
+    let views = [
+        ViewSpec::default(),
+        ViewSpec { order: Order::SeqInNode, ..ViewSpec::default() },
+        ViewSpec { states: StateSet::of(&[TaskState::Running]), ..ViewSpec::default() },
+    ];
+    let agree = |index: &Index| {
+        for view in &views {
+            for anchor in [None, index.find(&stem(7)), index.find(&stem(30))] {
+                for forward in [true, false] {
+                    let expected = fresh_page(index, view, anchor, forward, 12);
+                    assert_eq!(index.page(view, anchor, forward, true, 12), expected);
+                    // Asked again: from what is remembered, the same.
+                    assert_eq!(index.page(view, anchor, forward, true, 12), expected);
+                }
+            }
+        }
+    };
+    agree(&index);
+    let snapshot = index.clone();
+    // Task 7 is claimed: the pages change, the snapshot's do not.
+    index.apply(round("a", vec![changed(QueueDir::Claimed, vec![spec(7)], vec![])]));
+    index.apply(round("a", vec![changed(QueueDir::Inbox, vec![], vec![spec(7)])]));
+    agree(&index);
+    agree(&snapshot);
+    let running = &views[2];
+    assert_eq!(index.page(running, None, true, true, 5), vec![index.find(&stem(7)).unwrap()]);
+    assert!(snapshot.page(running, None, true, true, 5).is_empty());
+    // Two copies changed apart share what they remember, never a page.
+    let mut other = index.clone();
+    index.apply(round("a", vec![changed(QueueDir::Claimed, vec![spec(30)], vec![])]));
+    other.apply(round("a", vec![changed(QueueDir::Claimed, vec![spec(8)], vec![])]));
+    agree(&index);
+    agree(&other);
+    assert_ne!(index.page(running, None, true, true, 5), other.page(running, None, true, true, 5));
+    // A heartbeat moves no task: the pages stay remembered, and right.
+    index.apply(hb("a", 1000));
+    agree(&index);
+}

@@ -49,7 +49,16 @@ impl Default for ViewSpec {
 pub struct Views {
     pub by_node: LayeredSet<NodeKey>,
     pub by_seq: LayeredSet<SeqKey>,
+    /// Changes with every settle that moved a task (see
+    /// [`generation`](Views::generation)).
+    generation: u64,
+    /// A task moved since the last settle.
+    moved: bool,
 }
+
+/// Generations come from one counter for the whole process: two copies of
+/// an index changed apart never share one.
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Everything that decides where a task sits in the views and sets: two
 /// placements compared tell what must move.
@@ -94,10 +103,18 @@ impl Views {
     /// (`None`: in no view); a set whose key for it stays is not touched
     /// (the seq order does not change with the state).
     pub fn relocate(&mut self, id: TaskId, before: Option<Placement>, after: Option<Placement>) {
+        self.moved |= before != after;
         let node_key = |at: Placement| (at.node, at.state, Reverse(at.time), id);
         let seq_key = |at: Placement| (at.node, at.seq, id);
         self.by_node.replace(before.map(node_key), after.map(node_key));
         self.by_seq.replace(before.map(seq_key), after.map(seq_key));
+    }
+
+    /// A number that changes whenever a settle moved a task in the views:
+    /// two snapshots of one index with the same generation page the same
+    /// (pages are remembered by it, see `page_memo`).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Applies the changes since the last settle (queries see only those
@@ -105,6 +122,9 @@ impl Views {
     pub fn settle(&mut self) {
         self.by_node.settle();
         self.by_seq.settle();
+        if std::mem::take(&mut self.moved) {
+            self.generation = GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Up to `limit` task ids of `view` strictly after (`forward`) or before

@@ -64,11 +64,16 @@ pub struct TuiOptions {
 const STUCK_AFTER: Duration = Duration::from_secs(5);
 
 /// With no key pressed for this long, a snapshot alone is drawn at the
-/// next tick (at most a second later) rather than at once: an idle
-/// dashboard then draws once a second, not once more per heartbeat read,
-/// and a long ingest gives the pump's core back to the fold. Keys are
-/// always drawn at once.
+/// next tick rather than at once, and the ticks come every `ui.refresh_s`
+/// (2 s) instead of every second: an idle dashboard then draws once per
+/// refresh, not once more per heartbeat read or second of the clock, and a
+/// long ingest gives the pump's core back to the fold. A frame after a
+/// pause costs far more than one after another: its memory has gone cold
+/// (`cargo bench --bench frame_after_pause`). Keys are always drawn at once.
 const QUIET_AFTER: Duration = Duration::from_secs(3);
+
+/// Ticks while keys are being pressed: ages and the clock move by seconds.
+const BUSY_TICK: Duration = Duration::from_secs(1);
 
 /// Typing must pause this long before a search starts on its own.
 const SEARCH_DEBOUNCE: Duration = Duration::from_millis(200);
@@ -158,6 +163,7 @@ async fn pump(
     // The launch counts as a key: the first screens come at once.
     let mut last_key = Instant::now();
     let mut held_back = false;
+    let quiet_tick = Duration::from_secs(config.refresh_s.max(1));
     loop {
         for request in pending.drain(..) {
             dispatch(request, &mut engine, &background, &options, &config);
@@ -255,7 +261,9 @@ async fn pump(
                 break;
             }
             Wake::Tick => {
-                next_tick = Instant::now() + Duration::from_secs(1);
+                let quiet = last_key.elapsed() >= QUIET_AFTER;
+                let every = if quiet { quiet_tick } else { BUSY_TICK };
+                next_tick = Instant::now() + every;
                 dirty |= app.tick(unix_now()) | std::mem::take(&mut held_back);
                 let stuck = engine.as_ref().and_then(|(_, slot)| slot.stuck(STUCK_AFTER));
                 if stuck != app.fs_stuck {
