@@ -119,6 +119,31 @@ impl<S: AsRef<str>> FromIterator<S> for FileNames {
     }
 }
 
+/// For test filesystems that vary how directories and files are read: the
+/// writes, renames and probes of the real filesystem, as they are.
+#[cfg(test)]
+macro_rules! real_writes {
+    () => {
+        fn write_atomic(&self, path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+            $crate::runfs::FsSource.write_atomic(path, bytes)
+        }
+        fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+            $crate::runfs::FsSource.rename(from, to)
+        }
+        fn create_dir_all(&self, dir: &std::path::Path) -> std::io::Result<()> {
+            $crate::runfs::FsSource.create_dir_all(dir)
+        }
+        fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+            $crate::runfs::FsSource.remove_file(path)
+        }
+        fn probe(&self, path: &std::path::Path) -> std::io::Result<Option<bool>> {
+            $crate::runfs::FsSource.probe(path)
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use real_writes;
+
 /// A directory's entries, files and subdirectories apart.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Entries {

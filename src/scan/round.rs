@@ -391,21 +391,7 @@ mod tests {
         fn read_file(&self, _: &std::path::Path, _: u64) -> Result<Vec<u8>, ListError> {
             Err(ListError::NotFound)
         }
-        fn write_atomic(&self, path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-            FsSource.write_atomic(path, bytes)
-        }
-        fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
-            FsSource.rename(from, to)
-        }
-        fn create_dir_all(&self, dir: &std::path::Path) -> std::io::Result<()> {
-            FsSource.create_dir_all(dir)
-        }
-        fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
-            FsSource.remove_file(path)
-        }
-        fn probe(&self, path: &std::path::Path) -> std::io::Result<Option<bool>> {
-            FsSource.probe(path)
-        }
+        crate::runfs::real_writes!();
     }
 
     #[test]
