@@ -478,28 +478,27 @@ pub struct NfsCheck {
     cache: Option<CheckCache>,
 }
 
-/// A warm-start cache in a file of its own, removed with the check.
+/// A warm-start cache in a directory of its own (the facts file, the saved
+/// `done/` listings, the lock), removed with the check.
 struct CheckCache {
     cache: Arc<FactsCache>,
+    dir: std::path::PathBuf,
 }
 
 impl CheckCache {
     fn new() -> CheckCache {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("leaseq-check-{}-{n}.facts", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        CheckCache { cache: Arc::new(FactsCache::at(path, "the NFS model".into())) }
+        let dir = std::env::temp_dir().join(format!("leaseq-check-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a directory for the check's cache");
+        CheckCache { cache: Arc::new(FactsCache::at(dir.join("facts.bin"), "the NFS model".into())), dir }
     }
 }
 
 impl Drop for CheckCache {
     fn drop(&mut self) {
-        let path = self.cache.path();
-        let _ = std::fs::remove_file(path);
-        let mut lock = path.as_os_str().to_owned();
-        lock.push(".lock");
-        let _ = std::fs::remove_file(lock);
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -527,7 +526,10 @@ impl NfsCheck {
         }
         // Small read batches, two in flight: batching and out-of-order
         // read completions get exercised with a few tasks.
-        let config = CoreConfig { read_batch: 4, reads_in_flight: 2, ..CoreConfig::watch(2) };
+        // Every idle `done/` listing is parked: a parked one must diff as a
+        // held one does.
+        let config =
+            CoreConfig { read_batch: 4, reads_in_flight: 2, park_listings_from: 1, ..CoreConfig::watch(2) };
         let cache = setup.cache.then(CheckCache::new);
         let core = EngineCore::new(model.run_dir().clone(), config)
             .with_cache(Ok(cache.as_ref().map(|c| c.cache.clone())));

@@ -110,6 +110,68 @@ impl FactsCache {
     }
 }
 
+/// A listing moved out of memory into a private file while its directory
+/// does not change: a finished lease's `done/` listings are 33 MB at 10^6
+/// tasks, needed only to diff a listing that changed. The file is
+/// unlinked from the moment it exists (nothing is left behind, whatever
+/// ends the process) and only this process holds it, so no other
+/// dashboard can replace it under us.
+#[derive(Debug)]
+pub struct ParkedListing {
+    file: std::fs::File,
+    files: usize,
+}
+
+impl ParkedListing {
+    /// Number of files the listing holds (as [`Listing::len`]).
+    pub fn files(&self) -> usize {
+        self.files
+    }
+
+    /// The listing, exactly as parked.
+    pub fn read(&self) -> Result<Listing, String> {
+        use std::os::unix::fs::FileExt;
+        let size = self.file.metadata().map_err(|e| e.to_string())?.len();
+        let mut bytes = vec![0; usize::try_from(size).map_err(|e| e.to_string())?];
+        self.file.read_exact_at(&mut bytes, 0).map_err(|e| e.to_string())?;
+        decode(&bytes).map(|saved| saved.listing).ok_or_else(|| "it came back damaged".to_string())
+    }
+}
+
+impl FactsCache {
+    /// Moves `listing` into a private file beside the facts file.
+    pub fn park_listing(&self, listing: &Listing) -> Result<ParkedListing, String> {
+        let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
+        let mut file = private_file(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut bytes = Vec::new();
+        encode(0, [0; 3], listing, &mut bytes);
+        file.write_all(&bytes).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(ParkedListing { file, files: listing.len() })
+    }
+}
+
+/// A file no other process can open: made unnamed where the filesystem
+/// can (`O_TMPFILE`), else made under a fresh name and unlinked at once.
+fn private_file(dir: &std::path::Path) -> std::io::Result<std::fs::File> {
+    match private_options(libc::O_TMPFILE).open(dir) {
+        Ok(file) => Ok(file),
+        Err(_) => named_then_unlinked(dir),
+    }
+}
+
+fn private_options(flags: i32) -> std::fs::OpenOptions {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).mode(0o600).custom_flags(libc::O_CLOEXEC | flags);
+    options
+}
+
+fn named_then_unlinked(dir: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let path = dir.join(format!(".parked-{}-{:016x}", std::process::id(), fastrand::u64(..)));
+    let file = private_options(libc::O_NOFOLLOW).create_new(true).open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(file)
+}
+
 /// The body: stamp, fingerprint, task entries (name, files), other names,
 /// and a checksum of all of it (the header has its own).
 fn encode(stamp_ns: i128, fingerprint: [u64; 3], listing: &Listing, out: &mut Vec<u8>) {
@@ -222,6 +284,23 @@ mod tests {
             std::fs::write(&path, &bad).unwrap();
             assert!(ours.load_listing("a").is_err(), "byte {at} flipped");
         }
+    }
+
+    #[test]
+    fn a_parked_listing_comes_back_exactly_and_leaves_no_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ours = cache(tmp.path(), "run");
+        let parked = ours.park_listing(&sample().listing).unwrap();
+        assert_eq!(parked.files(), sample().listing.len());
+        let names: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
+        assert!(names.is_empty(), "a parked listing has no name: {names:?}");
+        assert_eq!(parked.read(), Ok(sample().listing));
+        let empty = ours.park_listing(&Listing::default()).unwrap();
+        assert_eq!(empty.read(), Ok(Listing::default()));
+        // Where the filesystem cannot make an unnamed file.
+        let mut file = named_then_unlinked(tmp.path()).unwrap();
+        file.write_all(b"x").unwrap();
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
     }
 
     #[test]

@@ -14,7 +14,7 @@
 pub mod format;
 mod listings;
 
-pub use listings::SavedListing;
+pub use listings::{ParkedListing, SavedListing};
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};

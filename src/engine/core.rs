@@ -70,6 +70,9 @@ pub struct CoreConfig {
     pub reads_in_flight: usize,
     /// A read whose file had moved is tried again after this; `None`: never.
     pub retry_reads_after: Option<Duration>,
+    /// Idle `done/` listings of at least this many tasks leave memory
+    /// (with a cache; see `NodeScanner::parking_from`).
+    pub park_listings_from: usize,
 }
 
 /// Settling, listings asked for at once: all of them, for any real number
@@ -91,6 +94,7 @@ impl CoreConfig {
             read_batch: 256,
             reads_in_flight: 1,
             retry_reads_after: Some(Duration::from_secs(3)),
+            park_listings_from: crate::scan::PARK_AT_LEAST,
         }
     }
 
@@ -514,7 +518,9 @@ impl EngineCore {
         self.by_name.insert(name.clone(), self.nodes.len());
         self.nodes.push(NodeSlot {
             scanner: Some(Box::new(
-                NodeScanner::new(&self.run, &name).with_saved_listings(self.cache.cache.clone()),
+                NodeScanner::new(&self.run, &name)
+                    .with_saved_listings(self.cache.cache.clone())
+                    .parking_from(c.park_listings_from),
             )),
             name,
             cadence: Cadence::new(c.base, c.idle_max, c.full_rescan_every),

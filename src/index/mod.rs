@@ -9,6 +9,7 @@
 mod event;
 mod feed;
 mod hasher;
+mod keys;
 mod layered;
 mod name_index;
 mod node;
@@ -39,7 +40,7 @@ use hasher::NameMap;
 use layered::LayeredSet;
 use name_index::NameIndex;
 use page_memo::{PageMemo, PageQuery};
-use views::{Placement, Views};
+use views::{NodeKey, Placement, Views};
 
 /// Tasks waiting for a background read, newest first.
 type ReadKey = (Reverse<i64>, Reverse<TaskId>);
@@ -565,11 +566,11 @@ impl Index {
             self.nodes[id].health = health;
             if liveness_changed {
                 let node = id as NodeId;
-                let lo = (node, TaskState::Running, Reverse(i64::MAX), 0);
-                let hi = (node, TaskState::Stuck, Reverse(i64::MIN), TaskId::MAX);
+                let lo = NodeKey::first_of(node, TaskState::Running);
+                let hi = NodeKey::last_of(node, TaskState::Stuck);
                 self.views.settle();
                 let (lo, hi) = (std::ops::Bound::Included(lo), std::ops::Bound::Included(hi));
-                let live: Vec<TaskId> = self.views.by_node.range(lo, hi, true).map(|k| k.3).collect();
+                let live: Vec<TaskId> = self.views.by_node.range(lo, hi, true).map(NodeKey::id).collect();
                 for task in live {
                     self.update_task(task, true, |_| {});
                 }

@@ -2,17 +2,14 @@
 //! them: O(log n + rows) from an anchor, so a cursor stays on its task while
 //! the data changes under it.
 
-use std::cmp::Reverse;
-
 use super::layered::LayeredSet;
 use super::state::{StateSet, TaskState};
 use super::task::{NodeId, Task, TaskId};
 
 /// Default order within a node (across nodes: the nodes' runs of each
-/// state merged, see [`Views::page`]).
-pub type NodeKey = (NodeId, TaskState, Reverse<i64>, TaskId);
-/// FIFO order within a node lane (lanes one after another).
-pub type SeqKey = (NodeId, u64, TaskId);
+/// state merged, see [`Views::page`]); FIFO order within a node lane
+/// (lanes one after another).
+pub use super::keys::{NodeKey, SeqKey};
 
 /// How a view is sorted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -104,8 +101,8 @@ impl Views {
     /// (the seq order does not change with the state).
     pub fn relocate(&mut self, id: TaskId, before: Option<Placement>, after: Option<Placement>) {
         self.moved |= before != after;
-        let node_key = |at: Placement| (at.node, at.state, Reverse(at.time), id);
-        let seq_key = |at: Placement| (at.node, at.seq, id);
+        let node_key = |at: Placement| NodeKey::new(at.node, at.state, at.time, id);
+        let seq_key = |at: Placement| SeqKey::new(at.node, at.seq, id);
         self.by_node.replace(before.map(node_key), after.map(node_key));
         self.by_seq.replace(before.map(seq_key), after.map(seq_key));
     }
@@ -149,9 +146,8 @@ impl Views {
                     let mut runs: Vec<_> = nodes
                         .iter()
                         .map(|&node| {
-                            let key = anchor.map(|(id, t)| (node, t.state, Reverse(t.sort_time()), id));
-                            let lo = (node, state, Reverse(i64::MAX), 0);
-                            let hi = (node, state, Reverse(i64::MIN), TaskId::MAX);
+                            let key = anchor.map(|(id, t)| NodeKey::new(node, t.state, t.sort_time(), id));
+                            let (lo, hi) = (NodeKey::first_of(node, state), NodeKey::last_of(node, state));
                             range_from(&self.by_node, lo, hi, key, forward, inclusive).peekable()
                         })
                         .collect();
@@ -161,10 +157,10 @@ impl Views {
                         let next = runs
                             .iter_mut()
                             .enumerate()
-                            .filter_map(|(i, run)| run.peek().map(|k| (i, (k.2, k.3))))
+                            .filter_map(|(i, run)| run.peek().map(|k| (i, k.within_state())))
                             .reduce(|a, b| if (b.1 < a.1) == forward { b } else { a });
                         let Some((i, _)) = next else { break };
-                        out.extend(runs[i].next().map(|k| k.3));
+                        out.extend(runs[i].next().map(NodeKey::id));
                     }
                     if out.len() >= limit {
                         break;
@@ -172,26 +168,25 @@ impl Views {
                 }
             }
             (Order::StateThenNewest, Some(node)) => {
-                let key = anchor.map(|(id, t)| (t.node, t.state, Reverse(t.sort_time()), id));
+                let key = anchor.map(|(id, t)| NodeKey::new(t.node, t.state, t.sort_time(), id));
                 for state in ordered(view.states, forward) {
-                    let lo = (node, state, Reverse(i64::MAX), 0);
-                    let hi = (node, state, Reverse(i64::MIN), TaskId::MAX);
-                    collect(&self.by_node, lo, hi, key, forward, inclusive, limit, &mut out, |k| k.3);
+                    let (lo, hi) = (NodeKey::first_of(node, state), NodeKey::last_of(node, state));
+                    collect(&self.by_node, lo, hi, key, forward, inclusive, limit, &mut out, |k| k.id());
                     if out.len() >= limit {
                         break;
                     }
                 }
             }
             (Order::SeqInNode, node) => {
-                let key = anchor.map(|(id, t)| (t.node, t.seq(), id));
+                let key = anchor.map(|(id, t)| SeqKey::new(t.node, t.seq(), id));
                 let (lo, hi) = match node {
-                    Some(n) => ((n, 0, 0), (n, u64::MAX, TaskId::MAX)),
-                    None => ((0, 0, 0), (NodeId::MAX, u64::MAX, TaskId::MAX)),
+                    Some(n) => (SeqKey::new(n, 0, 0), SeqKey::new(n, u64::MAX, TaskId::MAX)),
+                    None => (SeqKey::new(0, 0, 0), SeqKey::new(NodeId::MAX, u64::MAX, TaskId::MAX)),
                 };
                 // Seq order has no state component: filter while walking.
                 let keys = range_from(&self.by_seq, lo, hi, key, forward, inclusive);
                 let matching = keys
-                    .map(|k| k.2)
+                    .map(SeqKey::id)
                     .filter(|&id| view.states.is_all() || view.states.contains(state_of(id)));
                 out.extend(matching.take(limit));
             }
@@ -205,11 +200,11 @@ impl Views {
     fn nodes(&self) -> Vec<NodeId> {
         use std::ops::Bound::{Excluded, Unbounded};
         let mut nodes = Vec::new();
-        let first = |from| self.by_node.range(from, Unbounded, true).next().map(|k: NodeKey| k.0);
+        let first = |from| self.by_node.range(from, Unbounded, true).next().map(NodeKey::node);
         let mut next = first(Unbounded);
         while let Some(node) = next {
             nodes.push(node);
-            let past = (node, TaskState::ALL[TaskState::COUNT - 1], Reverse(i64::MIN), TaskId::MAX);
+            let past = NodeKey::last_of(node, TaskState::ALL[TaskState::COUNT - 1]);
             next = first(Excluded(past));
         }
         nodes

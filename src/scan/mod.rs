@@ -14,4 +14,4 @@ pub use cadence::Cadence;
 pub use discover::{
     discover_nodes, read_heartbeat, read_heartbeats, read_paused, read_paused_nodes, Discovery,
 };
-pub use round::{NodeScanner, ROUND_ORDER};
+pub use round::{NodeScanner, PARK_AT_LEAST, ROUND_ORDER};

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::cache::FactsCache;
+use crate::cache::{FactsCache, ParkedListing};
 use crate::index::{DirOutcome, Round};
 use crate::listing::Listing;
 use crate::paths::{QueueDir, RunDir};
@@ -41,6 +41,29 @@ struct DirState {
     fingerprint: Option<Fingerprint>,
     stamp: Option<DirStamp>,
     listed_once: bool,
+    /// The last good listing, out of memory (`listing` is then empty):
+    /// see [`NodeScanner::park_done_if_idle`].
+    parked: Option<ParkedListing>,
+    /// Rounds in a row this directory was unchanged.
+    unchanged_rounds: u32,
+}
+
+impl DirState {
+    /// Number of files in the last good listing, parked or not.
+    fn listed_files(&self) -> usize {
+        self.listing.len() + self.parked.as_ref().map_or(0, ParkedListing::files)
+    }
+
+    /// Brings a parked listing back into memory, to diff against.
+    fn unpark(&mut self) -> Result<(), String> {
+        if let Some(parked) = &self.parked {
+            self.listing = parked.read().map_err(|e| {
+                format!("the last listing of {} could not be read back: {e}", self.path.display())
+            })?;
+            self.parked = None;
+        }
+        Ok(())
+    }
 }
 
 /// The scanning state of one node of one lease.
@@ -68,12 +91,19 @@ struct SavedDone {
     at_round: u64,
     /// Why the saved listing could not be used or saved, to say once.
     problem: Option<String>,
+    /// Task entries from which an idle listing is parked.
+    park_from: usize,
 }
 
 /// Rounds between two saves of a `done/` that keeps changing (2-10 s each):
 /// each save writes the node's whole listing, so a busy node is not saved
 /// every round; one saved a little stale costs the next launch one listing.
 const SAVE_EVERY_ROUNDS: u64 = 30;
+
+/// Unchanged rounds after which a `done/` listing is parked (2-20 s).
+const PARK_AFTER_UNCHANGED: u32 = 2;
+/// Task entries below which a listing stays in memory (a few KB).
+pub const PARK_AT_LEAST: usize = 1024;
 
 fn slot(dir: QueueDir) -> usize {
     QueueDir::ALL.iter().position(|d| *d == dir).unwrap_or(0)
@@ -83,7 +113,17 @@ impl NodeScanner {
     pub fn new(run_dir: &RunDir, node: &str) -> NodeScanner {
         let dirs =
             QueueDir::ALL.map(|dir| DirState { path: run_dir.queue(dir, node), ..DirState::default() });
-        NodeScanner { node: Arc::from(node), dirs, rounds: 0, saved: SavedDone::default() }
+        let saved = SavedDone { park_from: PARK_AT_LEAST, ..SavedDone::default() };
+        NodeScanner { node: Arc::from(node), dirs, rounds: 0, saved }
+    }
+
+    /// Parks idle `done/` listings of at least `tasks` entries (the
+    /// default, [`PARK_AT_LEAST`], keeps small ones in memory; the NFS
+    /// model's check parks every one, to prove a parked listing diffs as
+    /// one held would).
+    pub fn parking_from(mut self, tasks: usize) -> NodeScanner {
+        self.saved.park_from = tasks.max(1);
+        self
     }
 
     /// Keeps `done/`'s listing in `cache` between launches: a relaunch
@@ -109,7 +149,7 @@ impl NodeScanner {
 
     /// Total names in the last listings (for progress and benches).
     pub fn listed_names(&self) -> usize {
-        self.dirs.iter().map(|d| d.listing.len()).sum()
+        self.dirs.iter().map(DirState::listed_files).sum()
     }
 
     /// Lists the directories and returns what changed. With `force`, stamps
@@ -180,7 +220,8 @@ impl NodeScanner {
                 None => list_one(source, &mut self.dirs[slot(dir)], force && !repeated, repeated),
             };
             if dir == QueueDir::Done {
-                self.save_done();
+                self.save_done(false);
+                self.park_done_if_idle(&outcome);
             }
             outcomes.push((dir, outcome));
         }
@@ -228,18 +269,22 @@ impl NodeScanner {
     }
 
     /// Saves `done/`'s listing when a stamp that can vouch for it is newer
-    /// than what the cache has (at most every [`SAVE_EVERY_ROUNDS`]).
-    fn save_done(&mut self) {
+    /// than what the cache has (at most every [`SAVE_EVERY_ROUNDS`], unless
+    /// `now`). A parked listing was saved before it was parked.
+    fn save_done(&mut self, now: bool) {
         let Some(cache) = &self.saved.cache else { return };
         let state = &self.dirs[slot(QueueDir::Done)];
         let (Some(stamp), Some(fingerprint)) = (state.stamp, state.fingerprint) else { return };
+        if state.parked.is_some() {
+            return;
+        }
         let due = match self.saved.kept {
             None => true,
             // Other names under the same stamp: what was saved came from a
             // listing that lagged behind its stamp (NFS can serve one);
             // replaced at once.
             Some(kept) if kept.0 == stamp => kept.1 != fingerprint,
-            Some(_) => self.rounds >= self.saved.at_round + SAVE_EVERY_ROUNDS,
+            Some(_) => now || self.rounds >= self.saved.at_round + SAVE_EVERY_ROUNDS,
         };
         if !due {
             return;
@@ -251,6 +296,38 @@ impl NodeScanner {
             }
             Err(problem) => {
                 self.saved.problem = Some(format!("done/ listings are not saved: {problem}"));
+                self.saved.cache = None;
+            }
+        }
+    }
+}
+
+impl NodeScanner {
+    /// Parks `done/`'s listing in the cache's directory once the directory
+    /// has stayed unchanged for [`PARK_AFTER_UNCHANGED`] rounds: a
+    /// finished history's listings leave memory, and come back (one local
+    /// read) only when the directory changes. Saved first, so the saved
+    /// copy is never behind a parked one.
+    fn park_done_if_idle(&mut self, outcome: &DirOutcome) {
+        let state = &mut self.dirs[slot(QueueDir::Done)];
+        match outcome {
+            DirOutcome::Unchanged => state.unchanged_rounds = state.unchanged_rounds.saturating_add(1),
+            _ => state.unchanged_rounds = 0,
+        }
+        let idle = state.unchanged_rounds >= PARK_AFTER_UNCHANGED;
+        if !idle || state.parked.is_some() || state.listing.task_count() < self.saved.park_from {
+            return;
+        }
+        self.save_done(true);
+        let Some(cache) = &self.saved.cache else { return };
+        let state = &mut self.dirs[slot(QueueDir::Done)];
+        match cache.park_listing(&state.listing) {
+            Ok(parked) => {
+                state.parked = Some(parked);
+                state.listing = Listing::default();
+            }
+            Err(problem) => {
+                self.saved.problem = Some(format!("done/ listings are kept in memory: {problem}"));
                 self.saved.cache = None;
             }
         }
@@ -329,6 +406,9 @@ fn list_or_skip(source: &dyn RunFs, state: &mut DirState, force: bool, repeat: b
             if state.listed_once && state.fingerprint == Some(fingerprint) {
                 state.stamp = stamp.filter(|s| !s.racy);
                 return DirOutcome::Unchanged;
+            }
+            if let Err(problem) = state.unpark() {
+                return DirOutcome::Failed(problem);
             }
             let listing = Listing::of(names);
             let (added, mut removed) = state.listing.diff(&listing);
@@ -501,6 +581,65 @@ mod tests {
         set_mtime(&done, hour_ago - std::time::Duration::from_secs(1));
         let listed = scanner().round(&FsSource, false);
         assert!(matches!(done_of(&listed), DirOutcome::Changed { added, .. } if added.len() == 3));
+    }
+
+    fn task_file(seq: u64) -> String {
+        format!("{seq:06}_T{seq}_00000000-0000-4000-8000-{seq:012}.json")
+    }
+
+    #[test]
+    fn an_idle_done_listing_is_parked_saved_first_and_diffs_exactly_when_it_changes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir(tmp.path().join("run"));
+        let done = run.queue(QueueDir::Done, "a");
+        let tasks = PARK_AT_LEAST as u64 + 50;
+        for seq in 1..=tasks {
+            touch(&done.join(task_file(seq)));
+        }
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        set_mtime(&done, hour_ago);
+        let cache_dir = tmp.path().join("cache");
+        std::fs::create_dir(&cache_dir).unwrap();
+        let cache = Arc::new(FactsCache::at(cache_dir.join("facts.bin"), "run".into()));
+        let mut scanner = NodeScanner::new(&run, "a").with_saved_listings(Some(cache.clone()));
+        let first = scanner.round(&FsSource, false);
+        assert!(
+            matches!(done_of(&first), DirOutcome::Changed { added, .. } if added.len() == tasks as usize)
+        );
+
+        // A change the save waits for (a busy node is saved every 30 rounds).
+        touch(&done.join(task_file(tasks + 1)));
+        set_mtime(&done, hour_ago + std::time::Duration::from_secs(60));
+        let grew = scanner.round(&FsSource, false);
+        assert!(matches!(done_of(&grew), DirOutcome::Changed { added, .. } if added.len() == 1));
+        let held = scanner.dirs[slot(QueueDir::Done)].listing.clone();
+        assert!(scanner.dirs[slot(QueueDir::Done)].parked.is_none(), "changing: kept in memory");
+
+        for _ in 0..PARK_AFTER_UNCHANGED {
+            assert_eq!(done_of(&scanner.round(&FsSource, false)), &DirOutcome::Unchanged);
+        }
+        let state = &scanner.dirs[slot(QueueDir::Done)];
+        assert!(state.parked.is_some() && state.listing.is_empty(), "idle: out of memory");
+        assert_eq!(scanner.listed_names(), tasks as usize + 1, "still counted");
+        let saved = cache.load_listing("a").unwrap().expect("saved before parking");
+        assert_eq!(saved.listing, held, "the saved copy is the parked one, not the older save");
+        let files: Vec<_> = std::fs::read_dir(&cache_dir).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(files.len(), 1, "the parked listing has no name, only the saved one: {files:?}");
+        // A forced rescan that finds the same names leaves it parked.
+        assert_eq!(done_of(&scanner.round(&FsSource, true)), &DirOutcome::Unchanged);
+        assert!(scanner.dirs[slot(QueueDir::Done)].parked.is_some());
+
+        // A change: read back and diffed, exactly.
+        std::fs::remove_file(done.join(task_file(7))).unwrap();
+        touch(&done.join(task_file(tasks + 2)));
+        set_mtime(&done, hour_ago + std::time::Duration::from_secs(120));
+        let changed = scanner.round(&FsSource, false);
+        let DirOutcome::Changed { added, removed } = done_of(&changed) else { panic!("{changed:?}") };
+        let names = |l: &Listing| l.tasks().map(|(n, _)| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(names(added), [task_file(tasks + 2).trim_end_matches(".json")]);
+        assert_eq!(names(removed), [task_file(7).trim_end_matches(".json")]);
+        assert!(scanner.dirs[slot(QueueDir::Done)].parked.is_none());
+        assert_eq!(scanner.listed_names(), tasks as usize + 1);
     }
 
     #[test]
