@@ -412,7 +412,10 @@ fn load_details(fs: &dyn RunFs, snapshot: &Index, id: TaskId, run: &RunDir) -> R
     if let Some(kind) = task.presence.result {
         let path = crate::hydrate::result_location(run, node, task, kind);
         match crate::hydrate::read_full_result(fs, &path) {
-            Ok(result) => details.gpus_assigned = result.gpus_assigned,
+            Ok(result) => {
+                details.gpus_assigned = result.gpus_assigned;
+                details.runtime_s = Some(result.runtime_s);
+            }
             Err(e) => details.problems.push(format!("result: {e}")),
         }
         details.result_path = Some(path);
@@ -555,7 +558,7 @@ fn text_matches(index: &Index, id: TaskId, fetched: Option<&str>, text: &str) ->
 
 /// Known without a file: the task failed, or exited non-zero.
 fn failed(index: &Index, id: TaskId) -> bool {
-    index.task(id).is_some_and(|t| t.state == TaskState::Failed || t.exit_code.is_some_and(|c| c != 0))
+    index.task(id).is_some_and(|t| t.state == TaskState::Failed || t.exit_code().is_some_and(|c| c != 0))
 }
 
 /// Whether a task that ran wrote anything to stderr (one or two stats;

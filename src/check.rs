@@ -406,7 +406,7 @@ fn agrees_with_truth(model: &NfsModel, index: &Index) -> Result<(), String> {
                             "after settling, {stem} is {} but really {truth} (presence {:?}, exit {:?}, model {:?} {:?})",
                             task.state,
                             task.presence,
-                            task.exit_code,
+                            task.exit_code(),
                             model.spec_location(&stem),
                             model.result_of(&stem),
                         ));

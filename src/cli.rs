@@ -196,7 +196,7 @@ pub fn write_tasks_json(
             seq: task.seq(),
             name: &name,
             state: task.state,
-            exit_code: task.exit_code,
+            exit_code: task.exit_code(),
             created_at: nonzero(task.created_at),
             started_at: nonzero(task.started_at),
             finished_at: nonzero(task.finished_at),
@@ -223,7 +223,7 @@ pub fn write_tasks_text(
     writeln!(out, "{:<9} {:<12} {:<10} {:>5}  COMMAND / NAME", "STATE", "NODE", "TASK", "EXIT")?;
     for id in index.page(view, None, true, true, limit.unwrap_or(usize::MAX)) {
         let Some(task) = index.task(id) else { continue };
-        let exit = task.exit_code.map_or("-".to_string(), |c| c.to_string());
+        let exit = task.exit_code().map_or("-".to_string(), |c| c.to_string());
         let name = task.name.text();
         let what = task.problem().or(task.command()).unwrap_or(&name);
         writeln!(

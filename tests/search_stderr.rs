@@ -34,7 +34,7 @@ fn has_stderr_answers_from_exit_codes_first_then_err_files_with_progress() {
         .filter(|&id| {
             index
                 .task(id)
-                .is_some_and(|t| t.state == TaskState::Failed || t.exit_code.is_some_and(|c| c != 0))
+                .is_some_and(|t| t.state == TaskState::Failed || t.exit_code().is_some_and(|c| c != 0))
         })
         .collect();
     assert!(failed.len() > 50, "the tree has failures: {}", failed.len());

@@ -842,7 +842,7 @@ mod tests {
         assert_eq!(listings, 4, "two nodes, two parts each, once");
         assert!(core.on(Duration::ZERO, Input::Tick, &index).settled);
         let task = index.task(index.find(&name).unwrap()).unwrap();
-        assert_eq!((task.state, task.exit_code), (crate::index::TaskState::Failed, Some(3)));
+        assert_eq!((task.state, task.exit_code()), (crate::index::TaskState::Failed, Some(3)));
         assert_eq!(index.unread_count(), 0);
     }
 

@@ -422,6 +422,9 @@ async fn fold_events(mut index: Index, inbound: Inbound, slot: SnapshotSlot) {
             last_publish = Instant::now();
             dirty = false;
             if !trimmed && index.is_complete() {
+                // After the complete history is on screen, not before it.
+                index.compact_tasks();
+                slot.publish(Arc::new(index.clone()));
                 crate::alloc::give_back_freed_memory();
                 trimmed = true;
             }

@@ -196,6 +196,17 @@ impl Index {
     }
 
     /// Finished tasks holding details that may be let go.
+    /// Copies the tasks into fresh, packed storage, once the history is in.
+    /// Folding it copied each storage chunk the dashboard's snapshot
+    /// shared, over and over, and the holes the copies left, a few KB
+    /// each between live chunks, are memory malloc cannot give back: at
+    /// 10^6 tasks the live tasks took 112 MB of a 277 MB heap. Packed
+    /// anew, and the old chunks freed together when the last old snapshot
+    /// goes, they can be.
+    pub fn compact_tasks(&mut self) {
+        self.tasks = self.tasks.iter().cloned().collect();
+    }
+
     pub fn details_held(&self) -> usize {
         self.held.len()
     }
@@ -639,11 +650,9 @@ impl Index {
             }
             match outcome {
                 Ok(result) => {
-                    task.result_read = ReadStatus::Read;
+                    task.set_result_read(result.exit_code);
                     task.started_at = result.started_at;
                     task.finished_at = result.finished_at;
-                    task.exit_code = Some(result.exit_code);
-                    task.runtime_s = result.runtime_s as f32;
                     // What the spec says stands; what the result repeats
                     // of it serves until (or instead of) the spec's read.
                     if born_let_go {
@@ -716,8 +725,13 @@ impl Index {
         let node_alive = self.nodes[task.node as usize].health.is_alive();
         let task = &mut self.tasks[id as usize];
         change(task);
-        task.state =
-            derive_state(&task.presence, task.exit_code, node_alive, task.missing_rounds, Some(before.state));
+        task.state = derive_state(
+            &task.presence,
+            task.exit_code(),
+            node_alive,
+            task.missing_rounds,
+            Some(before.state),
+        );
         let after = Placement::of(task);
         if before == after {
             return;

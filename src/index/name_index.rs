@@ -1,8 +1,8 @@
 //! Name -> task id, keeping no second copy of any name: the index holds
-//! each name's seq, a 32-bit hash of it and the task id, sorted; the name
-//! itself is the task's. Names that share a seq and a hash are neighbours
-//! and told apart by the task's name. A layered set (a sorted array with
-//! small overlays, 16 bytes a name, where a B-tree map costs its nodes'
+//! the low bits of each name's seq, a 32-bit hash of it and the task id,
+//! sorted; the name itself is the task's. Names that share those are
+//! neighbours and told apart by the task's name. A layered set (a sorted
+//! array with small overlays, 12 bytes a name, where a B-tree map costs its nodes'
 //! slack besides and `imbl`'s hash map ~100 bytes an entry), with the
 //! names of the event being folded in a small ordered set until it
 //! settles: a batch of cache facts or a listing of a history is one merge.
@@ -23,14 +23,17 @@ pub struct NameIndex {
     fresh: BTreeSet<Entry>,
 }
 
-/// The seq a name starts with (0 if none), a hash of the whole name (of
-/// its stored form: a name has one, and hashing it builds no text), and
-/// the task's id.
-type Entry = (u64, u32, TaskId);
+/// The low 32 bits of the seq a name starts with (0 if none), a hash of
+/// the whole name (of its stored form: a name has one, and hashing it
+/// builds no text), and the task's id: 12 bytes. The seq comes first so
+/// that lookups in name order (listings, the cache) fall near each other;
+/// its low bits are enough for that, and names that share them are told
+/// apart by the name itself, as names that share a hash are.
+type Entry = (u32, u32, TaskId);
 
 /// The first and last entry a name's seq and hash can have.
 fn entries_of(name: &StoredName) -> (Entry, Entry) {
-    let (seq, hash) = (name.seq(), (BuildNameHasher.hash_one(name) >> 32) as u32);
+    let (seq, hash) = (name.seq() as u32, (BuildNameHasher.hash_one(name) >> 32) as u32);
     ((seq, hash, 0), (seq, hash, TaskId::MAX))
 }
 

@@ -311,6 +311,24 @@ fn snapshots_are_independent() {
 }
 
 #[test]
+fn compacted_tasks_are_the_same_tasks_and_still_change_apart_from_snapshots() {
+    let mut index = small_index();
+    index.apply(done_ok(4, 0));
+    let before = index.clone();
+    index.compact_tasks();
+    let tasks = |index: &Index| (0..index.id_bound()).map(|id| index.task(id).cloned()).collect::<Vec<_>>();
+    assert_eq!(tasks(&index), tasks(&before));
+    for view in [ViewSpec::default(), ViewSpec { order: Order::SeqInNode, ..ViewSpec::default() }] {
+        assert_eq!(index.all_in_view(&view), before.all_in_view(&view));
+    }
+    assert_eq!(index.find(&stem(3)), before.find(&stem(3)));
+    index.apply(done_ok(5, 2));
+    assert_eq!(state(&index, 5), TaskState::Failed);
+    assert_eq!(state(&before, 5), TaskState::Done, "the snapshot from before is untouched");
+    assert_counts_match_rows(&index);
+}
+
+#[test]
 fn unrecognised_names_are_counted_not_dropped() {
     let mut index = small_index();
     let junk = vec!["notes.txt".to_string(), ".tmp.x".to_string()];
@@ -378,7 +396,7 @@ fn cached_facts_apply_to_tasks_already_listed_only_for_the_result_file_listed() 
     assert_eq!(state(&index, 4), TaskState::Failed);
     assert_eq!(state(&index, 1), TaskState::Pending, "facts of a result no listing shows do not count");
     let task = index.task(index.find(&stem(1)).unwrap()).unwrap();
-    assert_eq!((task.exit_code, task.result_read), (None, ReadStatus::Unread));
+    assert_eq!((task.exit_code(), task.result_read), (None, ReadStatus::Unread));
     assert_counts_match_rows(&index);
 }
 
@@ -390,7 +408,7 @@ fn a_name_that_reappears_without_its_result_sheds_the_cached_result() {
     index.apply(round("a", vec![changed(QueueDir::Inbox, vec![spec(7)], vec![])]));
     assert_eq!(state(&index, 7), TaskState::Pending);
     let task = index.task(index.find(&stem(7)).unwrap()).unwrap();
-    assert_eq!((task.exit_code, task.started_at, task.result_read), (None, 0, ReadStatus::Unread));
+    assert_eq!((task.exit_code(), task.started_at, task.result_read), (None, 0, ReadStatus::Unread));
     // When it finishes again, its new result is read, not the cached one.
     index.apply(round("a", vec![changed(QueueDir::Done, vec![spec(7), result(7)], vec![])]));
     assert_eq!(state(&index, 7), TaskState::Done);
@@ -460,7 +478,7 @@ fn details_beyond_the_limit_are_let_go_oldest_first_and_only_when_the_cache_has_
         let task = index.task(index.find(&stem(seq)).unwrap()).unwrap();
         assert!(task.details_dropped && task.command().is_none() && task.cwd().is_none(), "task {seq}");
         assert_eq!(task.state, TaskState::Finished, "state, times and exit code stay");
-        assert_eq!(task.exit_code, Some(0));
+        assert_eq!(task.exit_code(), Some(0));
     }
     assert_counts_match_rows(&index);
     assert_eq!(index.task_count(), 10, "every task stays listed and counted");
@@ -576,7 +594,7 @@ fn with_no_details_held_a_results_record_gives_none_and_the_row_can_fetch_them()
     for seq in [1, 2] {
         let t = task(seq);
         assert!(t.details.is_none() && t.details_dropped && t.details_at == 100 + u64::from(seq), "{t:?}");
-        assert!(!t.needs_read() && t.exit_code == Some(0) && t.state == TaskState::Finished);
+        assert!(!t.needs_read() && t.exit_code() == Some(0) && t.state == TaskState::Finished);
     }
     assert_eq!(command(&index, 3).as_deref(), Some("run 3"), "on screen: held");
     assert_eq!(command(&index, 4).as_deref(), Some("run 4"), "live: held");

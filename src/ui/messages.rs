@@ -184,6 +184,8 @@ pub struct TaskDetails {
     pub env: Vec<(String, String)>,
     pub idempotency_key: String,
     pub gpus_assigned: Option<String>,
+    /// The result's own measure of the run, in seconds.
+    pub runtime_s: Option<f64>,
     /// From the spec (the index may have only what a result repeats).
     pub cwd: Option<String>,
     pub created_at: Option<i64>,

@@ -8,7 +8,7 @@ use ratatui::widgets::{Clear, Paragraph, Sparkline, Wrap};
 use ratatui::Frame;
 
 use super::{pane_block, title};
-use crate::index::{NodeHealth, TaskState};
+use crate::index::{NodeHealth, Task, TaskState};
 use crate::sanitize::clean_line;
 use crate::ui::app::{App, Modal, FORM_FIELDS};
 use crate::ui::format::{age, count, duration, timestamp};
@@ -172,11 +172,10 @@ fn details_lines<'a>(
         field("finished", timestamp(task.finished_at)),
         field(
             "exit code",
-            task.exit_code.map_or("-".into(), |c| c.to_string())
-                + &if task.runtime_s > 0.0 {
-                    format!("  runtime {}", duration(task.runtime_s as f64))
-                } else {
-                    String::new()
+            task.exit_code().map_or("-".into(), |c| c.to_string())
+                + &match runtime_s(task, spec_read) {
+                    Some(runtime) => format!("  runtime {}", duration(runtime)),
+                    None => String::new(),
                 },
         ),
         field("stdout", log_shown(app, task, loaded, LogStream::Stdout)),
@@ -357,4 +356,13 @@ fn activity(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
 fn push_hint(lines: &mut Vec<Line>, hint: &'static str, theme: &Theme) {
     lines.push(Line::from(""));
     lines.push(Line::from(Span::styled(hint, theme.dim())));
+}
+
+/// How long a finished task ran: the result's own figure once its details
+/// are read, else its times (the index keeps no more, at 10^6 tasks).
+fn runtime_s(task: &Task, read: Option<&crate::ui::messages::TaskDetails>) -> Option<f64> {
+    let from_result = read.and_then(|d| d.runtime_s).filter(|r| *r > 0.0);
+    let from_times = (task.started_at != 0 && task.finished_at > task.started_at)
+        .then(|| (task.finished_at - task.started_at) as f64);
+    from_result.or(from_times)
 }

@@ -82,7 +82,7 @@ pub fn task_line(index: &Index, task: &Task, now: i64, show_node: bool) -> Strin
     } else {
         "-".into()
     };
-    let exit = task.exit_code.map_or("-".to_string(), |c| c.to_string());
+    let exit = task.exit_code().map_or("-".to_string(), |c| c.to_string());
     let what = match (task.problem(), task.command()) {
         (Some(problem), _) => clean_line(problem),
         (None, Some(command)) => clean_line(command),
