@@ -7,17 +7,24 @@ use super::state::TaskState;
 use super::task::{NodeId, TaskId};
 
 /// Default order within a node: node, state priority, newest first, id.
-/// Three words: node (16 bits) and state (8), the time reversed, the id.
-/// The time is clamped to Unix seconds in `u32` (1970 to 2106) for the
-/// order only: tasks beyond either end (hostile or broken times) sort
-/// among themselves by id; the times shown are the task's own.
+/// Node (16 bits), state (8) and the time reversed (32) in one word, the
+/// id in another, packed to 12 bytes (two integer comparisons, where an
+/// array of three words compared slower in the fold's sorts). The time is
+/// clamped to Unix seconds in `u32` (1970 to 2106) for the order only:
+/// tasks beyond either end (hostile or broken times) sort among
+/// themselves by id; the times shown are the task's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct NodeKey([u32; 3]);
+#[repr(C, packed(4))]
+pub struct NodeKey {
+    place: u64,
+    id: TaskId,
+}
 
 impl NodeKey {
     pub fn new(node: NodeId, state: TaskState, time: i64, id: TaskId) -> NodeKey {
         let clamped = time.clamp(0, i64::from(u32::MAX)) as u32;
-        NodeKey([u32::from(node) << 16 | (state.index() as u32) << 8, !clamped, id])
+        let place = u64::from(node) << 40 | (state.index() as u64) << 32 | u64::from(!clamped);
+        NodeKey { place, id }
     }
 
     /// The first key of a node's run of `state`.
@@ -31,17 +38,17 @@ impl NodeKey {
     }
 
     pub fn node(self) -> NodeId {
-        (self.0[0] >> 16) as NodeId
+        (self.place >> 40) as NodeId
     }
 
     pub fn id(self) -> TaskId {
-        self.0[2]
+        self.id
     }
 
     /// Where a key stands among keys of one state of any node: newest
     /// first, then by id (what merging the nodes' runs compares).
     pub fn within_state(self) -> (u32, u32) {
-        (self.0[1], self.0[2])
+        (self.place as u32, self.id)
     }
 }
 
@@ -70,6 +77,11 @@ mod tests {
     /// Times the order keeps apart (Unix seconds from 1970 to 2106).
     const TIMES: [i64; 5] = [0, 1, 1_764_000_000, 1_764_000_001, u32::MAX as i64];
     const IDS: [TaskId; 4] = [0, 1, 99, TaskId::MAX];
+
+    #[test]
+    fn a_node_key_takes_twelve_bytes() {
+        assert_eq!(std::mem::size_of::<NodeKey>(), 12);
+    }
 
     #[test]
     fn a_node_key_orders_and_reads_back_as_its_fields_do() {
