@@ -362,7 +362,8 @@ fn push_hint(lines: &mut Vec<Line>, hint: &'static str, theme: &Theme) {
 /// are read, else its times (the index keeps no more, at 10^6 tasks).
 fn runtime_s(task: &Task, read: Option<&crate::ui::messages::TaskDetails>) -> Option<f64> {
     let from_result = read.and_then(|d| d.runtime_s).filter(|r| *r > 0.0);
-    let from_times = (task.started_at != 0 && task.finished_at > task.started_at)
-        .then(|| (task.finished_at - task.started_at) as f64);
+    // Times come from files: any two may be far enough apart to overflow.
+    let ran = task.finished_at.checked_sub(task.started_at).filter(|s| *s > 0 && task.started_at != 0);
+    let from_times = ran.map(|s| s as f64);
     from_result.or(from_times)
 }
