@@ -195,7 +195,6 @@ impl Index {
         self.held.settle();
     }
 
-    /// Finished tasks holding details that may be let go.
     /// Copies the tasks into fresh, packed storage, once the history is in.
     /// Folding it copied each storage chunk the dashboard's snapshot
     /// shared, over and over, and the holes the copies left, a few KB
@@ -207,6 +206,7 @@ impl Index {
         self.tasks = self.tasks.iter().cloned().collect();
     }
 
+    /// Finished tasks holding details that may be let go.
     pub fn details_held(&self) -> usize {
         self.held.len()
     }

@@ -2,10 +2,11 @@
 //! the low bits of each name's seq, a 32-bit hash of it and the task id,
 //! sorted; the name itself is the task's. Names that share those are
 //! neighbours and told apart by the task's name. A layered set (a sorted
-//! array with small overlays, 12 bytes a name, where a B-tree map costs its nodes'
-//! slack besides and `imbl`'s hash map ~100 bytes an entry), with the
-//! names of the event being folded in a small ordered set until it
-//! settles: a batch of cache facts or a listing of a history is one merge.
+//! array with small overlays, 12 bytes a name, where a B-tree map costs
+//! its nodes' slack besides and `imbl`'s hash map ~100 bytes an entry),
+//! with the names of the event being folded in a small ordered set until
+//! it settles: a batch of cache facts or a listing of a history is one
+//! merge.
 use std::collections::BTreeSet;
 use std::hash::BuildHasher;
 

@@ -270,7 +270,9 @@ impl NodeScanner {
 
     /// Saves `done/`'s listing when a stamp that can vouch for it is newer
     /// than what the cache has (at most every [`SAVE_EVERY_ROUNDS`], unless
-    /// `now`). A parked listing was saved before it was parked.
+    /// `now`). Never while parked: the listing in memory is then empty, and
+    /// the saved copy was this listing when it was parked (a later stamp
+    /// over the same names goes unsaved until the directory changes).
     fn save_done(&mut self, now: bool) {
         let Some(cache) = &self.saved.cache else { return };
         let state = &self.dirs[slot(QueueDir::Done)];
@@ -300,14 +302,13 @@ impl NodeScanner {
             }
         }
     }
-}
 
-impl NodeScanner {
     /// Parks `done/`'s listing in the cache's directory once the directory
     /// has stayed unchanged for [`PARK_AFTER_UNCHANGED`] rounds: a
     /// finished history's listings leave memory, and come back (one local
-    /// read) only when the directory changes. Saved first, so the saved
-    /// copy is never behind a parked one.
+    /// read) only when the directory changes. Only once the cache's saved
+    /// copy is this listing (saved first if it was behind): a listing whose
+    /// stamp cannot vouch for it (racy, or none) is not saved, and stays.
     fn park_done_if_idle(&mut self, outcome: &DirOutcome) {
         let state = &mut self.dirs[slot(QueueDir::Done)];
         match outcome {
@@ -319,8 +320,10 @@ impl NodeScanner {
             return;
         }
         self.save_done(true);
-        let Some(cache) = &self.saved.cache else { return };
         let state = &mut self.dirs[slot(QueueDir::Done)];
+        let saved_is_this = matches!((state.stamp, state.fingerprint), (Some(stamp), Some(fingerprint))
+            if self.saved.kept == Some((stamp, fingerprint)));
+        let Some(cache) = self.saved.cache.as_ref().filter(|_| saved_is_this) else { return };
         match cache.park_listing(&state.listing) {
             Ok(parked) => {
                 state.parked = Some(parked);
@@ -640,6 +643,26 @@ mod tests {
         assert_eq!(names(removed), [task_file(7).trim_end_matches(".json")]);
         assert!(scanner.dirs[slot(QueueDir::Done)].parked.is_none());
         assert_eq!(scanner.listed_names(), tasks as usize + 1);
+    }
+
+    #[test]
+    fn a_done_listing_no_stamp_vouches_for_stays_in_memory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir(tmp.path().join("run"));
+        let done = run.queue(QueueDir::Done, "a");
+        for seq in 1..=PARK_AT_LEAST as u64 {
+            touch(&done.join(task_file(seq)));
+        }
+        // An mtime in the future is racy whatever the clock does meanwhile.
+        set_mtime(&done, std::time::SystemTime::now() + std::time::Duration::from_secs(3600));
+        let cache = Arc::new(FactsCache::at(tmp.path().join("facts.bin"), "run".into()));
+        let mut scanner = NodeScanner::new(&run, "a").with_saved_listings(Some(cache.clone()));
+        for _ in 0..=PARK_AFTER_UNCHANGED + 1 {
+            scanner.round(&FsSource, false);
+        }
+        assert_eq!(cache.load_listing("a"), Ok(None), "nothing vouches for it: not saved");
+        let state = &scanner.dirs[slot(QueueDir::Done)];
+        assert!(state.parked.is_none() && state.listing.task_count() == PARK_AT_LEAST, "so not parked");
     }
 
     #[test]
